@@ -1,0 +1,1 @@
+"""wasmbot front ends: the command parser, the CLI and the web application."""

@@ -1,0 +1,295 @@
+"""``wasmbot``: run commands, workers and the web app from a terminal.
+
+``wasmbot run "/wasm build examples/hello-c --tag localhost:5000/hello:v1"`` goes through the
+same parser and pipeline as Slack and GitHub will, and starts a worker for the duration of the
+command when none is running, so one command shows the whole path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from bot import commands
+from bot.config import ConfigError, Settings, load_settings
+from workers.jobs import Event, Job, State
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+def _setup() -> Settings:
+    from workers.celery_app import configure
+
+    settings = load_settings()
+    configure(settings)
+    return settings
+
+
+def _age(ts: float) -> str:
+    seconds = int(time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def describe(event: Event, job: Job | None) -> str:
+    """One line for one event, as the CLI prints it."""
+    prefix = f"[{event.stage}] " if event.stage else ""
+    if event.kind == "log":
+        return prefix + event.text
+    if event.kind == "stage" and event.state is not None and job is not None:
+        stage = job.stage(event.stage or "")
+        elapsed = f" in {stage.elapsed:.1f}s" if event.state.finished and stage.elapsed else ""
+        attempt = f" (attempt {stage.attempts})" if event.state is State.RUNNING and stage.attempts > 1 else ""
+        text = f"{prefix}{event.state.value}{elapsed}{attempt}"
+        return text + (f": {event.text}" if event.text else "")
+    return f"job {event.state.value if event.state else ''}"
+
+
+def follow(job_id: str, after: int = 0) -> Job:
+    """Print the job's events as they happen until it finishes; return the final record."""
+    from workers.pipeline import store
+
+    jobs = store()
+    while True:
+        for event in jobs.events(job_id, after=after, timeout=1.0):
+            after = event.seq
+            if event.state is State.PENDING or (event.kind == "job" and event.state is State.QUEUED):
+                continue  # the record's creation: nothing has happened yet
+            print(describe(event, jobs.get(job_id)), flush=True)
+        job = jobs.get(job_id)
+        if job is None:
+            raise SystemExit(f"job {job_id} disappeared from the store")
+        if job.state.finished and not jobs.events(job_id, after=after):
+            return job
+
+
+def summary(job: Job) -> str:
+    if job.state is State.SUCCEEDED:
+        if "digest" in job.artifacts:
+            return f"job {job.id} succeeded: pushed {job.artifacts['image']}@{job.artifacts['digest']}"
+        return f"job {job.id} succeeded"
+    failed = job.next_stage()
+    where = f" in {failed.name}" if failed else ""
+    return f"job {job.id} {job.state.value}{where}; retry with: wasmbot retry {job.id}"
+
+
+@contextmanager
+def worker_if_needed(settings: Settings) -> Iterator[None]:
+    """Start a worker for the duration of the block unless one is already running."""
+    from workers.pipeline import store
+
+    if store().live_workers():
+        yield
+        return
+    print("no worker is running: starting one for this command", file=sys.stderr, flush=True)
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--concurrency", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)  # warm shutdown: the job is done, nothing is lost
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _setup()
+    try:
+        command = commands.parse(args.text)
+    except commands.CommandError as exc:
+        print(f"wasmbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(command, commands.HelpCommand):
+        print(commands.help_text(command.topic))
+        return 0
+    from workers.pipeline import submit
+
+    with worker_if_needed(settings):
+        job = submit(command, requester=getpass.getuser(), origin="cli", text=args.text,
+                     source_root=os.getcwd())
+        print(f"job {job.id} submitted: {args.text}", flush=True)
+        if args.detach:
+            return 0
+        job = follow(job.id)
+    print(summary(job))
+    return 0 if job.state is State.SUCCEEDED else EXIT_FAILED
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    settings = _setup()
+    from workers.pipeline import retry, store
+
+    with worker_if_needed(settings):
+        try:
+            after = len(store().events(args.job))
+            job = retry(args.job)
+        except (KeyError, ValueError) as exc:
+            print(f"wasmbot: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"job {job.id} queued again", flush=True)
+        job = follow(job.id, after=after)
+    print(summary(job))
+    return 0 if job.state is State.SUCCEEDED else EXIT_FAILED
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    _setup()
+    from workers.pipeline import store
+
+    jobs = store().list(limit=args.limit)
+    if not jobs:
+        print("no jobs yet")
+    for job in jobs:
+        stages = " ".join(f"{s.name}:{s.state.value}" for s in job.stages)
+        print(f"{job.id}  {job.state.value:<9}  {_age(job.created_at):>4} ago  "
+              f"{job.requester}@{job.origin}  {job.text}  [{stages}]")
+    return 0
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    _setup()
+    from workers.pipeline import store
+
+    job = store().get(args.job)
+    if job is None:
+        print(f"wasmbot: no job {args.job!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(job.model_dump_json(indent=2))
+        return 0
+    print(f"job {job.id}: {job.state.value}\n  command: {job.text}\n"
+          f"  by {job.requester} from {job.origin}, {_age(job.created_at)} ago")
+    for stage in job.stages:
+        took = f" {stage.elapsed:.1f}s" if stage.elapsed else ""
+        tries = f", {stage.attempts} attempts" if stage.attempts > 1 else ""
+        print(f"  {stage.name:<6} {stage.state.value}{took}{tries}")
+    for key, value in job.artifacts.items():
+        print(f"  {key}: {value}")
+    print("log:")
+    for event in store().events(job.id):
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
+        print(f"  {stamp} {describe(event, job)}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _setup()
+    from workers.celery_app import app
+
+    concurrency = args.concurrency or settings.worker_concurrency
+    app.worker_main(["worker", "--queues", "wasmbot", "--concurrency", str(concurrency),
+                     "--loglevel", args.loglevel, "--hostname", f"wasmbot-{os.getpid()}@%h",
+                     "--without-gossip", "--without-mingle"])
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _setup()
+    from aiohttp import web
+
+    from bot.web import make_app
+
+    web.run_app(make_app(settings), host=args.host or settings.web_host,
+                port=args.port if args.port is not None else settings.web_port)
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Registry, worker and web app in one process tree; Ctrl-C stops them all."""
+    settings = _setup()
+    from bot.localservices import ServiceError, start_registry
+
+    services = []
+    if not args.no_registry:
+        try:
+            registry = start_registry(settings.data_dir / "registry", port=args.registry_port)
+        except ServiceError as exc:
+            print(f"wasmbot dev: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        services.append(registry)
+        print(f"registry: {registry.url} (push to 127.0.0.1:{args.registry_port}/NAME:TAG)")
+    children = [subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"]),
+                subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"])]
+    print(f"worker and web app (http://{settings.web_host}:{settings.web_port}/healthz) "
+          "started; Ctrl-C stops everything", flush=True)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        for service in services:
+            service.stop()
+    print("stopped")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wasmbot", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="submit a /wasm command and follow its job")
+    p.add_argument("text", help='the command, e.g. "/wasm build examples/hello-c --tag localhost:5000/hello:v1"')
+    p.add_argument("--detach", action="store_true", help="print the job id and return at once")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("retry", help="run a failed job again from the stage that failed")
+    p.add_argument("job")
+    p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("jobs", help="list recent jobs")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("job", help="show one job's record and log")
+    p.add_argument("job")
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    p.set_defaults(func=cmd_job)
+
+    p = sub.add_parser("worker", help="start a Celery worker")
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("serve", help="run the web application (health probes, later Slack and GitHub)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("dev", help="run a local registry, a worker and the web app until Ctrl-C")
+    p.add_argument("--registry-port", type=int, default=5000)
+    p.add_argument("--no-registry", action="store_true")
+    p.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        print(f"wasmbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

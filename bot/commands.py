@@ -1,0 +1,184 @@
+"""``/wasm`` commands as data: one parser for every front end (CLI, Slack, GitHub comments).
+
+Each command declares its own usage and help (as Prow plugins do), so ``/wasm help`` is always
+in step with what the parser accepts.  Parsing never touches the shell: the text is split with
+``shlex`` and every value is checked against a strict pattern before a job can exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Literal, NoReturn
+
+from pydantic import BaseModel, ConfigDict
+
+MAX_COMMAND_LENGTH = 1000
+LANGUAGES = ("c",)  # languages the build stage can compile today; issue #4 adds the rest
+
+_SOURCE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,255}$")
+_REGISTRY = r"(?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+|\[[0-9a-f:]+\])(?::[0-9]{1,5})?"
+_REPOSITORY = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+_REFERENCE = re.compile(rf"^(?P<registry>{_REGISTRY})/(?P<repository>{_REPOSITORY})(?::(?P<tag>{_TAG}))?$")
+
+
+class CommandError(ValueError):
+    """Input that is not a valid command; ``usage`` tells the user what would be."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+    def __str__(self) -> str:
+        return f"{self.message}\nusage: {self.usage}"
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    usage: str
+    summary: str
+    available: bool = True
+
+
+SPECS: dict[str, CommandSpec] = {
+    spec.name: spec
+    for spec in (
+        CommandSpec("help", "/wasm help [COMMAND]", "show the commands, or one command's usage"),
+        CommandSpec(
+            "build",
+            "/wasm build SOURCE [--tag REGISTRY/REPOSITORY[:TAG]] [--lang c]",
+            "build SOURCE into filter.wasm, test it under wasmtime and push it to --tag",
+        ),
+        CommandSpec("init", "/wasm init NAME --lang LANG --platform PLATFORM[:VERSION]",
+                    "scaffold a new filter repository", available=False),
+        CommandSpec("test", "/wasm test SOURCE", "run the ABI tests of a filter", available=False),
+        CommandSpec("push", "/wasm push JOB|SOURCE --tag REF [--release]",
+                    "push a built module as an OCI image", available=False),
+        CommandSpec("deploy", "/wasm deploy IMAGE|JOB --env ENV [--config JSON]",
+                    "deploy a module to an environment", available=False),
+        CommandSpec("undeploy", "/wasm undeploy ENV FILTER", "remove a deployed filter",
+                    available=False),
+        CommandSpec("status", "/wasm status [ENV]", "show what is deployed where", available=False),
+        CommandSpec("jobs", "/wasm jobs", "list recent jobs", available=False),
+        CommandSpec("search", "/wasm search TEXT", "search registries for modules", available=False),
+        CommandSpec("cancel", "/wasm cancel JOB", "cancel a running job", available=False),
+    )
+}
+
+
+class BuildCommand(BaseModel):
+    """Build SOURCE (a path below the front end's source root), test it, push it to ``tag``."""
+
+    model_config = ConfigDict(frozen=True)
+    name: Literal["build"] = "build"
+    source: str
+    tag: str | None = None
+    lang: str | None = None
+
+
+class HelpCommand(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: Literal["help"] = "help"
+    topic: str | None = None
+
+
+Command = BuildCommand | HelpCommand
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing and exiting."""
+
+    def __init__(self, spec: CommandSpec) -> None:
+        super().__init__(prog=f"/wasm {spec.name}", add_help=False, allow_abbrev=False)
+        self.spec = spec
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandError(message, self.spec.usage)
+
+
+def _check_source(source: str, usage: str) -> str:
+    if source.startswith("/") or not _SOURCE.match(source):
+        raise CommandError(
+            f"invalid SOURCE {source!r}: use a relative path of letters, digits, '.', '_', '-' and '/'",
+            usage,
+        )
+    if ".." in source.split("/"):
+        raise CommandError(f"invalid SOURCE {source!r}: '..' may not leave the source root", usage)
+    return source.rstrip("/")
+
+
+def check_reference(tag: str, usage: str) -> str:
+    """Validate an image reference to push to: REGISTRY/REPOSITORY[:TAG], registry required."""
+    if not _REFERENCE.match(tag):
+        raise CommandError(
+            f"invalid --tag {tag!r}: expected REGISTRY/REPOSITORY[:TAG], e.g. localhost:5000/hello:v1 "
+            "(lower-case repository; tags of letters, digits, '.', '_', '-')",
+            usage,
+        )
+    return tag
+
+
+def _parse_build(args: list[str]) -> BuildCommand:
+    spec = SPECS["build"]
+    parser = _Parser(spec)
+    parser.add_argument("source")
+    parser.add_argument("--tag")
+    parser.add_argument("--lang", choices=LANGUAGES)
+    ns = parser.parse_args(args)
+    tag = check_reference(ns.tag, spec.usage) if ns.tag is not None else None
+    return BuildCommand(source=_check_source(ns.source, spec.usage), tag=tag, lang=ns.lang)
+
+
+def _parse_help(args: list[str]) -> HelpCommand:
+    spec = SPECS["help"]
+    if len(args) > 1:
+        raise CommandError("help takes at most one COMMAND", spec.usage)
+    if args and args[0] not in SPECS:
+        raise CommandError(f"unknown command {args[0]!r}", spec.usage)
+    return HelpCommand(topic=args[0] if args else None)
+
+
+def parse(text: str) -> Command:
+    """Turn the text of a command (with or without the leading ``/wasm``) into a command."""
+    overview = "/wasm COMMAND [ARGS]; /wasm help lists the commands"
+    if len(text) > MAX_COMMAND_LENGTH:
+        raise CommandError(f"command is longer than {MAX_COMMAND_LENGTH} characters", overview)
+    if any(ord(ch) < 32 and ch not in "\t\n" or ord(ch) == 127 for ch in text):
+        raise CommandError("command contains control characters", overview)
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise CommandError(f"cannot read command: {exc}", overview) from None
+    if words and words[0] in ("/wasm", "wasm"):
+        words = words[1:]
+    if not words:
+        return HelpCommand()
+    name, args = words[0], words[1:]
+    spec = SPECS.get(name)
+    if spec is None:
+        raise CommandError(f"unknown command {name!r}", overview)
+    if not spec.available:
+        raise CommandError(f"/wasm {name} is not available yet", spec.usage)
+    if name == "build":
+        return _parse_build(args)
+    return _parse_help(args)
+
+
+def help_text(topic: str | None = None) -> str:
+    """Help for every command, or the usage and summary of one."""
+    if topic is not None:
+        spec = SPECS[topic]
+        note = "" if spec.available else " (not available yet)"
+        return f"usage: {spec.usage}\n{spec.summary}{note}"
+    width = max(len(s.name) for s in SPECS.values())
+    lines = ["wasmbot commands:"]
+    for spec in SPECS.values():
+        note = "" if spec.available else " (coming soon)"
+        lines.append(f"  {spec.name:<{width}}  {spec.summary}{note}")
+    lines.append("Run /wasm help COMMAND for its usage.")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Settings from the environment and an optional ``wasmbot.toml``, validated once at start.
+
+Environment variables win over the file (``WASMBOT_<FIELD>``; ``REDIS_URL`` is also accepted).
+With no Redis configured wasmbot runs on an embedded store under ``data_dir`` so that the
+quick start needs no server.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ConfigError(Exception):
+    """Configuration that wasmbot cannot start with; the message names the setting."""
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wasmbot"
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("WASMBOT_CONFIG", "wasmbot.toml"))
+
+
+class Settings(BaseSettings):
+    """Everything wasmbot can be configured with; see README "Configuration"."""
+
+    model_config = SettingsConfigDict(env_prefix="WASMBOT_", extra="forbid")
+
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("WASMBOT_REDIS_URL", "REDIS_URL", "redis_url")
+    )
+    data_dir: Path = Field(default_factory=_default_data_dir)
+
+    # Build sandbox.
+    toolchain_image_c: str | None = None
+    build_timeout: float = Field(default=300.0, gt=0)
+    build_memory: str = Field(default="1g", pattern=r"^[0-9]+[bkmg]?$")
+    build_cpus: float = Field(default=1.0, gt=0)
+    build_pids: int = Field(default=256, gt=0)
+
+    # Test stage: instructions (wasmtime fuel) a module may spend in each lifecycle call.
+    test_fuel: int = Field(default=2_000_000_000, gt=0)
+
+    # Registries reached over plain HTTP; everything else uses HTTPS.
+    plain_http_registries: list[str] = ["localhost:*", "127.0.0.1:*", "[::1]:*"]
+    push_timeout: float = Field(default=60.0, gt=0)
+
+    # Durability: a running stage holds a lease it renews; a lease older than this is a lost
+    # worker, and the stage is queued again.  A queued stage not started within
+    # ``requeue_after`` seconds is queued again (duplicates are harmless: stages are idempotent).
+    lease_ttl: float = Field(default=30.0, gt=0)
+    requeue_after: float = Field(default=900.0, gt=0)
+    visibility_timeout: int = Field(default=3600, gt=0)
+    worker_concurrency: int = Field(default=2, gt=0)
+
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=0, le=65535)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def uses_plain_http(self, registry: str) -> bool:
+        """Whether ``registry`` (``host[:port]``) is reached over plain HTTP."""
+        host = registry if ":" in registry.rsplit("]", 1)[-1] else registry + ":"
+        return any(fnmatch.fnmatch(host, pattern) or registry == pattern
+                   for pattern in self.plain_http_registries)
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load and validate settings, turning validation errors into one readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        where = _config_file() if _config_file().is_file() else "environment"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(settings)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration ({where}): {problems}") from None
+    except ValueError as exc:  # e.g. TOML syntax errors
+        raise ConfigError(f"invalid configuration file {_config_file()}: {exc}") from None

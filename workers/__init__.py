@@ -1,0 +1,1 @@
+"""wasmbot workers: the Celery app, the job store and the pipeline stages."""

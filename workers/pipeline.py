@@ -1,0 +1,168 @@
+"""From command to job to stages: submission, the stage task, retries.
+
+A job runs as a Celery chain of ``wasmbot.stage`` tasks, one per stage.  Every delivery of a
+stage task first *claims* the stage in the job store, atomically: a stage that already
+succeeded is not run again, a stage another live worker holds is left to it, and a stage whose
+worker was lost is taken over.  That makes redelivery (a killed worker, a duplicated message,
+a recovery) safe: each stage's effect happens once per job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from typing import Literal
+
+from celery import chain
+from celery.exceptions import Ignore
+
+from bot.commands import Command
+from workers import lease
+from workers.celery_app import app, settings
+from workers.jobs import Job, Stage, State
+from workers.stages import StageContext, StageError, StageFn, StageSkipped
+from workers.stages import build as build_stage
+from workers.stages import push as push_stage
+from workers.stages import test as test_stage
+from workers.store import JobStore, open_store
+
+log = logging.getLogger(__name__)
+
+STAGES: dict[str, StageFn] = {
+    "build": build_stage.run,
+    "test": test_stage.run,
+    "push": push_stage.run,
+}
+Claim = Literal["run", "done", "busy", "stopped"]
+
+
+def store() -> JobStore:
+    return open_store(settings())
+
+
+def submit(command: Command, *, requester: str, origin: str, text: str,
+           source_root: str) -> Job:
+    """Record a job for ``command`` and queue its first stage."""
+    job = Job(requester=requester, origin=origin, command=command.model_dump(), text=text,
+              source_root=source_root, stages=[Stage(name=name) for name in STAGES])
+    store().create(job)
+    enqueue(job.id, job.stages[0].name)
+    return job
+
+
+def enqueue(job_id: str, first: str) -> None:
+    """Queue the stages of ``job_id`` from ``first`` on, as one chain."""
+    names = list(STAGES)
+    remaining = names[names.index(first):]
+
+    def mark(job: Job) -> None:
+        stage = job.stage(first)
+        stage.state, stage.queued_at = State.QUEUED, time.time()
+        if job.state.finished:
+            job.state = State.QUEUED
+
+    store().update(job_id, mark)
+    chain(*(run_stage.si(job_id, name) for name in remaining)).apply_async()
+
+
+def retry(job_id: str) -> Job:
+    """Run a failed job again from the stage that failed."""
+    def reset(job: Job) -> str:
+        if job.state is not State.FAILED:
+            raise ValueError(f"job {job_id} is {job.state.value}; only failed jobs can be retried")
+        failed = job.next_stage()
+        assert failed is not None
+        for stage in job.stages[job.stages.index(failed):]:
+            stage.state, stage.error, stage.result = State.PENDING, None, {}
+        job.state = State.QUEUED
+        return failed.name
+
+    first = store().update(job_id, reset)
+    enqueue(job_id, first)
+    job = store().get(job_id)
+    assert job is not None
+    return job
+
+
+def claim(job: Job, name: str, owner: str, now: float, ttl: float) -> Claim:
+    """Decide what this delivery of stage ``name`` does, and take the stage if it runs it."""
+    stage = job.stage(name)
+    if stage.state in (State.SUCCEEDED, State.SKIPPED):
+        return "done"
+    if job.state is State.FAILED:
+        return "stopped"
+    if stage.state is State.RUNNING and lease.alive(stage.lease_owner, stage.lease_expires, now):
+        return "busy"
+    before = job.stages[: job.stages.index(stage)]
+    if any(s.state not in (State.SUCCEEDED, State.SKIPPED) for s in before):
+        return "busy"  # an earlier stage is (re)running; its chain will come back to this one
+    stage.state, stage.attempts, stage.error = State.RUNNING, stage.attempts + 1, None
+    stage.started_at, stage.finished_at = now, None
+    stage.lease_owner, stage.lease_expires = owner, now + ttl
+    job.state = State.RUNNING
+    return "run"
+
+
+def _finish(job: Job, name: str, owner: str, state: State, result: dict[str, str],
+            error: str | None) -> bool:
+    stage = job.stage(name)
+    if stage.lease_owner != owner or stage.state is not State.RUNNING:
+        return False  # the lease was lost and someone else took the stage over
+    stage.state, stage.finished_at, stage.error = state, time.time(), error
+    stage.lease_owner = stage.lease_expires = None
+    stage.result = result
+    job.artifacts.update(result)
+    if state is State.FAILED:
+        job.state = State.FAILED
+        return True
+    following = job.next_stage()
+    if following is None:
+        job.state = State.SUCCEEDED
+    else:
+        following.state, following.queued_at = State.QUEUED, time.time()
+    return True
+
+
+@app.task(name="wasmbot.stage", acks_late=True, reject_on_worker_lost=True)
+def run_stage(job_id: str, name: str) -> None:
+    """Run one stage of a job, once, whatever happened to earlier deliveries."""
+    jobs = store()
+    ttl = settings().lease_ttl
+    owner = lease.owner_id()
+    outcome = jobs.update(job_id, lambda job: claim(job, name, owner, time.time(), ttl))
+    if outcome == "done":
+        return None  # let the chain go on to the next stage, which claims for itself
+    if outcome != "run":
+        raise Ignore()  # another worker holds this job, or it has failed: stop this chain
+
+    def renew() -> None:
+        def extend(job: Job) -> None:
+            stage = job.stage(name)
+            if stage.lease_owner == owner:
+                stage.lease_expires = time.time() + ttl
+        jobs.update(job_id, extend)
+
+    job = jobs.get(job_id)
+    assert job is not None
+    ctx = StageContext(job=job, settings=settings(),
+                       workdir=settings().artifacts_dir / job_id,
+                       log=lambda text: jobs.log(job_id, name, text))
+    state, result, error = State.SUCCEEDED, {}, None
+    with lease.Renewer(renew, interval=ttl / 3):
+        try:
+            result = STAGES[name](ctx)
+        except StageSkipped as exc:
+            state, error = State.SKIPPED, None
+            ctx.log(str(exc))
+        except StageError as exc:
+            state, error = State.FAILED, str(exc)
+        except Exception as exc:  # a wasmbot bug: record it for the requester, log it in full
+            log.exception("stage %s of job %s crashed", name, job_id)
+            state = State.FAILED
+            error = f"internal error in wasmbot ({type(exc).__name__}: {exc}); " \
+                    + traceback.format_exc(limit=1).strip().splitlines()[-1]
+    owned = jobs.update(job_id, lambda job: _finish(job, name, owner, state, result, error))
+    if not owned or state is State.FAILED:
+        raise Ignore()
+    return None

@@ -1,0 +1,91 @@
+"""Finding jobs whose worker was lost, and queueing them again.
+
+Every worker runs this in a background thread: it announces itself in the job store (so the
+CLI knows whether a worker is up) and re-queues stages whose lease lapsed, or that were queued
+long ago and never started.  Celery's own redelivery may also bring such a message back;
+stages are idempotent, so whichever arrives first does the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from celery.signals import worker_ready, worker_shutdown
+
+from bot.config import Settings
+from workers import lease
+from workers.jobs import Job, State
+from workers.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def stalled_stage(job: Job, now: float, requeue_after: float) -> str | None:
+    """The stage of ``job`` to queue again, if its work has been lost."""
+    stage = job.next_stage()
+    if stage is None or job.state.finished:
+        return None
+    if stage.state is State.RUNNING and not lease.alive(stage.lease_owner, stage.lease_expires, now):
+        return stage.name
+    if stage.state is State.QUEUED and now - (stage.queued_at or 0) > requeue_after:
+        return stage.name
+    return None
+
+
+def recover(store: JobStore, settings: Settings, enqueue: Callable[[str, str], None]) -> list[str]:
+    """Queue again every stalled stage; return the job ids recovered."""
+    recovered = []
+    now = time.time()
+    for job in store.active():
+        name = stalled_stage(job, now, settings.requeue_after)
+        if name is None:
+            continue
+        previous = job.stage(name).lease_owner
+        store.log(job.id, name, f"worker {previous or '(none)'} lost this stage; queued again")
+        log.warning("job %s: stage %s stalled (owner %s); queued again", job.id, name, previous)
+        enqueue(job.id, name)
+        recovered.append(job.id)
+    return recovered
+
+
+class Maintenance(threading.Thread):
+    """Heartbeat and recovery loop of one worker."""
+
+    def __init__(self, name: str, settings: Settings, store: JobStore,
+                 enqueue: Callable[[str, str], None]) -> None:
+        super().__init__(name="wasmbot-maintenance", daemon=True)
+        self.worker_name, self.settings, self.store, self.enqueue = name, settings, store, enqueue
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        interval = self.settings.lease_ttl / 3
+        while True:
+            try:
+                self.store.heartbeat(self.worker_name, ttl=self.settings.lease_ttl)
+                recover(self.store, self.settings, self.enqueue)
+            except Exception:  # keep the loop alive through a store outage
+                log.exception("maintenance pass failed")
+            if self.stopping.wait(interval):
+                return
+
+
+_maintenance: Maintenance | None = None
+
+
+@worker_ready.connect
+def _start_maintenance(sender: object = None, **_: object) -> None:
+    global _maintenance
+    from workers import pipeline  # the pipeline imports this module's siblings
+
+    _maintenance = Maintenance(lease.owner_id(), pipeline.settings(), pipeline.store(),
+                               pipeline.enqueue)
+    _maintenance.start()
+
+
+@worker_shutdown.connect
+def _stop_maintenance(sender: object = None, **_: object) -> None:
+    if _maintenance is not None:
+        _maintenance.stopping.set()

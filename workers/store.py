@@ -1,0 +1,280 @@
+"""Where job records and their event streams live: Redis, or an embedded SQLite file.
+
+Both stores offer the same small interface and the same guarantees: ``update`` is an atomic
+read-modify-write of one record (so two workers can never both claim a stage) and every state
+change is appended to the job's event stream in the same transaction as the change itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import redis
+
+from bot.config import Settings
+from workers.jobs import Event, Job, State, state_events
+
+T = TypeVar("T")
+ACTIVE = (State.QUEUED, State.RUNNING)
+
+
+class JobNotFound(KeyError):
+    def __str__(self) -> str:
+        return f"no job {self.args[0]!r}"
+
+
+class JobStore(Protocol):
+    def create(self, job: Job) -> None: ...
+    def get(self, job_id: str) -> Job | None: ...
+    def list(self, limit: int = 20) -> list[Job]: ...
+    def active(self) -> list[Job]: ...
+    def update(self, job_id: str, change: Callable[[Job], T]) -> T: ...
+    def log(self, job_id: str, stage: str | None, text: str) -> None: ...
+    def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]: ...
+    def heartbeat(self, worker: str, ttl: float) -> None: ...
+    def live_workers(self) -> list[str]: ...
+    def ping(self) -> None: ...
+
+
+class RedisStore:
+    """Records as JSON strings, events as a Redis stream per job (``XREAD BLOCK`` to follow)."""
+
+    def __init__(self, url: str, prefix: str = "wasmbot") -> None:
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.prefix = prefix
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def ping(self) -> None:
+        self.redis.ping()
+
+    def create(self, job: Job) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.set(self._key("job", job.id), job.model_dump_json())
+            pipe.zadd(self._key("jobs"), {job.id: job.created_at})
+            pipe.sadd(self._key("active"), job.id)
+            for event in state_events(None, job):
+                pipe.xadd(self._key("events", job.id), {"e": event.model_dump_json()})
+            pipe.execute()
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.redis.get(self._key("job", job_id))
+        return Job.model_validate_json(raw) if raw else None
+
+    def _get_many(self, ids: list[str]) -> list[Job]:
+        if not ids:
+            return []
+        raws = self.redis.mget([self._key("job", i) for i in ids])
+        return [Job.model_validate_json(r) for r in raws if r]
+
+    def list(self, limit: int = 20) -> list[Job]:
+        return self._get_many(list(self.redis.zrevrange(self._key("jobs"), 0, limit - 1)))
+
+    def active(self) -> list[Job]:
+        return [j for j in self._get_many(sorted(self.redis.smembers(self._key("active"))))
+                if j.state in ACTIVE]
+
+    def update(self, job_id: str, change: Callable[[Job], T]) -> T:
+        key = self._key("job", job_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        raise JobNotFound(job_id)
+                    before = Job.model_validate_json(raw)
+                    job = before.model_copy(deep=True)
+                    result = change(job)
+                    job.updated_at = time.time()
+                    pipe.multi()
+                    pipe.set(key, job.model_dump_json())
+                    if job.state not in ACTIVE:
+                        pipe.srem(self._key("active"), job_id)
+                    else:
+                        pipe.sadd(self._key("active"), job_id)
+                    for event in state_events(before, job):
+                        pipe.xadd(self._key("events", job_id), {"e": event.model_dump_json()})
+                    pipe.execute()
+                    return result
+                except redis.WatchError:
+                    continue
+
+    def log(self, job_id: str, stage: str | None, text: str) -> None:
+        event = Event(kind="log", stage=stage, text=text)
+        self.redis.xadd(self._key("events", job_id), {"e": event.model_dump_json()})
+
+    def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]:
+        # Stream ids are "<ms>-<n>"; callers only see a running number, so keep the mapping
+        # simple: seq is the position in the stream (1-based), read with XRANGE/XREAD.
+        key = self._key("events", job_id)
+        entries = self.redis.xrange(key)
+        if len(entries) <= after and timeout > 0:
+            last = entries[-1][0] if entries else "0-0"
+            self.redis.xread({key: last}, block=int(timeout * 1000), count=1)
+            entries = self.redis.xrange(key)
+        out = []
+        for seq, (_id, fields) in enumerate(entries, start=1):
+            if seq > after:
+                event = Event.model_validate_json(fields["e"])
+                event.seq = seq
+                out.append(event)
+        return out
+
+    def heartbeat(self, worker: str, ttl: float) -> None:
+        self.redis.set(self._key("worker", worker), str(time.time()), px=int(ttl * 1000))
+
+    def live_workers(self) -> list[str]:
+        prefix = self._key("worker", "")
+        return sorted(k[len(prefix):] for k in self.redis.scan_iter(prefix + "*"))
+
+
+class SqliteStore:
+    """Records and events in one SQLite file (WAL), for running without any server.
+
+    SQLite has no cross-process notification, so ``events`` with a timeout polls the events
+    table; that is the embedded store's one compromise.
+    """
+
+    POLL_INTERVAL = 0.1
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._local = threading.local()
+        with self._connect() as db:
+            db.executescript(
+                """
+                PRAGMA journal_mode=WAL;
+                CREATE TABLE IF NOT EXISTS jobs (
+                    id TEXT PRIMARY KEY, created REAL NOT NULL, state TEXT NOT NULL, data TEXT NOT NULL);
+                CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created);
+                CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+                CREATE TABLE IF NOT EXISTS events (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, data TEXT NOT NULL);
+                CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
+                CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, expires REAL NOT NULL);
+                """
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        # One connection per process and thread: connections must not cross a fork.
+        key = (os.getpid(), threading.get_ident())
+        conn: sqlite3.Connection | None = getattr(self._local, "conns", {}).get(key)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conns = {key: conn}
+        return conn
+
+    def ping(self) -> None:
+        self._connect().execute("SELECT 1")
+
+    def _insert_events(self, db: sqlite3.Connection, job_id: str, events: list[Event]) -> None:
+        db.executemany(
+            "INSERT INTO events(job_id, data) VALUES (?, ?)",
+            [(job_id, e.model_dump_json()) for e in events],
+        )
+
+    def create(self, job: Job) -> None:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?)",
+                       (job.id, job.created_at, job.state.value, job.model_dump_json()))
+            self._insert_events(db, job.id, state_events(None, job))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def get(self, job_id: str) -> Job | None:
+        row = self._connect().execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Job.model_validate_json(row[0]) if row else None
+
+    def list(self, limit: int = 20) -> list[Job]:
+        rows = self._connect().execute(
+            "SELECT data FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+        return [Job.model_validate_json(r[0]) for r in rows]
+
+    def active(self) -> list[Job]:
+        rows = self._connect().execute(
+            "SELECT data FROM jobs WHERE state IN (?, ?) ORDER BY created",
+            tuple(s.value for s in ACTIVE)).fetchall()
+        return [Job.model_validate_json(r[0]) for r in rows]
+
+    def update(self, job_id: str, change: Callable[[Job], T]) -> T:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            before = Job.model_validate_json(row[0])
+            job = before.model_copy(deep=True)
+            result = change(job)
+            job.updated_at = time.time()
+            db.execute("UPDATE jobs SET state = ?, data = ? WHERE id = ?",
+                       (job.state.value, job.model_dump_json(), job_id))
+            self._insert_events(db, job_id, state_events(before, job))
+            db.execute("COMMIT")
+            return result
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def log(self, job_id: str, stage: str | None, text: str) -> None:
+        self._insert_events(self._connect(), job_id, [Event(kind="log", stage=stage, text=text)])
+
+    def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        db = self._connect()
+        while True:
+            rows = db.execute(
+                "SELECT data FROM events WHERE job_id = ? ORDER BY seq", (job_id,)).fetchall()
+            if len(rows) > after or time.monotonic() >= deadline:
+                break
+            time.sleep(self.POLL_INTERVAL)
+        out = []
+        for seq, (data,) in enumerate(rows, start=1):
+            if seq > after:
+                event = Event.model_validate_json(data)
+                event.seq = seq
+                out.append(event)
+        return out
+
+    def heartbeat(self, worker: str, ttl: float) -> None:
+        self._connect().execute(
+            "INSERT INTO workers VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET expires = excluded.expires",
+            (worker, time.time() + ttl))
+
+    def live_workers(self) -> list[str]:
+        rows = self._connect().execute(
+            "SELECT name FROM workers WHERE expires > ? ORDER BY name", (time.time(),)).fetchall()
+        return [r[0] for r in rows]
+
+
+_stores: dict[tuple[int, str], JobStore] = {}
+
+
+def open_store(settings: Settings) -> JobStore:
+    """The store the settings name, one per process (stores hold connections)."""
+    key = (os.getpid(), settings.redis_url or str(settings.data_dir))
+    store = _stores.get(key)
+    if store is None:
+        store = (RedisStore(settings.redis_url) if settings.redis_url
+                 else SqliteStore(settings.data_dir / "jobs.sqlite"))
+        _stores[key] = store
+    return store
+
+
+def dump(job: Job) -> str:
+    return json.dumps(job.model_dump(mode="json"), indent=2)
