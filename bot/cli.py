@@ -78,7 +78,7 @@ def summary(job: Job) -> str:
         if "digest" in job.artifacts:
             return f"job {job.id} succeeded: pushed {job.artifacts['image']}@{job.artifacts['digest']}"
         return f"job {job.id} succeeded"
-    failed = job.next_stage()
+    failed = job.failed_stage()
     where = f" in {failed.name}" if failed else ""
     return f"job {job.id} {job.state.value}{where}; retry with: wasmbot retry {job.id}"
 

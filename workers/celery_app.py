@@ -7,12 +7,15 @@ they finish (``acks_late``), a task whose worker process dies is rejected back t
 
 from __future__ import annotations
 
+import fcntl
+
 from celery import Celery
 
 from bot.config import Settings, load_settings
 
 app = Celery("wasmbot", include=["workers.pipeline", "workers.recovery"])
 _settings: Settings | None = None
+QUEUE = "wasmbot"
 
 
 def configure(settings: Settings) -> Celery:
@@ -29,13 +32,28 @@ def configure(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,  # results live in the job store, not in Celery
-        task_default_queue="wasmbot",
+        task_default_queue=QUEUE,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         enable_utc=True,
     )
+    if not settings.redis_url:
+        _declare_sqlite_queue(settings)
     return app
+
+
+def _declare_sqlite_queue(settings: Settings) -> None:
+    """Create the broker's queue row once, under a file lock.
+
+    kombu's SQLAlchemy transport creates a queue with a query-then-insert; a CLI and a worker
+    starting together both insert, and one fails on the unique name.  Serialising the first
+    declaration across processes avoids that race.
+    """
+    with (settings.data_dir / "broker.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_declare(queue=QUEUE)
 
 
 def settings() -> Settings:

@@ -65,6 +65,9 @@ class Job(BaseModel):
                 return stage
         raise KeyError(f"job {self.id} has no stage {name!r}")
 
+    def failed_stage(self) -> Stage | None:
+        return next((s for s in self.stages if s.state is State.FAILED), None)
+
     def next_stage(self) -> Stage | None:
         """The first stage not finished, or None when the job has run to its end."""
         return next((s for s in self.stages if not s.state.finished), None)

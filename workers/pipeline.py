@@ -71,7 +71,7 @@ def retry(job_id: str) -> Job:
     def reset(job: Job) -> str:
         if job.state is not State.FAILED:
             raise ValueError(f"job {job_id} is {job.state.value}; only failed jobs can be retried")
-        failed = job.next_stage()
+        failed = job.failed_stage()
         assert failed is not None
         for stage in job.stages[job.stages.index(failed):]:
             stage.state, stage.error, stage.result = State.PENDING, None, {}

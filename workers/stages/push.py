@@ -56,6 +56,9 @@ def run(ctx: StageContext) -> dict[str, str]:
     client = oras.client.OrasClient(hostname=registry, insecure=plain_http)
     client.session.request = _with_timeout(client.session.request, ctx.settings.push_timeout)
     try:
+        # Ask the registry first: oras retries a refused connection for minutes, with backoff
+        # meant for a busy registry, not for one that is not there.
+        client.session.get(f"{scheme}://{registry}/v2/")
         response = client.push(
             target=f"{registry}/{repository}:{tag}",
             files=[f"{config_path}:{CONFIG_MEDIA_TYPE}", f"{module}:{CONTENT_MEDIA_TYPE}"],

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what wasmbot needs on a Debian 12 machine, idempotently, and build its toolchain image.
+#
+#   bash deploy/setup.sh
+#
+# System packages: podman + runc (build sandbox), debootstrap (toolchain images), redis-server
+# (production broker and the tests), docker-registry (local OCI registry), clang/lld/wasi-libc
+# (also used by the tests to make WebAssembly fixtures).  Then wasmbot itself with its dev
+# extras, then the C toolchain image (cached in podman's storage, rebuilt when its recipe changes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(podman runc uidmap debootstrap redis-server docker-registry clang lld wasi-libc
+          libclang-rt-14-dev-wasm32 curl ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e ".[dev]" >&2
+
+bash deploy/toolchains/build-image.sh c >/dev/null
+echo "setup: done" >&2

@@ -1,0 +1,150 @@
+"""Fixtures: real servers on loopback (Redis, docker-registry), real workers, the toolchain image.
+
+Every pipeline test runs twice, on Redis and on the embedded SQLite default, through
+``wasmbot`` CLI processes and ``wasmbot worker`` processes, as a user would run them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from bot.config import Settings
+from bot.localservices import Service, start_redis, start_registry
+from workers.jobs import Job
+from workers.store import JobStore, RedisStore, SqliteStore
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def toolchain_image() -> str:
+    proc = subprocess.run(["bash", str(ROOT / "deploy/toolchains/build-image.sh"), "c"],
+                          capture_output=True, text=True, check=True)
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_registry(tmp_path_factory.mktemp("registry"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_redis(tmp_path_factory.mktemp("redis"))
+    yield service
+    service.stop()
+
+
+def registry_host(service: Service) -> str:
+    return service.url.removeprefix("http://").replace("127.0.0.1", "localhost")
+
+
+def manifest_puts(service: Service, repository: str) -> int:
+    """How many manifest uploads the registry's access log shows for ``repository``."""
+    pattern = re.compile(rf'"PUT /v2/{re.escape(repository)}/manifests/')
+    return len(pattern.findall(service.log.read_text()))
+
+
+@dataclass
+class Wasmbot:
+    """wasmbot run as separate processes against one backend, plus a direct view of its store."""
+
+    env: dict[str, str]
+    store: JobStore
+    workdir: Path
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=self.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def submit(self, text: str) -> str:
+        proc = self.cli("run", "--detach", text)
+        assert proc.returncode == 0, proc.stderr
+        match = re.search(r"job ([0-9a-f]{12}) submitted", proc.stdout)
+        assert match, proc.stdout
+        return match.group(1)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"worker-{len(self.workers)}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--concurrency", "1"],
+                                env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.workers.append(proc)
+        return proc
+
+    def wait(self, job_id: str, until: str = "finished", stage: str | None = None,
+             timeout: float = 240) -> Job:
+        """Follow the job's event stream until it finishes (or ``stage`` reaches ``until``)."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            for event in self.store.events(job_id, after=seen, timeout=2):
+                seen = event.seq
+                if stage and event.stage == stage and event.state and event.state.value == until:
+                    job = self.store.get(job_id)
+                    assert job is not None
+                    return job
+            job = self.store.get(job_id)
+            assert job is not None
+            if until == "finished" and job.state.finished:
+                return job
+        raise AssertionError(f"job {job_id} did not reach {stage or 'job'} {until} in {timeout}s")
+
+    def stop_workers(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def wasmbot(request: pytest.FixtureRequest, tmp_path: Path, toolchain_image: str) -> Iterator[Wasmbot]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WASMBOT_") and k != "REDIS_URL"}
+    env.update(WASMBOT_DATA_DIR=str(tmp_path / "data"), WASMBOT_TOOLCHAIN_IMAGE_C=toolchain_image,
+               WASMBOT_LEASE_TTL="3", WASMBOT_CONFIG=str(tmp_path / "none.toml"))
+    store: JobStore
+    if request.param == "redis":
+        service: Service = request.getfixturevalue("redis_service")
+        redis.Redis.from_url(service.url).flushdb()
+        env["REDIS_URL"] = service.url
+        store = RedisStore(service.url)
+    else:
+        (tmp_path / "data").mkdir()
+        store = SqliteStore(tmp_path / "data" / "jobs.sqlite")
+    bot = Wasmbot(env=env, store=store, workdir=tmp_path)
+    yield bot
+    bot.stop_workers()
+
+
+@pytest.fixture
+def source_dir(tmp_path: Path) -> Path:
+    """A scratch source directory below the repository (the CLI's source root is its cwd)."""
+    path = ROOT / "tests" / ".sources" / tmp_path.name
+    path.mkdir(parents=True)
+    yield path  # type: ignore[misc]
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def settings_for(bot: Wasmbot) -> Settings:
+    return Settings(data_dir=Path(bot.env["WASMBOT_DATA_DIR"]), redis_url=bot.env.get("REDIS_URL"))

@@ -1,0 +1,81 @@
+"""The command parser: valid, invalid and hostile input."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from bot.commands import SPECS, BuildCommand, CommandError, HelpCommand, help_text, parse
+
+BUILD_USAGE = SPECS["build"].usage
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("/wasm build examples/hello-c", BuildCommand(source="examples/hello-c")),
+    ("wasm build examples/hello-c/ --tag localhost:5000/hello:v1",
+     BuildCommand(source="examples/hello-c", tag="localhost:5000/hello:v1")),
+    ("build src --tag=ghcr.io/acme/filters/add-header:1.2.3 --lang c",
+     BuildCommand(source="src", tag="ghcr.io/acme/filters/add-header:1.2.3", lang="c")),
+    ("/wasm build 'my_dir'", BuildCommand(source="my_dir")),
+    ("/wasm build x --tag 127.0.0.1:5000/a/b", BuildCommand(source="x", tag="127.0.0.1:5000/a/b")),
+    ("/wasm help", HelpCommand()),
+    ("/wasm", HelpCommand()),
+    ("/wasm help deploy", HelpCommand(topic="deploy")),
+])
+def test_valid_commands(text: str, expected: object) -> None:
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(("text", "message", "usage"), [
+    ("/wasm frobnicate", "unknown command 'frobnicate'", "/wasm COMMAND [ARGS]"),
+    ("/wasm build", "the following arguments are required: source", BUILD_USAGE),
+    ("/wasm build a b", "unrecognized arguments: b", BUILD_USAGE),
+    ("/wasm build a --lang cobol", "argument --lang: invalid choice: 'cobol'", BUILD_USAGE),
+    ("/wasm build a --tag", "argument --tag: expected one argument", BUILD_USAGE),
+    ("/wasm build a --tag hello:v1", "invalid --tag 'hello:v1'", BUILD_USAGE),
+    ("/wasm build a --tag localhost:5000/Hello:v1", "invalid --tag", BUILD_USAGE),
+    ("/wasm deploy staging", "/wasm deploy is not available yet", SPECS["deploy"].usage),
+    ("/wasm help nothing", "unknown command 'nothing'", SPECS["help"].usage),
+    ('/wasm build "unterminated', "cannot read command: No closing quotation", "/wasm COMMAND"),
+])
+def test_invalid_commands_say_what_is_wrong_and_how_to_use(text: str, message: str, usage: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse(text)
+    assert message in caught.value.message
+    assert caught.value.usage.startswith(usage)
+    assert str(caught.value).endswith("usage: " + caught.value.usage)
+
+
+@pytest.mark.parametrize("source", [
+    "../etc", "a/../../etc", "/etc/passwd", "src;rm -rf /", "src$(id)", "`id`", "src|cat",
+    "src&&id", "a\\b", "~root", "src>x", "-rf", "src\nid", ".hidden/../..", "a b",
+])
+def test_hostile_sources_are_refused(source: str) -> None:
+    with pytest.raises(CommandError):
+        parse(f"/wasm build {shlex.quote(source)}")
+
+
+@pytest.mark.parametrize("tag", [
+    "localhost:5000/x:v1;id", "localhost:5000/x:$(id)", "localhost:5000/../x:v1",
+    "localhost:5000/x:v1 --privileged", "localhost:5000//x", "localhost:5000/x:" + "a" * 200,
+    "localhost:5000/x@sha256:" + "0" * 64, "http://localhost:5000/x", "localhost:5000/x:v1&",
+])
+def test_hostile_tags_are_refused(tag: str) -> None:
+    with pytest.raises(CommandError):
+        parse(f"/wasm build src --tag {shlex.quote(tag)}")
+
+
+def test_control_characters_and_oversized_input_are_refused() -> None:
+    with pytest.raises(CommandError, match="control characters"):
+        parse("/wasm build src\x1b[2J")
+    with pytest.raises(CommandError, match="longer than"):
+        parse("/wasm build " + "a" * 2000)
+
+
+def test_help_lists_every_command_and_each_usage() -> None:
+    text = help_text()
+    for name in SPECS:
+        assert f"  {name} " in text
+    assert "coming soon" in text
+    assert help_text("build").startswith("usage: " + BUILD_USAGE)

@@ -1,0 +1,117 @@
+"""Stage claims and recovery: the rules that make redelivery safe, on both stores."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from bot.config import Settings
+from bot.localservices import Service
+from workers import lease
+from workers.jobs import Job, Stage, State
+from workers.pipeline import claim
+from workers.recovery import recover, stalled_stage
+from workers.store import JobStore, RedisStore, SqliteStore
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
+    if request.param == "redis":
+        service: Service = request.getfixturevalue("redis_service")
+        redis.Redis.from_url(service.url).flushdb()
+        return RedisStore(service.url)
+    return SqliteStore(tmp_path / "jobs.sqlite")
+
+
+def new_job() -> Job:
+    return Job(requester="ana", origin="cli", command={"name": "build", "source": "x"},
+               text="/wasm build x", source_root="/tmp",
+               stages=[Stage(name=n) for n in ("build", "test", "push")])
+
+
+def test_only_one_of_many_concurrent_deliveries_claims_a_stage(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    outcomes: list[str] = []
+    start = threading.Barrier(8)
+
+    def deliver(i: int) -> None:
+        start.wait()
+        outcomes.append(store.update(job.id, lambda j: claim(j, "build", f"elsewhere:{i}",
+                                                             time.time(), 60)))
+
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["busy"] * 7 + ["run"]
+    record = store.get(job.id)
+    assert record is not None and record.stage("build").attempts == 1
+
+
+def test_claim_rules() -> None:
+    job = new_job()
+    now = time.time()
+    assert claim(job, "test", "w:1", now, 30) == "busy"  # build has not run yet
+    assert claim(job, "build", lease.owner_id(), now, 30) == "run"
+    assert claim(job, "build", "other:2", now, 30) == "busy"  # live lease held by this process
+    job.stage("build").state = State.SUCCEEDED
+    assert claim(job, "build", "other:2", now, 30) == "done"
+    job.state = State.FAILED
+    assert claim(job, "test", "other:2", now, 30) == "stopped"
+
+
+def test_lease_of_a_dead_local_process_is_not_alive() -> None:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    now = time.time()
+    assert not lease.alive(f"{lease.HOST}:{proc.pid}", now + 60, now)
+    assert lease.alive(lease.owner_id(), now + 60, now)
+    assert not lease.alive(lease.owner_id(), now - 1, now)
+    assert lease.alive("elsewhere:1", now + 60, now)  # another host: trust the expiry
+
+
+def test_recovery_requeues_only_lost_stages(store: JobStore, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, lease_ttl=3, requeue_after=60)
+    lost, live, old_queue = new_job(), new_job(), new_job()
+    now = time.time()
+    for job in (lost, live, old_queue):
+        store.create(job)
+    store.update(lost.id, lambda j: claim(j, "build", "gone:1", now - 10, 3))
+    store.update(live.id, lambda j: claim(j, "build", "elsewhere:1", now, 3))
+
+    def queued_long_ago(j: Job) -> None:
+        j.stage("build").state, j.stage("build").queued_at = State.QUEUED, now - 120
+    store.update(old_queue.id, queued_long_ago)
+
+    enqueued: list[tuple[str, str]] = []
+    recovered = recover(store, settings, lambda job_id, stage: enqueued.append((job_id, stage)))
+    assert sorted(recovered) == sorted([lost.id, old_queue.id])
+    assert sorted(enqueued) == sorted([(lost.id, "build"), (old_queue.id, "build")])
+    assert any("lost this stage" in e.text for e in store.events(lost.id))
+
+
+def test_finished_jobs_are_never_stalled() -> None:
+    job = new_job()
+    job.state = State.SUCCEEDED
+    assert stalled_stage(job, time.time(), 60) is None
+
+
+def test_events_record_every_transition_in_order(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    store.update(job.id, lambda j: claim(j, "build", lease.owner_id(), time.time(), 30))
+    store.log(job.id, "build", "compiling")
+    kinds = [(e.kind, e.stage, e.state.value if e.state else e.text) for e in store.events(job.id)]
+    assert kinds == [
+        ("stage", "build", "pending"), ("stage", "test", "pending"), ("stage", "push", "pending"),
+        ("job", None, "queued"), ("stage", "build", "running"), ("job", None, "running"),
+        ("log", "build", "compiling"),
+    ]
+    assert [e.seq for e in store.events(job.id, after=5)] == [6, 7]

@@ -1,0 +1,189 @@
+"""The whole path, through real worker processes, on both backends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+from pathlib import Path
+
+import jsonschema
+import requests
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+
+from bot.localservices import free_port, start_registry
+from conftest import ROOT, SHARED, Wasmbot, manifest_puts, registry_host
+from workers import sandbox
+from workers.jobs import State
+from workers.stages.push import CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
+
+HELLO = ROOT / "examples" / "hello-c"
+
+
+def slow_source(path: Path, functions: int) -> None:
+    """The hello filter plus generated code that keeps clang busy for a while."""
+    shutil.copy(HELLO / "filter.c", path / "filter.c")
+    lines = ["#include <stdint.h>"]
+    for i in range(functions):
+        lines.append(f"__attribute__((noinline)) uint32_t f{i}(uint32_t x) "
+                     f"{{ for (int i = 0; i < {i % 7 + 3}; i++) x = x * {i + 3} + (x >> 3) ^ {i}; "
+                     "return x; }")
+    lines.append("uint32_t slow_all(uint32_t x) {"
+                 + "".join(f"x = f{i}(x);" for i in range(functions)) + "return x; }")
+    (path / "slow.c").write_text("\n".join(lines))
+
+
+def oci_validator() -> jsonschema.Draft4Validator:
+    """The OCI image-manifest schema, its $refs resolved by file name from shared/testdata."""
+    folder = SHARED / "testdata" / "oci"
+
+    def retrieve(uri: str) -> Resource:  # the schemas' ids differ; their files do not
+        contents = json.loads((folder / uri.rsplit("/", 1)[-1].split("#")[0]).read_text())
+        return Resource.from_contents(contents, default_specification=DRAFT4)
+
+    registry: Registry = Registry(retrieve=retrieve)
+    schema = json.loads((folder / "image-manifest-schema.json").read_text())
+    return jsonschema.Draft4Validator(schema, registry=registry)
+
+
+def test_cli_runs_the_whole_path_with_its_own_worker(wasmbot: Wasmbot, registry) -> None:
+    ref = f"{registry_host(registry)}/hello-{wasmbot.workdir.name[-8:].lower().strip('_')}:v1"
+    proc = wasmbot.cli("run", f"/wasm build examples/hello-c --tag {ref}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no worker is running: starting one" in proc.stderr
+    lines = proc.stdout.splitlines()
+    for stage in ("build", "test", "push"):
+        assert f"[{stage}] running" in lines
+        assert any(line.startswith(f"[{stage}] succeeded in ") for line in lines)
+    assert lines.index("[build] running") < lines.index("[test] running") < lines.index("[push] running")
+    digest = lines[-1].rsplit("@", 1)[1]
+    assert lines[-1].startswith("job ") and f"pushed {ref}@sha256:" in lines[-1]
+
+    job_id = lines[0].split()[1]
+    job = wasmbot.store.get(job_id)
+    assert job is not None and job.state is State.SUCCEEDED
+    assert job.artifacts["digest"] == digest
+    module = Path(job.artifacts["module"]).read_bytes()
+
+    repository, tag = ref.split("/", 1)[1].split(":")
+    response = requests.get(f"{registry.url}/v2/{repository}/manifests/{tag}",
+                            headers={"Accept": MANIFEST_MEDIA_TYPE}, timeout=10)
+    assert response.status_code == 200
+    manifest = response.json()
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert "sha256:" + hashlib.sha256(response.content).hexdigest() == digest
+    oci_validator().validate(manifest)
+    assert manifest["config"]["mediaType"] == CONFIG_MEDIA_TYPE
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE]
+    assert manifest["layers"][1]["digest"] == "sha256:" + hashlib.sha256(module).hexdigest()
+    config = requests.get(f"{registry.url}/v2/{repository}/blobs/{manifest['config']['digest']}",
+                          timeout=10).json()
+    assert config == {"type": "envoy_proxy", "abiVersions": ["0.2.0"],
+                      "config": {"rootIds": ["hello-c"]}}
+
+    shown = wasmbot.cli("job", job_id)
+    assert shown.returncode == 0 and "push   succeeded" in shown.stdout and digest in shown.stdout
+    listed = wasmbot.cli("jobs")
+    assert job_id in listed.stdout and "succeeded" in listed.stdout
+
+
+def test_worker_killed_during_build_is_replaced_and_pushes_once(
+        wasmbot: Wasmbot, registry, source_dir: Path) -> None:
+    slow_source(source_dir, functions=3000)
+    repository = f"killed-{source_dir.name[-10:].lower().strip('_')}"
+    first = wasmbot.start_worker()
+    job_id = wasmbot.submit(f"/wasm build tests/.sources/{source_dir.name} "
+                            f"--tag {registry_host(registry)}/{repository}:v1")
+    wasmbot.wait(job_id, stage="build", until="running")
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool process, mid-build
+    first.wait()
+
+    wasmbot.start_worker()
+    job = wasmbot.wait(job_id)
+    assert job.state is State.SUCCEEDED, job.model_dump_json(indent=1)
+    assert job.stage("build").attempts == 2
+    assert job.stage("test").attempts == 1
+    assert job.stage("push").attempts == 1
+    assert manifest_puts(registry, repository) == 1
+    log = [e.text for e in wasmbot.store.events(job_id) if e.kind == "log"]
+    assert any("lost this stage; queued again" in line for line in log)
+
+
+def test_build_over_its_time_limit_fails_and_leaves_no_container(
+        wasmbot: Wasmbot, source_dir: Path) -> None:
+    slow_source(source_dir, functions=12000)
+    wasmbot.env["WASMBOT_BUILD_TIMEOUT"] = "2"
+    wasmbot.start_worker()
+    job_id = wasmbot.submit(f"/wasm build tests/.sources/{source_dir.name}")
+    job = wasmbot.wait(job_id)
+    assert job.state is State.FAILED
+    build = job.stage("build")
+    assert build.state is State.FAILED
+    assert build.error == "build exceeded its time limit of 2s; the container was stopped and removed"
+    assert job.stage("test").state is State.PENDING
+    assert not sandbox.exists(f"wasmbot-{job_id}-build")
+
+
+def test_module_with_unknown_import_fails_the_test_stage_naming_it(
+        wasmbot: Wasmbot, source_dir: Path) -> None:
+    source = (HELLO / "filter.c").read_text().replace(
+        'EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t ctx) { return 1; }',
+        'IMPORT(proxy_make_coffee) int32_t proxy_make_coffee(int32_t cups);\n'
+        'EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t ctx) { return proxy_make_coffee(2); }')
+    assert "proxy_make_coffee" in source
+    (source_dir / "filter.c").write_text(source)
+    wasmbot.start_worker()
+    job = wasmbot.wait(wasmbot.submit(f"/wasm build tests/.sources/{source_dir.name}"))
+    assert job.state is State.FAILED
+    assert job.stage("build").state is State.SUCCEEDED
+    assert job.stage("test").state is State.FAILED
+    assert "import env.proxy_make_coffee is not a proxy-wasm host function of ABI 0.2.0" in (
+        job.stage("test").error or "")
+    assert job.stage("push").state is State.PENDING
+
+
+def test_unreachable_registry_fails_push_clearly_and_retry_completes(
+        wasmbot: Wasmbot, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens here yet
+    wasmbot.start_worker()
+    job_id = wasmbot.submit(f"/wasm build examples/hello-c --tag localhost:{port}/later:v1")
+    job = wasmbot.wait(job_id)
+    assert job.state is State.FAILED
+    assert job.stage("push").state is State.FAILED
+    assert job.stage("push").error == (
+        f"registry localhost:{port} is unreachable over http: nothing was pushed. Check that the "
+        "registry is running and the --tag host is right, then retry the job")
+    failed = wasmbot.cli("job", job_id)
+    assert "push   failed" in failed.stdout
+
+    late = start_registry(tmp_path / "late-registry", port=port)
+    try:
+        retried = wasmbot.cli("retry", job_id)
+        assert retried.returncode == 0, retried.stdout + retried.stderr
+        job = wasmbot.store.get(job_id)
+        assert job is not None and job.state is State.SUCCEEDED
+        assert job.stage("build").attempts == 1  # only the failed stage ran again
+        assert job.stage("push").attempts == 2
+        assert manifest_puts(late, "later") == 1
+    finally:
+        late.stop()
+
+
+def test_cli_exits_non_zero_when_the_job_fails(wasmbot: Wasmbot, source_dir: Path) -> None:
+    (source_dir / "broken.c").write_text("int main( { return 0; }\n")
+    proc = wasmbot.cli("run", f"/wasm build tests/.sources/{source_dir.name}")
+    assert proc.returncode == 1
+    assert re.search(r"^\[build\] failed in [0-9.]+s: compiler exited with status 1", proc.stdout, re.M)
+    assert "error:" in proc.stdout  # the compiler's own message is in the log
+    assert "retry with: wasmbot retry" in proc.stdout.splitlines()[-1]
+
+
+def test_malformed_command_queues_nothing(wasmbot: Wasmbot) -> None:
+    proc = wasmbot.cli("run", "/wasm build ../../etc --tag 'x;rm -rf /'")
+    assert proc.returncode == 2
+    assert "invalid --tag 'x;rm -rf /'" in proc.stderr and "usage: /wasm build" in proc.stderr
+    assert wasmbot.store.list() == []
