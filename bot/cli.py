@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 from bot import commands
 from bot.config import ConfigError, Settings, load_settings
@@ -49,7 +48,8 @@ def describe(event: Event, job: Job | None) -> str:
     if event.kind == "stage" and event.state is not None and job is not None:
         stage = job.stage(event.stage or "")
         elapsed = f" in {stage.elapsed:.1f}s" if event.state.finished and stage.elapsed else ""
-        attempt = f" (attempt {stage.attempts})" if event.state is State.RUNNING and stage.attempts > 1 else ""
+        retried = event.state is State.RUNNING and stage.attempts > 1
+        attempt = f" (attempt {stage.attempts})" if retried else ""
         text = f"{prefix}{event.state.value}{elapsed}{attempt}"
         return text + (f": {event.text}" if event.text else "")
     return f"job {event.state.value if event.state else ''}"
@@ -149,7 +149,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     _setup()
     from workers.pipeline import store
 
-    jobs = store().list(limit=args.limit)
+    jobs = store().recent(limit=args.limit)
     if not jobs:
         print("no jobs yet")
     for job in jobs:
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="submit a /wasm command and follow its job")
-    p.add_argument("text", help='the command, e.g. "/wasm build examples/hello-c --tag localhost:5000/hello:v1"')
+    p.add_argument("text", help='e.g. "/wasm build examples/hello-c --tag localhost:5000/hello:v1"')
     p.add_argument("--detach", action="store_true", help="print the job id and return at once")
     p.set_defaults(func=cmd_run)
 

@@ -148,7 +148,7 @@ def parse(text: str) -> Command:
     overview = "/wasm COMMAND [ARGS]; /wasm help lists the commands"
     if len(text) > MAX_COMMAND_LENGTH:
         raise CommandError(f"command is longer than {MAX_COMMAND_LENGTH} characters", overview)
-    if any(ord(ch) < 32 and ch not in "\t\n" or ord(ch) == 127 for ch in text):
+    if any((ord(ch) < 32 and ch not in "\t\n") or ord(ch) == 127 for ch in text):
         raise CommandError("command contains control characters", overview)
     try:
         words = shlex.split(text)

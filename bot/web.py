@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from kombu import Connection
+from kombu.connection import Connection
 
 from bot.config import Settings
 from workers.store import open_store

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import jsonschema
 import requests
+from conftest import ROOT, SHARED, Wasmbot, manifest_puts, registry_host
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from bot.localservices import free_port, start_registry
-from conftest import ROOT, SHARED, Wasmbot, manifest_puts, registry_host
 from workers import sandbox
 from workers.jobs import State
 from workers.stages.push import CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
@@ -186,4 +186,4 @@ def test_malformed_command_queues_nothing(wasmbot: Wasmbot) -> None:
     proc = wasmbot.cli("run", "/wasm build ../../etc --tag 'x;rm -rf /'")
     assert proc.returncode == 2
     assert "invalid --tag 'x;rm -rf /'" in proc.stderr and "usage: /wasm build" in proc.stderr
-    assert wasmbot.store.list() == []
+    assert wasmbot.store.recent() == []

@@ -78,10 +78,10 @@ _maintenance: Maintenance | None = None
 @worker_ready.connect
 def _start_maintenance(sender: object = None, **_: object) -> None:
     global _maintenance
-    from workers import pipeline  # the pipeline imports this module's siblings
+    from workers import pipeline  # imported late: the pipeline module registers the tasks
+    from workers.celery_app import settings
 
-    _maintenance = Maintenance(lease.owner_id(), pipeline.settings(), pipeline.store(),
-                               pipeline.enqueue)
+    _maintenance = Maintenance(lease.owner_id(), settings(), pipeline.store(), pipeline.enqueue)
     _maintenance.start()
 
 

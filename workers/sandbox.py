@@ -90,9 +90,14 @@ def run(
                                 stderr=subprocess.STDOUT, text=True, errors="replace")
     except FileNotFoundError:
         raise SandboxError("podman is not installed; run deploy/setup.sh") from None
-    assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: [on_line(line.rstrip("\n")) for line in proc.stdout or ()],
-                              daemon=True)
+    stdout = proc.stdout
+    assert stdout is not None
+
+    def pump() -> None:
+        for line in stdout:
+            on_line(line.rstrip("\n"))
+
+    reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     try:
         code = proc.wait(timeout=limits.timeout + 15)  # podman's own --timeout fires first

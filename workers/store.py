@@ -33,7 +33,7 @@ class JobNotFound(KeyError):
 class JobStore(Protocol):
     def create(self, job: Job) -> None: ...
     def get(self, job_id: str) -> Job | None: ...
-    def list(self, limit: int = 20) -> list[Job]: ...
+    def recent(self, limit: int = 20) -> list[Job]: ...
     def active(self) -> list[Job]: ...
     def update(self, job_id: str, change: Callable[[Job], T]) -> T: ...
     def log(self, job_id: str, stage: str | None, text: str) -> None: ...
@@ -75,11 +75,13 @@ class RedisStore:
         raws = self.redis.mget([self._key("job", i) for i in ids])
         return [Job.model_validate_json(r) for r in raws if r]
 
-    def list(self, limit: int = 20) -> list[Job]:
-        return self._get_many(list(self.redis.zrevrange(self._key("jobs"), 0, limit - 1)))
+    def recent(self, limit: int = 20) -> list[Job]:
+        ids: list[str] = self.redis.zrevrange(self._key("jobs"), 0, limit - 1)  # type: ignore[assignment]
+        return self._get_many(ids)
 
     def active(self) -> list[Job]:
-        return [j for j in self._get_many(sorted(self.redis.smembers(self._key("active"))))
+        ids: set[str] = self.redis.smembers(self._key("active"))  # type: ignore[assignment]
+        return [j for j in self._get_many(sorted(ids))
                 if j.state in ACTIVE]
 
     def update(self, job_id: str, change: Callable[[Job], T]) -> T:
@@ -87,7 +89,7 @@ class RedisStore:
         with self.redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
                     raw = pipe.get(key)
                     if raw is None:
                         raise JobNotFound(job_id)
@@ -116,11 +118,11 @@ class RedisStore:
         # Stream ids are "<ms>-<n>"; callers only see a running number, so keep the mapping
         # simple: seq is the position in the stream (1-based), read with XRANGE/XREAD.
         key = self._key("events", job_id)
-        entries = self.redis.xrange(key)
+        entries: list[tuple[str, dict[str, str]]] = self.redis.xrange(key)  # type: ignore[assignment]
         if len(entries) <= after and timeout > 0:
             last = entries[-1][0] if entries else "0-0"
             self.redis.xread({key: last}, block=int(timeout * 1000), count=1)
-            entries = self.redis.xrange(key)
+            entries = self.redis.xrange(key)  # type: ignore[assignment]
         out = []
         for seq, (_id, fields) in enumerate(entries, start=1):
             if seq > after:
@@ -200,7 +202,7 @@ class SqliteStore:
         row = self._connect().execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.model_validate_json(row[0]) if row else None
 
-    def list(self, limit: int = 20) -> list[Job]:
+    def recent(self, limit: int = 20) -> list[Job]:
         rows = self._connect().execute(
             "SELECT data FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
         return [Job.model_validate_json(r[0]) for r in rows]

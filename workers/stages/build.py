@@ -19,7 +19,7 @@ C_FLAGS = ("--target=wasm32-wasi", "-O2", "-mexec-model=reactor", "-I/src")
 def source_dir(ctx: StageContext) -> Path:
     """The job's source directory, refusing anything outside the front end's source root."""
     root = Path(ctx.job.source_root).resolve()
-    path = (root / ctx.job.command["source"]).resolve()
+    path: Path = (root / str(ctx.job.command["source"])).resolve()
     if path != root and root not in path.parents:
         raise StageError(f"source {ctx.job.command['source']!r} leaves the source root")
     if not path.is_dir():
