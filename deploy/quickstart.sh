@@ -30,3 +30,19 @@ echo
 echo "quickstart: the manifest as the registry serves it:"
 curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
   "http://127.0.0.1:$port/v2/hello/manifests/v1" | python3 -m json.tool
+
+python3 - "$port" "$WASMBOT_DATA_DIR" <<'PY'
+import hashlib, json, sys, urllib.request
+from pathlib import Path
+port, data = sys.argv[1], Path(sys.argv[2])
+request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/hello/manifests/v1",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+manifest = json.load(urllib.request.urlopen(request))
+layer = next(l for l in manifest["layers"]
+             if l["mediaType"] == "application/vnd.module.wasm.content.layer.v1+wasm")
+built = max(data.glob("artifacts/*/filter.wasm"), key=lambda p: p.stat().st_mtime)
+digest = "sha256:" + hashlib.sha256(built.read_bytes()).hexdigest()
+if layer["digest"] != digest:
+    sys.exit(f"quickstart: module layer {layer['digest']} differs from {built} ({digest})")
+print(f"quickstart: module layer digest equals sha256 of the built {built.name}: {digest}")
+PY
