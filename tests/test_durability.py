@@ -115,3 +115,11 @@ def test_events_record_every_transition_in_order(store: JobStore) -> None:
         ("log", "build", "compiling"),
     ]
     assert [e.seq for e in store.events(job.id, after=5)] == [6, 7]
+
+
+def test_a_retired_worker_is_no_longer_live(store: JobStore) -> None:
+    store.heartbeat("w1", ttl=60)
+    store.heartbeat("w2", ttl=60)
+    assert store.live_workers() == ["w1", "w2"]
+    store.retire("w1")
+    assert store.live_workers() == ["w2"]

@@ -69,6 +69,8 @@ class Maintenance(threading.Thread):
             except Exception:  # keep the loop alive through a store outage
                 log.exception("maintenance pass failed")
             if self.stopping.wait(interval):
+                # A worker that stops says so, so that `wasmbot run` does not wait for it.
+                self.store.retire(self.worker_name)
                 return
 
 
@@ -89,3 +91,4 @@ def _start_maintenance(sender: object = None, **_: object) -> None:
 def _stop_maintenance(sender: object = None, **_: object) -> None:
     if _maintenance is not None:
         _maintenance.stopping.set()
+        _maintenance.join(timeout=10)

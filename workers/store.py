@@ -40,6 +40,7 @@ class JobStore(Protocol):
     def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]: ...
     def heartbeat(self, worker: str, ttl: float) -> None: ...
     def live_workers(self) -> list[str]: ...
+    def retire(self, worker: str) -> None: ...
     def ping(self) -> None: ...
 
 
@@ -133,6 +134,9 @@ class RedisStore:
 
     def heartbeat(self, worker: str, ttl: float) -> None:
         self.redis.set(self._key("worker", worker), str(time.time()), px=int(ttl * 1000))
+
+    def retire(self, worker: str) -> None:
+        self.redis.delete(self._key("worker", worker))
 
     def live_workers(self) -> list[str]:
         prefix = self._key("worker", "")
@@ -257,6 +261,9 @@ class SqliteStore:
         self._connect().execute(
             "INSERT INTO workers VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET expires = excluded.expires",
             (worker, time.time() + ttl))
+
+    def retire(self, worker: str) -> None:
+        self._connect().execute("DELETE FROM workers WHERE name = ?", (worker,))
 
     def live_workers(self) -> list[str]:
         rows = self._connect().execute(
