@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from bot import commands
 from bot.config import ConfigError, Settings, load_settings
@@ -242,6 +244,53 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cases_beside(module: Path) -> Path | None:
+    """``wasm-tests.yaml`` in the module's directory or the one above (a project's build/)."""
+    for folder in (module.parent, module.parent.parent):
+        candidate = folder / "wasm-tests.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def cmd_abi_test(args: argparse.Namespace) -> int:
+    from workers import abitest
+    from workers.abitest import report as render
+    from workers.stages.test import cache_dir, limits
+
+    settings = load_settings()
+    module = Path(args.module)
+    try:
+        wasm = module.read_bytes()
+    except OSError as exc:
+        print(f"wasmbot: cannot read {module}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    root_id = args.root_id or module.stem
+    cases = Path(args.cases) if args.cases else _cases_beside(module)
+    try:
+        suite = abitest.load(cases, root_id) if cases else abitest.smoke(root_id)
+    except abitest.CasesError as exc:
+        print(f"wasmbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.root_id:
+        suite = suite.with_root_id(args.root_id)
+    if args.config is not None:
+        suite = suite.with_plugin_config(args.config.encode())
+    report = abitest.run(wasm, suite, limits=limits(settings), name=module.name,
+                         cache_dir=cache_dir(settings))
+    if args.junit:
+        Path(args.junit).write_text(render.to_junit(report))
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    elif args.format == "markdown":
+        print(render.render_markdown(report))
+    elif args.format == "slack":
+        print(render.render_slack(report))
+    else:
+        print(render.render_text(report, verbose=args.verbose))
+    return 0 if report.ok else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wasmbot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -273,6 +322,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("abi-test", help="load a .wasm the way Envoy would and run its behaviour cases",
+                       description="Validate a proxy-wasm module's ABI surface, run it on wasmtime "
+                       "with every host function, and check the cases in wasm-tests.yaml. Exits 1 "
+                       "when the module would not load or a case fails, 2 on bad input.")
+    p.add_argument("module", help="the compiled filter (.wasm)")
+    p.add_argument("--cases", help="behaviour cases (default: wasm-tests.yaml beside the module "
+                   "or one directory up; without one, a plain GET runs through the filter)")
+    p.add_argument("--config", help="plugin configuration (text or JSON) for every case that does "
+                   "not set its own")
+    p.add_argument("--root-id", help="root id to start the plugin with (default: the cases "
+                   "file's, else the module's file name)")
+    p.add_argument("--format", choices=("text", "markdown", "slack", "json"), default="text")
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML to FILE")
+    p.add_argument("-v", "--verbose", action="store_true", help="show logs of passing cases too")
+    p.set_defaults(func=cmd_abi_test)
 
     p = sub.add_parser("dev", help="run a local registry, a worker and the web app until Ctrl-C")
     p.add_argument("--registry-port", type=int, default=5000)

@@ -51,8 +51,11 @@ class Settings(BaseSettings):
     build_cpus: float = Field(default=1.0, gt=0)
     build_pids: int = Field(default=256, gt=0)
 
-    # Test stage: instructions (wasmtime fuel) a module may spend in each lifecycle call.
-    test_fuel: int = Field(default=2_000_000_000, gt=0)
+    # Test stage (ABI harness): wasmtime fuel (about one unit per instruction) for each
+    # callback, the cap on a module's linear memory, and the largest module accepted.
+    test_fuel: int = Field(default=1_000_000_000, gt=0)
+    test_memory_mb: int = Field(default=256, gt=0)
+    test_max_module_mb: int = Field(default=256, gt=0)
 
     # Registries reached over plain HTTP; everything else uses HTTPS.
     plain_http_registries: list[str] = ["localhost:*", "127.0.0.1:*", "[::1]:*"]

@@ -141,8 +141,9 @@ def test_module_with_unknown_import_fails_the_test_stage_naming_it(
     assert job.state is State.FAILED
     assert job.stage("build").state is State.SUCCEEDED
     assert job.stage("test").state is State.FAILED
-    assert "import env.proxy_make_coffee is not a proxy-wasm host function of ABI 0.2.0" in (
-        job.stage("test").error or "")
+    error = job.stage("test").error or ""
+    assert "env.proxy_make_coffee: not a proxy-wasm host function of ABI 0.2.0" in error
+    assert "Envoy refuses to load the module: missing import" in error
     assert job.stage("push").state is State.PENDING
 
 

@@ -1,24 +1,45 @@
-"""Test stage: load the built module under wasmtime and run its first lifecycle calls."""
+"""Test stage: run the module through the ABI harness with the source's ``wasm-tests.yaml``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from workers import abicheck
+from bot.config import Settings
+from workers import abitest
+from workers.abitest.report import render_text, to_junit
 from workers.stages import StageContext, StageError
+from workers.stages.build import source_dir
+
+
+def limits(settings: Settings) -> abitest.Limits:
+    return abitest.Limits(fuel=settings.test_fuel, memory_bytes=settings.test_memory_mb * 2**20,
+                          max_module_bytes=settings.test_max_module_mb * 2**20)
+
+
+def cache_dir(settings: Settings) -> Path:
+    return settings.data_dir / "cache" / "compiled"
 
 
 def run(ctx: StageContext) -> dict[str, str]:
     build = ctx.job.stage("build").result
     wasm = Path(build["module"]).read_bytes()
-    report = abicheck.check(wasm, fuel=ctx.settings.test_fuel)
-    for level, text in report.logs:
-        ctx.log(f"module [{level}] {text}")
-    if report.abi_version:
-        ctx.log(f"ABI version {report.abi_version}")
+    root_id = (build.get("root_ids") or "").split(",")[0] or "root"
+    cases = source_dir(ctx) / abitest.cases.FILENAME
+    try:
+        suite = abitest.load(cases, root_id) if cases.is_file() else abitest.smoke(root_id)
+    except abitest.CasesError as exc:
+        raise StageError(str(exc)) from None
+    if not cases.is_file():
+        ctx.log(f"no {abitest.cases.FILENAME} beside the source: running one plain GET")
+    report = abitest.run(wasm, suite, limits=limits(ctx.settings), name="filter.wasm",
+                         cache_dir=cache_dir(ctx.settings))
+    for line in render_text(report).splitlines():
+        ctx.log(line)
+    junit = ctx.workdir / "abi-test.xml"
+    junit.write_text(to_junit(report))
     if not report.ok:
-        raise StageError("module would not load in Envoy:\n" + "\n".join(
-            f"- {p}" for p in report.problems))
-    ctx.log("exports, imports and allocator are valid; proxy_on_vm_start and "
-            "proxy_on_configure ran without a trap")
-    return {"abi_version": report.abi_version or ""}
+        details = [str(p) for p in report.problems] or [
+            f"{c.name}: {c.differences[0]}" for c in report.failed]
+        raise StageError(report.headline() + "\n" + "\n".join(f"- {d}" for d in details))
+    return {"abi_version": report.abi_version or "",
+            "cases": f"{len(report.passed)}/{len(report.cases)}", "junit": str(junit)}

@@ -1,0 +1,81 @@
+"""wasmbot's ABI test harness: load, exercise and judge a proxy-wasm module as Envoy would.
+
+``run(wasm, suite)`` validates the module's ABI surface, starts it on a wasmtime host with
+every proxy-wasm host function, drives each case of ``wasm-tests.yaml`` through a request's
+lifecycle and returns a ``Report`` (renderers in ``workers.abitest.report``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import wasmtime
+
+from workers.abitest.cases import CasesError, Suite, load, smoke
+from workers.abitest.driver import CaseRun, Instance
+from workers.abitest.expect import Difference, judge
+from workers.abitest.report import CaseResult, Report
+from workers.abitest.state import World
+from workers.abitest.validate import Problem, validate
+from workers.abitest.vm import CallbackFailed, Limits, compile_module
+
+__all__ = ["CasesError", "Limits", "Report", "Suite", "load", "run", "smoke"]
+
+
+def run(wasm: bytes, suite: Suite, *, limits: Limits | None = None, name: str = "module",
+        cache_dir: Path | None = None) -> Report:
+    """Validate, then run every case; a module that fails validation runs nothing."""
+    limits = limits or Limits()
+    started = time.perf_counter()
+    report = Report(module=name, size=len(wasm), sha256=hashlib.sha256(wasm).hexdigest(),
+                    cases_source=suite.source)
+    if len(wasm) > limits.max_module_bytes:
+        report.problems.append(Problem("module size", f"{len(wasm)} bytes is over the limit of "
+                                       f"{limits.max_module_bytes}", "Istio refuses to fetch it"))
+        return report
+    if not wasm.startswith(b"\0asm"):
+        report.problems.append(Problem("module", "does not start with the \\0asm magic number",
+                                       "Envoy and Istio refuse anything but a wasm binary"))
+        return report
+    try:
+        module, report.compile_source = compile_module(wasm, cache_dir)
+    except wasmtime.WasmtimeError as exc:
+        report.problems.append(Problem("module", f"not a valid WebAssembly module: "
+                                       f"{str(exc).splitlines()[0]}", "Envoy fails to load it"))
+        return report
+    v = validate(module, len(wasm), limits.max_module_bytes)
+    report.abi_version, report.allocator, report.imports = v.abi_version, v.allocator, v.imports
+    report.problems = v.problems
+    if not v.ok:
+        report.seconds = time.perf_counter() - started
+        return report
+    world = World(clock_ns=suite.time_ns)
+    inst: Instance | None = None
+    used: set[str] = set()
+    started_roots: set[str] = set()
+    for case in suite.cases:
+        t0 = time.perf_counter()
+        result = CaseResult(case.name)
+        if inst is None or inst.broken:
+            try:
+                inst = Instance(module, v, suite, limits, world)
+                inst.start()
+            except CallbackFailed as exc:
+                result.differences.append(Difference("VM start", "the VM to start", str(exc)))
+                report.cases.append(result)
+                inst = None
+                continue
+        out = CaseRun(inst, case).run()
+        result.differences = judge(out)
+        result.notes = out.notes
+        result.logs = [f"[{line.level_name}] {line.message}" for line in out.logs]
+        result.seconds = time.perf_counter() - t0
+        report.cases.append(result)
+        used |= {name for name, n in inst.host.calls.items() if n}
+        started_roots |= set(inst.roots)
+    report.root_ids = [r for r in suite.root_ids if r in started_roots]
+    report.imports_used = sorted(used)
+    report.seconds = time.perf_counter() - started
+    return report

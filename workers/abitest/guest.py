@@ -1,0 +1,128 @@
+"""Guest memory: reading arguments, and copying results out through the guest's allocator.
+
+Every host function gets the wasmtime ``Caller`` as ``cx``; memory and allocator handles are
+looked up once per instance.  Out-of-range pointers raise ``InvalidMemory``, which the host
+turns into INVALID_MEMORY_ACCESS as Envoy does.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+import wasmtime
+
+
+class InvalidMemory(Exception):
+    """The guest passed a pointer or length outside its memory."""
+
+
+class AllocationFailed(Exception):
+    """The guest allocator returned 0 (or trapped) for a copy-out."""
+
+
+Pairs = list[tuple[bytes, bytes]]
+
+
+class Guest:
+    def __init__(self) -> None:
+        self.memory: wasmtime.Memory | None = None
+        self.allocator: wasmtime.Func | None = None
+        self.allocator_name = ""
+        self.allocating = False
+        self.failed_allocations: list[int] = []
+
+    def bind(self, store: wasmtime.Store, instance: wasmtime.Instance, allocator: str) -> None:
+        exports = instance.exports(store)
+        memory = exports.get("memory")
+        self.memory = memory if isinstance(memory, wasmtime.Memory) else None
+        alloc = exports.get(allocator)
+        self.allocator = alloc if isinstance(alloc, wasmtime.Func) else None
+        self.allocator_name = allocator
+
+    def _mem(self) -> wasmtime.Memory:
+        if self.memory is None:
+            raise InvalidMemory("the module exports no memory")
+        return self.memory
+
+    def read(self, cx: Any, ptr: int, size: int) -> bytes:
+        if size == 0:
+            return b""
+        mem = self._mem()
+        if ptr < 0 or size < 0 or ptr + size > mem.data_len(cx):
+            raise InvalidMemory(f"{size} bytes at {ptr:#x} are outside guest memory")
+        return bytes(mem.read(cx, ptr, ptr + size))
+
+    def write(self, cx: Any, ptr: int, data: bytes) -> None:
+        if not data:
+            return
+        mem = self._mem()
+        if ptr <= 0 or ptr + len(data) > mem.data_len(cx):
+            raise InvalidMemory(f"{len(data)} bytes at {ptr:#x} are outside guest memory")
+        mem.write(cx, data, ptr)
+
+    def put_u32(self, cx: Any, ptr: int, value: int) -> None:
+        self.write(cx, ptr, struct.pack("<I", value & 0xFFFFFFFF))
+
+    def put_u64(self, cx: Any, ptr: int, value: int) -> None:
+        self.write(cx, ptr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
+
+    def get_u32(self, cx: Any, ptr: int) -> int:
+        value: int = struct.unpack("<I", self.read(cx, ptr, 4))[0]
+        return value
+
+    def string(self, cx: Any, ptr: int, size: int) -> str:
+        return self.read(cx, ptr, size).decode("utf-8", "replace")
+
+    def allocate(self, cx: Any, size: int) -> int:
+        """Call the guest allocator; only the calls cpp-host allows may happen meanwhile."""
+        if self.allocator is None:
+            raise AllocationFailed("the module has no allocator")
+        self.allocating = True
+        try:
+            ptr = int(self.allocator(cx, size))
+        finally:
+            self.allocating = False
+        if ptr == 0:
+            self.failed_allocations.append(size)
+            raise AllocationFailed(f"{self.allocator_name}({size}) returned 0")
+        return ptr
+
+    def copy_out(self, cx: Any, data: bytes, ptr_ptr: int, len_ptr: int) -> None:
+        """Hand ``data`` to the guest: allocate, copy, write pointer and length (0, 0 if empty)."""
+        ptr = self.allocate(cx, len(data)) if data else 0
+        self.write(cx, ptr, data)
+        self.put_u32(cx, ptr_ptr, ptr)
+        self.put_u32(cx, len_ptr, len(data))
+
+
+def serialize_pairs(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """proxy-wasm map serialisation: count, (key len, value len)*, then key NUL value NUL."""
+    items = list(pairs)
+    head = struct.pack("<I", len(items)) + b"".join(
+        struct.pack("<II", len(k), len(v)) for k, v in items)
+    return head + b"".join(k + b"\0" + v + b"\0" for k, v in items)
+
+
+def deserialize_pairs(data: bytes) -> Pairs:
+    """The inverse of ``serialize_pairs``; ValueError on malformed input."""
+    if not data:
+        return []
+    if len(data) < 4:
+        raise ValueError("map shorter than its 4-byte count")
+    (count,) = struct.unpack_from("<I", data, 0)
+    offset = 4 + 8 * count
+    if offset > len(data):
+        raise ValueError(f"map declares {count} pairs but is {len(data)} bytes")
+    pairs: Pairs = []
+    for i in range(count):
+        klen, vlen = struct.unpack_from("<II", data, 4 + 8 * i)
+        end = offset + klen + 1 + vlen + 1
+        if end > len(data):
+            raise ValueError(f"pair {i} runs past the end of the map")
+        key = data[offset:offset + klen]
+        value = data[offset + klen + 1:offset + klen + 1 + vlen]
+        pairs.append((key, value))
+        offset = end
+    return pairs

@@ -1,0 +1,615 @@
+"""Every proxy-wasm host function, on wasmtime, with Envoy's semantics.
+
+Where the emulators (proxy-wasm test-framework, Go proxytest) differ from Envoy, this follows
+Envoy and proxy-wasm-cpp-host: header keys lower-cased, NOT_FOUND for a missing header from
+ABI 0.2.0 on (OK with an empty value in 0.1.0), results copied out through the guest's
+allocator, only ``proxy_log``, ``fd_write``, ``clock_time_get`` and ``poll_oneoff`` allowed
+while that allocator runs, the plugin configuration readable only during
+``proxy_on_configure``, and ``HeaderMap::byteSize`` as the header map size.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from workers.abitest.abi import (
+    ALLOWED_DURING_ALLOCATION,
+    Buffer,
+    LogLevel,
+    Map,
+    MetricType,
+    Status,
+    Stream,
+)
+from workers.abitest.guest import AllocationFailed, Guest, InvalidMemory, deserialize_pairs, serialize_pairs
+from workers.abitest.state import Context, GrpcCall, HeaderMap, HttpCall, LocalResponse, Metric, Queue, World
+
+
+class HostViolation(Exception):
+    """The module broke a host rule that makes Envoy fail the callback."""
+
+
+@dataclass
+class LogLine:
+    level: int
+    message: str
+    context_id: int
+
+    @property
+    def level_name(self) -> str:
+        return LogLevel(self.level).name.lower() if 0 <= self.level <= 5 else str(self.level)
+
+
+@dataclass
+class Callback:
+    """What the callback being run may read besides its context: buffers, maps, status."""
+
+    http_call: HttpCall | None = None
+    http_response: tuple[HeaderMap, bytes, HeaderMap] | None = None
+    grpc_metadata: dict[int, HeaderMap] = field(default_factory=dict)
+    grpc_message: bytes | None = None
+    foreign_args: bytes | None = None
+    status: tuple[int, bytes] = (0, b"")
+
+
+def encode_property(value: object) -> bytes:
+    """Envoy's property encoding: strings raw, integers int64 LE, booleans one byte, maps as pairs."""
+    if isinstance(value, bool):
+        return b"\1" if value else b"\0"
+    if isinstance(value, int):
+        return struct.pack("<q", value)
+    if isinstance(value, dict):
+        return serialize_pairs((str(k).encode(), str(v).encode()) for k, v in value.items())
+    return str(value).encode()
+
+
+class Host:
+    def __init__(self, guest: Guest, world: World, abi_version: str, *, vm_id: str,
+                 vm_config: bytes, log_level: int = LogLevel.INFO,
+                 properties: dict[str, object] | None = None,
+                 clusters: frozenset[str] | None = None) -> None:
+        self.guest = guest
+        self.world = world
+        self.abi = abi_version
+        self.vm_id = vm_id
+        self.vm_config = vm_config
+        self.plugin_config = b""
+        self.configuring = False
+        self.log_level = log_level
+        self.properties: dict[tuple[str, ...], bytes] = {
+            tuple(k.split(".")): encode_property(v) for k, v in (properties or {}).items()}
+        self.clusters = clusters
+        self.contexts: dict[int, Context] = {}
+        self.current: Context | None = None
+        self.callback = Callback()
+        self.logs: list[LogLine] = []
+        self.calls: Counter[str] = Counter()
+        self.http_calls: list[HttpCall] = []
+        self.grpc_calls: list[GrpcCall] = []
+        self.queue_ready: list[tuple[int, int]] = []
+        self.done_requests: list[int] = []
+        self.allocation_failures: list[str] = []
+        self._tokens = 0
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def log(self, level: int, message: str) -> None:
+        self.logs.append(LogLine(level, message, self.current.id if self.current else 0))
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """The guest-facing function: counts calls, enforces the allocator rule, maps errors."""
+        def call(cx: Any, *args: Any) -> Any:
+            self.calls[name] += 1
+            if self.guest.allocating and name not in ALLOWED_DURING_ALLOCATION:
+                raise HostViolation(
+                    f"{name} was called while the host was inside the module's allocator "
+                    f"({self.guest.allocator_name}); Envoy allows only "
+                    f"{', '.join(sorted(ALLOWED_DURING_ALLOCATION))} there")
+            try:
+                return fn(cx, *args)
+            except InvalidMemory:
+                return Status.INVALID_MEMORY_ACCESS
+            except AllocationFailed as exc:
+                self.allocation_failures.append(f"{name}: {exc}")
+                return Status.INVALID_MEMORY_ACCESS
+        return call
+
+    def functions(self, names: list[str]) -> dict[str, Callable[..., Any]]:
+        return {name: self.wrap(name, getattr(self, name)) for name in names}
+
+    def _ctx(self) -> Context:
+        if self.current is None:
+            raise HostViolation("a host function was called outside any context")
+        return self.current
+
+    def _stream(self) -> Context | None:
+        ctx = self._ctx()
+        return ctx if ctx.parent else None
+
+    def _root(self) -> Context:
+        ctx = self._ctx()
+        return self.contexts[ctx.parent] if ctx.parent else ctx
+
+    def _bytes(self, cx: Any, ptr: int, size: int) -> bytes:
+        return self.guest.read(cx, ptr, size)
+
+    # -- logging, time, configuration --------------------------------------------------------------
+
+    def proxy_log(self, cx: Any, level: int, ptr: int, size: int) -> int:
+        if not 0 <= level <= 5:
+            return Status.BAD_ARGUMENT
+        if level >= self.log_level:  # Envoy drops lines below the configured level
+            self.log(level, self.guest.string(cx, ptr, size))
+        return Status.OK
+
+    def proxy_get_log_level(self, cx: Any, ret: int) -> int:
+        self.guest.put_u32(cx, ret, self.log_level)
+        return Status.OK
+
+    def proxy_get_current_time_nanoseconds(self, cx: Any, ret: int) -> int:
+        self.guest.put_u64(cx, ret, self.world.now_ns())
+        return Status.OK
+
+    def proxy_set_tick_period_milliseconds(self, cx: Any, period: int) -> int:
+        self._root().tick_period_ms = period
+        return Status.OK
+
+    def proxy_get_configuration(self, cx: Any, ptr_ptr: int, len_ptr: int) -> int:
+        self.guest.copy_out(cx, self.plugin_config, ptr_ptr, len_ptr)
+        return Status.OK
+
+    def proxy_done(self, cx: Any) -> int:
+        ctx = self._ctx()
+        if ctx.id not in self.done_requests:
+            return Status.NOT_FOUND
+        self.done_requests.remove(ctx.id)
+        ctx.done_called = True
+        return Status.OK
+
+    def proxy_set_effective_context(self, cx: Any, context_id: int) -> int:
+        ctx = self.contexts.get(context_id)
+        if ctx is None:
+            return Status.BAD_ARGUMENT
+        self.current = ctx
+        return Status.OK
+
+    # -- buffers -------------------------------------------------------------------------------------
+
+    def _buffer(self, kind: int) -> tuple[bytes, bool] | None:
+        """The buffer's bytes and end-of-stream flag, or None when Envoy has none right now."""
+        if kind >= Buffer.VM_CONFIGURATION and self.abi == "0.1.0":
+            return None
+        stream = self._stream() if self.current else None
+        if kind == Buffer.HTTP_REQUEST_BODY and stream:
+            return stream.request.buffered, stream.request.end_of_stream
+        if kind == Buffer.HTTP_RESPONSE_BODY and stream:
+            return stream.response.buffered, stream.response.end_of_stream
+        if kind == Buffer.HTTP_CALL_RESPONSE_BODY and self.callback.http_response:
+            return self.callback.http_response[1], True
+        if kind == Buffer.GRPC_CALL_MESSAGE and self.callback.grpc_message is not None:
+            return self.callback.grpc_message, False
+        if kind == Buffer.VM_CONFIGURATION:
+            return self.vm_config, True
+        if kind == Buffer.PLUGIN_CONFIGURATION and self.configuring:
+            return self.plugin_config, True
+        if kind == Buffer.FOREIGN_FUNCTION_ARGUMENTS and self.callback.foreign_args is not None:
+            return self.callback.foreign_args, True
+        return None
+
+    def proxy_get_buffer_bytes(self, cx: Any, kind: int, start: int, size: int, ptr_ptr: int,
+                               len_ptr: int) -> int:
+        if kind > Buffer.FOREIGN_FUNCTION_ARGUMENTS:
+            return Status.BAD_ARGUMENT
+        buf = self._buffer(kind)
+        if buf is None:
+            return Status.NOT_FOUND
+        data = buf[0]
+        if start > len(data):
+            return Status.BAD_ARGUMENT
+        self.guest.copy_out(cx, data[start:start + size], ptr_ptr, len_ptr)
+        return Status.OK
+
+    def proxy_get_buffer_status(self, cx: Any, kind: int, len_ptr: int, flags_ptr: int) -> int:
+        if kind > Buffer.FOREIGN_FUNCTION_ARGUMENTS:
+            return Status.BAD_ARGUMENT
+        buf = self._buffer(kind)
+        if buf is None:
+            return Status.NOT_FOUND
+        self.guest.put_u32(cx, len_ptr, len(buf[0]))
+        self.guest.put_u32(cx, flags_ptr, 1 if buf[1] else 0)
+        return Status.OK
+
+    def proxy_set_buffer_bytes(self, cx: Any, kind: int, start: int, size: int, ptr: int,
+                               length: int) -> int:
+        """Envoy's rules: (0, 0) prepends, (0, >= len) replaces, start >= len appends."""
+        stream = self._stream()
+        if stream is None or kind not in (Buffer.HTTP_REQUEST_BODY, Buffer.HTTP_RESPONSE_BODY):
+            return Status.NOT_FOUND if kind <= Buffer.FOREIGN_FUNCTION_ARGUMENTS else Status.BAD_ARGUMENT
+        direction = stream.request if kind == Buffer.HTTP_REQUEST_BODY else stream.response
+        data, current = self._bytes(cx, ptr, length), direction.buffered
+        if start == 0 and size == 0:
+            direction.buffered = data + current
+        elif start == 0 and size >= len(current):
+            direction.buffered = data
+        elif start >= len(current):
+            direction.buffered = current + data
+        else:
+            return Status.BAD_ARGUMENT
+        return Status.OK
+
+    # -- header maps ---------------------------------------------------------------------------------
+
+    def _map(self, kind: int) -> HeaderMap | None:
+        stream = self._stream() if self.current else None
+        if stream is not None:
+            maps = {Map.REQUEST_HEADERS: stream.request.headers,
+                    Map.REQUEST_TRAILERS: stream.request.trailers,
+                    Map.RESPONSE_HEADERS: stream.response.headers,
+                    Map.RESPONSE_TRAILERS: stream.response.trailers}
+            if kind in maps:
+                return maps[Map(kind)]
+        if kind in (Map.GRPC_INITIAL_METADATA, Map.GRPC_TRAILING_METADATA):
+            return self.callback.grpc_metadata.get(kind)
+        if self.callback.http_response and kind == Map.HTTP_CALL_RESPONSE_HEADERS:
+            return self.callback.http_response[0]
+        if self.callback.http_response and kind == Map.HTTP_CALL_RESPONSE_TRAILERS:
+            return self.callback.http_response[2]
+        return None
+
+    def proxy_get_header_map_size(self, cx: Any, kind: int, ret: int) -> int:
+        m = self._map(kind)
+        if m is None:
+            return Status.BAD_ARGUMENT
+        self.guest.put_u32(cx, ret, m.byte_size())
+        return Status.OK
+
+    def proxy_get_header_map_pairs(self, cx: Any, kind: int, ptr_ptr: int, len_ptr: int) -> int:
+        m = self._map(kind)
+        if m is None:
+            return Status.BAD_ARGUMENT
+        self.guest.copy_out(cx, serialize_pairs(m.pairs), ptr_ptr, len_ptr)
+        return Status.OK
+
+    def proxy_set_header_map_pairs(self, cx: Any, kind: int, ptr: int, size: int) -> int:
+        m = self._map(kind)
+        if m is None:
+            return Status.BAD_ARGUMENT
+        try:
+            pairs = deserialize_pairs(self._bytes(cx, ptr, size))
+        except ValueError:
+            return Status.BAD_ARGUMENT
+        m.pairs = [(k.lower(), v) for k, v in pairs]
+        return Status.OK
+
+    def proxy_get_header_map_value(self, cx: Any, kind: int, kptr: int, klen: int, ptr_ptr: int,
+                                   len_ptr: int) -> int:
+        m = self._map(kind)
+        if m is None:
+            return Status.BAD_ARGUMENT
+        value = m.get(self._bytes(cx, kptr, klen))
+        if value is None:
+            if self.abi == "0.1.0":  # 0.1.0 answered OK with an empty value
+                self.guest.copy_out(cx, b"", ptr_ptr, len_ptr)
+                return Status.OK
+            return Status.NOT_FOUND
+        self.guest.copy_out(cx, value, ptr_ptr, len_ptr)
+        return Status.OK
+
+    def proxy_add_header_map_value(self, cx: Any, kind: int, kptr: int, klen: int, vptr: int,
+                                   vlen: int) -> int:
+        m = self._map(kind)
+        if m is None:
+            return Status.BAD_ARGUMENT
+        m.add(self._bytes(cx, kptr, klen), self._bytes(cx, vptr, vlen))
+        return Status.OK
+
+    def proxy_replace_header_map_value(self, cx: Any, kind: int, kptr: int, klen: int, vptr: int,
+                                       vlen: int) -> int:
+        m = self._map(kind)
+        if m is None:
+            return Status.BAD_ARGUMENT
+        m.replace(self._bytes(cx, kptr, klen), self._bytes(cx, vptr, vlen))
+        return Status.OK
+
+    def proxy_remove_header_map_value(self, cx: Any, kind: int, kptr: int, klen: int) -> int:
+        m = self._map(kind)
+        if m is None:
+            return Status.BAD_ARGUMENT
+        m.remove(self._bytes(cx, kptr, klen))
+        return Status.OK
+
+    # -- stream control ----------------------------------------------------------------------------
+
+    def _resume(self, kind: int) -> int:
+        stream = self._stream()
+        if stream is None:
+            return Status.BAD_ARGUMENT
+        if kind == Stream.HTTP_REQUEST:
+            stream.request.paused = False
+        elif kind == Stream.HTTP_RESPONSE:
+            stream.response.paused = False
+        else:
+            return Status.BAD_ARGUMENT
+        return Status.OK
+
+    def proxy_continue_stream(self, cx: Any, kind: int) -> int:
+        return self._resume(kind)
+
+    def proxy_close_stream(self, cx: Any, kind: int) -> int:
+        stream = self._stream()
+        if stream is None or kind > Stream.UPSTREAM:
+            return Status.BAD_ARGUMENT
+        stream.closed.append(Stream(kind).name.lower())
+        return Status.OK
+
+    def proxy_continue_request(self, cx: Any) -> int:
+        return self._resume(Stream.HTTP_REQUEST)
+
+    def proxy_continue_response(self, cx: Any) -> int:
+        return self._resume(Stream.HTTP_RESPONSE)
+
+    def proxy_clear_route_cache(self, cx: Any) -> int:
+        return Status.OK if self._stream() else Status.BAD_ARGUMENT
+
+    def proxy_get_status(self, cx: Any, code_ptr: int, ptr_ptr: int, len_ptr: int) -> int:
+        code, message = self.callback.status
+        self.guest.put_u32(cx, code_ptr, code)
+        self.guest.copy_out(cx, message, ptr_ptr, len_ptr)
+        return Status.OK
+
+    def proxy_send_local_response(self, cx: Any, code: int, dptr: int, dlen: int, bptr: int,
+                                  blen: int, hptr: int, hlen: int, grpc_status: int) -> int:
+        stream = self._stream()
+        if stream is None:
+            return Status.BAD_ARGUMENT
+        try:
+            headers = HeaderMap(deserialize_pairs(self._bytes(cx, hptr, hlen)))
+        except ValueError:
+            return Status.BAD_ARGUMENT
+        stream.local_response = LocalResponse(
+            code=code, details=self.guest.string(cx, dptr, dlen), body=self._bytes(cx, bptr, blen),
+            headers=headers, grpc_status=grpc_status if grpc_status < 2**31 else grpc_status - 2**32)
+        return Status.OK
+
+    # -- callouts ------------------------------------------------------------------------------------
+
+    def _token(self) -> int:
+        self._tokens += 1
+        return self._tokens
+
+    def _cluster_known(self, upstream: str) -> bool:
+        return self.clusters is None or upstream in self.clusters
+
+    def proxy_http_call(self, cx: Any, up: int, uplen: int, hptr: int, hlen: int, bptr: int,
+                        blen: int, tptr: int, tlen: int, timeout: int, token_ptr: int) -> int:
+        upstream = self.guest.string(cx, up, uplen)
+        try:
+            headers = HeaderMap(deserialize_pairs(self._bytes(cx, hptr, hlen)))
+            trailers = HeaderMap(deserialize_pairs(self._bytes(cx, tptr, tlen)))
+        except ValueError:
+            return Status.BAD_ARGUMENT
+        if not self._cluster_known(upstream):
+            return Status.BAD_ARGUMENT
+        if any(headers.get(h) is None for h in (b":method", b":path", b":authority")):
+            return Status.BAD_ARGUMENT  # Envoy refuses a call without these
+        call = HttpCall(self._token(), self._ctx().id, upstream, headers, self._bytes(cx, bptr, blen),
+                        trailers, timeout)
+        self.http_calls.append(call)
+        self.guest.put_u32(cx, token_ptr, call.token)
+        return Status.OK
+
+    def _grpc(self, cx: Any, args: tuple[int, ...], message: bytes | None, timeout: int,
+              token_ptr: int, stream: bool) -> int:
+        up, uplen, sptr, slen, mptr, mlen, mdptr, mdlen = args
+        upstream = self.guest.string(cx, up, uplen)
+        try:
+            metadata = HeaderMap(deserialize_pairs(self._bytes(cx, mdptr, mdlen)))
+        except ValueError:
+            return Status.BAD_ARGUMENT
+        if not self._cluster_known(upstream):
+            return Status.BAD_ARGUMENT
+        call = GrpcCall(self._token(), self._ctx().id, upstream, self.guest.string(cx, sptr, slen),
+                        self.guest.string(cx, mptr, mlen), metadata,
+                        [message] if message is not None else [], timeout, stream)
+        self.grpc_calls.append(call)
+        self.guest.put_u32(cx, token_ptr, call.token)
+        return Status.OK
+
+    def proxy_grpc_call(self, cx: Any, up: int, uplen: int, sptr: int, slen: int, mptr: int,
+                        mlen: int, mdptr: int, mdlen: int, msgptr: int, msglen: int, timeout: int,
+                        token_ptr: int) -> int:
+        return self._grpc(cx, (up, uplen, sptr, slen, mptr, mlen, mdptr, mdlen),
+                          self._bytes(cx, msgptr, msglen), timeout, token_ptr, stream=False)
+
+    def proxy_grpc_stream(self, cx: Any, up: int, uplen: int, sptr: int, slen: int, mptr: int,
+                          mlen: int, mdptr: int, mdlen: int, token_ptr: int) -> int:
+        return self._grpc(cx, (up, uplen, sptr, slen, mptr, mlen, mdptr, mdlen), None, 0,
+                          token_ptr, stream=True)
+
+    def _grpc_call(self, token: int) -> GrpcCall | None:
+        return next((c for c in self.grpc_calls if c.token == token and not c.closed), None)
+
+    def proxy_grpc_send(self, cx: Any, token: int, ptr: int, size: int, end: int) -> int:
+        call = self._grpc_call(token)
+        if call is None or not call.stream:
+            return Status.BAD_ARGUMENT if call else Status.NOT_FOUND
+        call.messages.append(self._bytes(cx, ptr, size))
+        return Status.OK
+
+    def proxy_grpc_cancel(self, cx: Any, token: int) -> int:
+        call = self._grpc_call(token)
+        if call is None:
+            return Status.NOT_FOUND
+        call.closed = True
+        return Status.OK
+
+    proxy_grpc_close = proxy_grpc_cancel
+
+    # -- shared data and queues -----------------------------------------------------------------
+
+    def proxy_get_shared_data(self, cx: Any, kptr: int, klen: int, ptr_ptr: int, len_ptr: int,
+                              cas_ptr: int) -> int:
+        entry = self.world.shared.get(self._bytes(cx, kptr, klen))
+        if entry is None:
+            return Status.NOT_FOUND
+        self.guest.copy_out(cx, entry[0], ptr_ptr, len_ptr)
+        self.guest.put_u32(cx, cas_ptr, entry[1])
+        return Status.OK
+
+    def proxy_set_shared_data(self, cx: Any, kptr: int, klen: int, vptr: int, vlen: int,
+                              cas: int) -> int:
+        return self.world.shared.set(self._bytes(cx, kptr, klen), self._bytes(cx, vptr, vlen), cas)
+
+    def proxy_register_shared_queue(self, cx: Any, nptr: int, nlen: int, id_ptr: int) -> int:
+        name = self.guest.string(cx, nptr, nlen)
+        owner = self._root().id
+        queue = next((q for q in self.world.queues.values()
+                      if q.vm_id == self.vm_id and q.name == name), None)
+        if queue is None:
+            queue = Queue(len(self.world.queues) + 1, self.vm_id, name, owner)
+            self.world.queues[queue.id] = queue
+        queue.owner = owner
+        self.guest.put_u32(cx, id_ptr, queue.id)
+        return Status.OK
+
+    def proxy_resolve_shared_queue(self, cx: Any, vptr: int, vlen: int, nptr: int, nlen: int,
+                                   id_ptr: int) -> int:
+        vm_id, name = self.guest.string(cx, vptr, vlen), self.guest.string(cx, nptr, nlen)
+        queue = next((q for q in self.world.queues.values()
+                      if q.vm_id == vm_id and q.name == name), None)
+        if queue is None:
+            return Status.NOT_FOUND
+        self.guest.put_u32(cx, id_ptr, queue.id)
+        return Status.OK
+
+    def proxy_enqueue_shared_queue(self, cx: Any, queue_id: int, ptr: int, size: int) -> int:
+        queue = self.world.queues.get(queue_id)
+        if queue is None:
+            return Status.NOT_FOUND
+        queue.items.append(self._bytes(cx, ptr, size))
+        if queue.vm_id == self.vm_id:
+            self.queue_ready.append((queue.owner, queue.id))
+        return Status.OK
+
+    def proxy_dequeue_shared_queue(self, cx: Any, queue_id: int, ptr_ptr: int, len_ptr: int) -> int:
+        queue = self.world.queues.get(queue_id)
+        if queue is None:
+            return Status.NOT_FOUND
+        if not queue.items:
+            return Status.EMPTY
+        self.guest.copy_out(cx, queue.items[0], ptr_ptr, len_ptr)
+        queue.items.pop(0)
+        return Status.OK
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    def proxy_define_metric(self, cx: Any, kind: int, nptr: int, nlen: int, id_ptr: int) -> int:
+        if kind > MetricType.HISTOGRAM:
+            return Status.BAD_ARGUMENT
+        name = self.guest.string(cx, nptr, nlen)
+        metric_id = next((i for i, m in self.world.metrics.items()
+                          if m.name == name and m.type == kind), None)
+        if metric_id is None:
+            metric_id = len(self.world.metrics) + 1
+            self.world.metrics[metric_id] = Metric(MetricType(kind), name)
+        self.guest.put_u32(cx, id_ptr, metric_id)
+        return Status.OK
+
+    def proxy_increment_metric(self, cx: Any, metric_id: int, offset: int) -> int:
+        metric = self.world.metrics.get(metric_id)
+        if metric is None:
+            return Status.NOT_FOUND
+        if metric.type == MetricType.HISTOGRAM or (metric.type == MetricType.COUNTER and offset < 0):
+            return Status.BAD_ARGUMENT
+        metric.value += offset
+        return Status.OK
+
+    def proxy_record_metric(self, cx: Any, metric_id: int, value: int) -> int:
+        metric = self.world.metrics.get(metric_id)
+        if metric is None:
+            return Status.NOT_FOUND
+        if metric.type == MetricType.COUNTER:
+            metric.value += value
+        elif metric.type == MetricType.GAUGE:
+            metric.value = value
+        else:
+            metric.records.append(value)
+        return Status.OK
+
+    def proxy_get_metric(self, cx: Any, metric_id: int, ret: int) -> int:
+        metric = self.world.metrics.get(metric_id)
+        if metric is None:
+            return Status.NOT_FOUND
+        if metric.type == MetricType.HISTOGRAM:
+            return Status.BAD_ARGUMENT
+        self.guest.put_u64(cx, ret, metric.value)
+        return Status.OK
+
+    # -- properties and foreign functions ----------------------------------------------------------
+
+    def property(self, path: tuple[str, ...]) -> bytes | None:
+        """Stored properties first, then the ones Envoy derives from the plugin and stream."""
+        if path in self.properties:
+            return self.properties[path]
+        ctx = self.current
+        root = self._root() if ctx else None
+        derived: dict[tuple[str, ...], object] = {
+            ("plugin_name",): root.root_id if root else "",
+            ("plugin_root_id",): root.root_id if root else "",
+            ("plugin_vm_id",): self.vm_id,
+        }
+        stream = ctx if ctx and ctx.parent else None
+        if stream and stream.request.headers is not None:
+            h = stream.request.headers
+            path_value = (h.get(b":path") or b"").decode("utf-8", "replace")
+            derived |= {
+                ("request", "path"): path_value,
+                ("request", "url_path"): path_value.split("?", 1)[0],
+                ("request", "host"): (h.get(b":authority") or b"").decode("utf-8", "replace"),
+                ("request", "method"): (h.get(b":method") or b"").decode("utf-8", "replace"),
+                ("request", "scheme"): (h.get(b":scheme") or b"").decode("utf-8", "replace"),
+                ("request", "protocol"): "HTTP/1.1",
+                ("request", "headers"): dict(h.as_text()),
+            }
+            if h.get(b"x-request-id") is not None:
+                derived[("request", "id")] = (h.get(b"x-request-id") or b"").decode()
+        if stream and stream.response.headers is not None:
+            status = stream.response.headers.get(b":status") or b"0"
+            derived[("response", "code")] = int(status) if status.isdigit() else 0
+            derived[("response", "headers")] = dict(stream.response.headers.as_text())
+        value = derived.get(path)
+        return None if value is None else encode_property(value)
+
+    def proxy_get_property(self, cx: Any, pptr: int, plen: int, ptr_ptr: int, len_ptr: int) -> int:
+        raw = self._bytes(cx, pptr, plen).rstrip(b"\0")
+        value = self.property(tuple(raw.decode("utf-8", "replace").split("\0")))
+        if value is None:
+            return Status.NOT_FOUND
+        self.guest.copy_out(cx, value, ptr_ptr, len_ptr)
+        return Status.OK
+
+    def proxy_set_property(self, cx: Any, pptr: int, plen: int, vptr: int, vlen: int) -> int:
+        raw = self._bytes(cx, pptr, plen).rstrip(b"\0")
+        self.properties[tuple(raw.decode("utf-8", "replace").split("\0"))] = self._bytes(cx, vptr, vlen)
+        return Status.OK
+
+    def proxy_call_foreign_function(self, cx: Any, nptr: int, nlen: int, aptr: int, alen: int,
+                                    ptr_ptr: int, len_ptr: int) -> int:
+        """Envoy's ``compress`` and ``uncompress`` (zlib); any other name is NOT_FOUND."""
+        name, args = self.guest.string(cx, nptr, nlen), self._bytes(cx, aptr, alen)
+        if name == "compress":
+            result = zlib.compress(args)
+        elif name == "uncompress":
+            try:
+                result = zlib.decompress(args)
+            except zlib.error:
+                return Status.SERIALIZATION_FAILURE
+        else:
+            return Status.NOT_FOUND
+        self.guest.copy_out(cx, result, ptr_ptr, len_ptr)
+        return Status.OK

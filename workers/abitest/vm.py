@@ -1,0 +1,196 @@
+"""One proxy-wasm VM on wasmtime: compile (cached), link the host, call exports under limits.
+
+Each export call gets a fresh fuel allowance, so one runaway callback fails alone and never
+hangs the worker; linear memory is capped by the store's limits.  Failures come back as
+``CallbackFailed`` with a sentence an engineer can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from workers.abitest.abi import HOST_FUNCTIONS, WASI_MODULES
+from workers.abitest.guest import Guest
+from workers.abitest.host import Host, HostViolation
+from workers.abitest.wasi import ENOSYS, ProcExit, Wasi
+
+PAGE = 65536
+
+
+@dataclass(frozen=True)
+class Limits:
+    fuel: int = 500_000_000  # per callback, about a second of straight-line work
+    memory_bytes: int = 256 * 2**20
+    max_module_bytes: int = 256 * 2**20  # Istio's image fetcher default cap
+
+
+class CallbackFailed(Exception):
+    """A guest callback trapped, ran out of fuel, exited or broke a host rule."""
+
+    def __init__(self, callback: str, reason: str) -> None:
+        super().__init__(f"{callback}: {reason}")
+        self.callback = callback
+        self.reason = reason
+
+
+_engine_lock = threading.Lock()
+_engine: wasmtime.Engine | None = None
+_modules: OrderedDict[str, wasmtime.Module] = OrderedDict()
+_MEMORY_CACHE = 16
+
+
+def engine() -> wasmtime.Engine:
+    """The process's one engine (engines are thread-safe and compiling is the expensive part)."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            config = wasmtime.Config()
+            config.consume_fuel = True
+            config.max_wasm_stack = 1 << 20
+            _engine = wasmtime.Engine(config)
+        return _engine
+
+
+def _fingerprint() -> str:
+    version = getattr(wasmtime, "__version__", "") or _wasmtime_version()
+    return hashlib.sha256(f"wasmtime {version} fuel stack=1M".encode()).hexdigest()[:16]
+
+
+def _wasmtime_version() -> str:
+    from importlib.metadata import version
+    return version("wasmtime")
+
+
+def compile_module(wasm: bytes, cache_dir: Path | None) -> tuple[wasmtime.Module, str]:
+    """The compiled module and where it came from: "memory", "disk" or "compiled".
+
+    Compiled code is cached by content hash and engine fingerprint in memory and, when a
+    cache directory is given, on disk (wasmtime's own serialisation, written atomically into
+    wasmbot's private data directory).
+    """
+    digest = hashlib.sha256(wasm).hexdigest()
+    key = f"{digest}-{_fingerprint()}"
+    with _engine_lock:
+        if key in _modules:
+            _modules.move_to_end(key)
+            return _modules[key], "memory"
+    eng = engine()
+    source = "compiled"
+    module: wasmtime.Module | None = None
+    path = cache_dir / f"{key}.cwasm" if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            module = wasmtime.Module.deserialize_file(eng, str(path))
+            source = "disk"
+        except wasmtime.WasmtimeError:
+            path.unlink(missing_ok=True)  # made by another wasmtime: compile again
+    if module is None:
+        module = wasmtime.Module(eng, wasm)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                out.write(module.serialize())
+            os.replace(tmp, path)
+    with _engine_lock:
+        _modules[key] = module
+        while len(_modules) > _MEMORY_CACHE:
+            _modules.popitem(last=False)
+    return module, source
+
+
+def _stub(result_count: int) -> Any:
+    def stub(*_: Any) -> int | None:
+        return ENOSYS if result_count else None
+    return stub
+
+
+class VM:
+    """An instantiated module with its host.  Not thread-safe: one VM per running test."""
+
+    def __init__(self, module: wasmtime.Module, host: Host, wasi: Wasi, guest: Guest,
+                 allocator: str, limits: Limits) -> None:
+        self.limits = limits
+        self.host = host
+        self.wasi = wasi
+        self.guest = guest
+        self.store = wasmtime.Store(engine())
+        self.store.set_limits(memory_size=limits.memory_bytes)
+        self.store.set_fuel(limits.fuel)
+        linker = wasmtime.Linker(engine())
+        host_fns = host.functions(list(HOST_FUNCTIONS[host.abi]))
+        wasi_fns = wasi.functions()
+        defined: set[tuple[str, str]] = set()
+        for imp in module.imports:
+            t = imp.type
+            if not isinstance(t, wasmtime.FuncType) or imp.name is None:
+                continue
+            if (imp.module, imp.name) in defined:  # a module may import one function twice
+                continue
+            defined.add((imp.module, imp.name))
+            if imp.module == "env" and imp.name in host_fns:
+                fn = host_fns[imp.name]
+            elif imp.module in WASI_MODULES:
+                fn = host.wrap(imp.name, wasi_fns.get(imp.name, _stub(len(t.results))))
+            else:
+                continue
+            linker.define_func(imp.module, imp.name, t, fn, access_caller=True)
+        try:
+            self.instance = linker.instantiate(self.store, module)
+        except wasmtime.Trap as exc:
+            raise CallbackFailed("instantiation", self._trap_reason(exc)) from None
+        except wasmtime.WasmtimeError as exc:
+            raise CallbackFailed("instantiation", str(exc).splitlines()[0]) from None
+        guest.bind(self.store, self.instance, allocator)
+        self.exports = self.instance.exports(self.store)
+
+    def has(self, name: str) -> bool:
+        return isinstance(self.exports.get(name), wasmtime.Func)
+
+    def call(self, name: str, *args: int) -> int | None:
+        """Call export ``name`` with a fresh fuel allowance; None if it returns nothing."""
+        func = self.exports.get(name)
+        if not isinstance(func, wasmtime.Func):
+            raise CallbackFailed(name, "not exported")
+        self.store.set_fuel(self.limits.fuel)
+        try:
+            result = func(self.store, *args)
+        except wasmtime.Trap as exc:
+            raise CallbackFailed(name, self._trap_reason(exc)) from None
+        except ProcExit as exc:
+            raise CallbackFailed(name, f"{exc}; Envoy treats this as a crash of the VM") from None
+        except HostViolation as exc:
+            raise CallbackFailed(name, str(exc)) from None
+        except wasmtime.WasmtimeError as exc:
+            raise CallbackFailed(name, str(exc).splitlines()[0]) from None
+        finally:
+            self.wasi.flush()
+        return None if result is None else int(result)
+
+    def memory_bytes(self) -> int:
+        mem = self.guest.memory
+        return mem.data_len(self.store) if mem is not None else 0
+
+    def _trap_reason(self, exc: wasmtime.Trap) -> str:
+        code = exc.trap_code
+        cap = self.limits.memory_bytes
+        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+            return (f"ran out of fuel ({self.limits.fuel:,} units for one callback): an infinite "
+                    "loop, or far more work than a proxy should do per callback")
+        near_cap = self.guest.memory is not None and self.memory_bytes() + PAGE > cap
+        message = (exc.message or "").strip().splitlines()
+        what = f"trap ({code.name.lower().replace('_', ' ')})" if code else "trap"
+        detail = f": {message[0]}" if message else ""
+        if near_cap:
+            return (f"{what}{detail}, with linear memory at the cap of {cap // 2**20} MiB: "
+                    "the module ran out of memory")
+        return what + detail
