@@ -58,7 +58,7 @@ class Guest:
         if not data:
             return
         mem = self._mem()
-        if ptr <= 0 or ptr + len(data) > mem.data_len(cx):
+        if ptr < 0 or ptr + len(data) > mem.data_len(cx):
             raise InvalidMemory(f"{len(data)} bytes at {ptr:#x} are outside guest memory")
         mem.write(cx, data, ptr)
 

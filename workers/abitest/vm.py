@@ -186,11 +186,13 @@ class VM:
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return (f"ran out of fuel ({self.limits.fuel:,} units for one callback): an infinite "
                     "loop, or far more work than a proxy should do per callback")
-        near_cap = self.guest.memory is not None and self.memory_bytes() + PAGE > cap
-        message = (exc.message or "").strip().splitlines()
+        message = [line.strip() for line in (exc.message or "").splitlines() if line.strip()]
+        cause = message[-1].removeprefix("wasm trap: ") if message else ""
         what = f"trap ({code.name.lower().replace('_', ' ')})" if code else "trap"
-        detail = f": {message[0]}" if message else ""
-        if near_cap:
-            return (f"{what}{detail}, with linear memory at the cap of {cap // 2**20} MiB: "
-                    "the module ran out of memory")
-        return what + detail
+        frames = [f.func_name or f"func[{f.func_index}]" for f in (exc.frames or [])[:3]]
+        where = f" in {' ← '.join(frames)}" if frames else ""
+        text = f"{what}{where}" + (f": {cause}" if cause else "")
+        if self.guest.memory is not None and self.memory_bytes() >= cap * 3 // 4:
+            text += (f", with linear memory at {self.memory_bytes() / 2**20:.1f} MiB of its "
+                     f"{cap // 2**20} MiB cap: the module most likely ran out of memory")
+        return text
