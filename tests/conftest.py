@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,3 +148,18 @@ def source_dir(tmp_path: Path) -> Path:
 
 def settings_for(bot: Wasmbot) -> Settings:
     return Settings(data_dir=Path(bot.env["WASMBOT_DATA_DIR"]), redis_url=bot.env.get("REDIS_URL"))
+
+
+@pytest.fixture(scope="session")
+def filter_module() -> Callable[[str], Path]:
+    """Build a test filter under tests/filters from source (once per session) and return it."""
+    sys.path.insert(0, str(ROOT / "tests" / "filters"))
+    from build import build  # type: ignore[import-not-found]
+
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = build(name)
+        return built[name]
+    return get

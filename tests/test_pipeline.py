@@ -188,3 +188,31 @@ def test_malformed_command_queues_nothing(wasmbot: Wasmbot) -> None:
     assert proc.returncode == 2
     assert "invalid --tag 'x;rm -rf /'" in proc.stderr and "usage: /wasm build" in proc.stderr
     assert wasmbot.store.recent() == []
+
+
+def test_test_stage_runs_the_sources_behaviour_cases(wasmbot: Wasmbot) -> None:
+    wasmbot.start_worker()
+    job = wasmbot.wait(wasmbot.submit("/wasm build tests/filters/c"))
+    assert job.state is State.SUCCEEDED, job.failed_stage()
+    result = job.stage("test").result
+    assert (result["abi_version"], result["cases"]) == ("0.2.1", "3/3")
+    junit = Path(result["junit"]).read_text()
+    assert 'tests="4" failures="0"' in junit and "a request with x-deny gets a local 403" in junit
+    log = "\n".join(e.text for e in wasmbot.store.events(job.id) if e.kind == "log")
+    assert "✓ adds the configured response header" in log
+
+
+def test_failing_case_fails_the_test_stage_with_expected_and_got(wasmbot: Wasmbot, source_dir: Path) -> None:
+    shutil.copy(ROOT / "tests" / "filters" / "c" / "filter.c", source_dir / "filter.c")
+    cases = (ROOT / "tests" / "filters" / "c" / "wasm-tests.yaml").read_text()
+    (source_dir / "wasm-tests.yaml").write_text(cases.replace("x-wasm-filter: from-config}", "x-wasm-filter: other}", 1))
+    wasmbot.start_worker()
+    job = wasmbot.wait(wasmbot.submit(f"/wasm build tests/.sources/{source_dir.name}"))
+    assert job.state is State.FAILED and job.stage("test").state is State.FAILED
+    error = job.stage("test").error or ""
+    assert error.splitlines()[0] == "filter.wasm: ABI 0.2.1, 2/3 cases passed — FAILED"
+    assert ("- adds the configured response header: response.headers['x-wasm-filter']: expected 'other', "
+            "got 'from-config'") in error
+    (source_dir / "wasm-tests.yaml").write_text("cases:\n  - name: a\n    expect: {trap: 3}\n")
+    job = wasmbot.wait(wasmbot.submit(f"/wasm build tests/.sources/{source_dir.name}"))
+    assert "case 1 'a' → expect.trap:" in (job.stage("test").error or "")

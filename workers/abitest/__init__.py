@@ -47,7 +47,7 @@ def run(wasm: bytes, suite: Suite, *, limits: Limits | None = None, name: str = 
         return report
     v = validate(module, len(wasm), limits.max_module_bytes)
     report.abi_version, report.allocator, report.imports = v.abi_version, v.allocator, v.imports
-    report.problems = v.problems
+    report.problems, report.warnings = v.problems, v.warnings
     if not v.ok:
         report.seconds = time.perf_counter() - started
         return report

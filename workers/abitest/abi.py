@@ -176,6 +176,12 @@ GUEST_EXPORTS: dict[str, dict[str, tuple[int, bool]]] = {
 }
 
 
+# Exports cpp-host looks up besides the callbacks above.
+OTHER_KNOWN_EXPORTS = frozenset({
+    "memory", "_initialize", "_start", "main", "proxy_validate_configuration",
+    "proxy_on_request_metadata", "proxy_on_response_metadata", *ABI_MARKERS})
+
+
 def abi_hint(name: str) -> str:
     """Which ABI versions define host function ``name``, for error messages."""
     versions = [v for v, fns in HOST_FUNCTIONS.items() if name in fns]

@@ -120,7 +120,8 @@ def _message(spec: dict[str, Any] | None, default_headers: dict[str, str]) -> Me
 def _where(data: dict[str, Any], path: list[str | int]) -> str:
     if len(path) >= 2 and path[0] == "cases" and isinstance(path[1], int):
         cases = data.get("cases") or []
-        name = cases[path[1]].get("name") if path[1] < len(cases) and isinstance(cases[path[1]], dict) else None
+        spec = cases[path[1]] if path[1] < len(cases) else None
+        name = spec.get("name") if isinstance(spec, dict) else None
         label = f"case {path[1] + 1}" + (f" {name!r}" if name else "")
         rest = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path[2:])
         return f"{label} → {rest.replace('.[', '[')}" if rest else label
@@ -185,7 +186,7 @@ def parse(data: Any, default_root_id: str, source: str = "(inline)") -> Suite:
 
 
 def _explain(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
+    if error.validator == "additionalProperties" and isinstance(error.schema, dict):
         allowed = sorted(error.schema.get("properties", {}))
         return f"{error.message}; allowed here: {', '.join(allowed)}"
     if error.validator == "oneOf" and error.context:

@@ -120,10 +120,12 @@ def _logs(out: Outcome, expect: dict[str, Any]) -> list[Difference]:
     for spec in expect.get("logs", []):
         if not matches(spec):
             level = f"[{spec['level']}] " if "level" in spec else ""
-            diffs.append(Difference("logs", f"a line {level}matching {spec['matches']!r}", _show(recent, 400)))
+            diffs.append(Difference("logs", f"a line {level}matching {spec['matches']!r}",
+                                    _show(recent, 400)))
     for spec in expect.get("logs_absent", []):
         if matches(spec):
-            diffs.append(Difference("logs_absent", f"no line matching {spec['matches']!r}", _show(recent, 400)))
+            diffs.append(Difference("logs_absent", f"no line matching {spec['matches']!r}",
+                                    _show(recent, 400)))
     return diffs
 
 
@@ -152,7 +154,7 @@ def _calls(out: Outcome, expect: dict[str, Any]) -> list[Difference]:
 
 
 def _state(out: Outcome, expect: dict[str, Any]) -> list[Difference]:
-    diffs = []
+    diffs: list[Difference] = []
     host = out.host
     if host is None:
         return diffs

@@ -34,6 +34,7 @@ class Report:
     imports: list[str] = field(default_factory=list)
     imports_used: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
     cases: list[CaseResult] = field(default_factory=list)
     cases_source: str = ""
     compile_source: str = ""
@@ -62,6 +63,7 @@ class Report:
         data = asdict(self)
         data["ok"] = self.ok
         data["problems"] = [asdict(p) for p in self.problems]
+        data["warnings"] = [asdict(p) for p in self.warnings]
         for case, result in zip(data["cases"], self.cases, strict=True):
             case["passed"] = result.passed
         return data
@@ -85,6 +87,8 @@ def render_text(r: Report, verbose: bool = False) -> str:
     for p in r.problems:
         lines.append(f"  ✗ {p.name}: {p.message}")
         lines.append(f"      Envoy: {p.envoy}")
+    for p in r.warnings:
+        lines.append(f"  ! {p.name}: {p.message} ({p.envoy})")
     if r.cases_source:
         lines.append(f"  cases from {r.cases_source}")
     for c in r.cases:
@@ -107,12 +111,16 @@ def render_markdown(r: Report) -> str:
     out = [f"### {icon} ABI test: {r.headline()}", "",
            "| | |", "|---|---|",
            f"| ABI version | `{r.abi_version or 'none'}` |",
-           f"| root ids | {', '.join(f'`{i}`' for i in r.root_ids) or '–'} |",
+           f"| root ids | {', '.join(f'`{i}`' for i in r.root_ids) or '-'} |",
            f"| module size | {_size(r.size)} |",
            f"| host calls used | {len(r.imports_used)} |", ""]
     if r.problems:
         out += ["**Would not load in Envoy:**", ""]
         out += [f"- `{p.name}`: {p.message} — *{p.envoy}*" for p in r.problems]
+        out.append("")
+    if r.warnings:
+        out += ["**Warnings:**", ""]
+        out += [f"- `{p.name}`: {p.message} — *{p.envoy}*" for p in r.warnings]
         out.append("")
     if r.cases:
         out += ["| case | result | first difference |", "|---|---|---|"]
@@ -131,7 +139,7 @@ def render_slack(r: Report) -> str:
     """Slack mrkdwn: short enough for a message section."""
     icon = ":white_check_mark:" if r.ok else ":x:"
     out = [f"{icon} *{r.headline()}*",
-           f"ABI `{r.abi_version or 'none'}` · root ids {', '.join(r.root_ids) or '–'} · {_size(r.size)}"]
+           f"ABI `{r.abi_version or 'none'}` · root ids {', '.join(r.root_ids) or '-'} · {_size(r.size)}"]
     out += [f"• `{p.name}`: {p.message} _({p.envoy})_" for p in r.problems]
     for c in r.failed[:5]:
         out.append(f"• :x: *{c.name}*: {_first(c)}")
@@ -153,7 +161,7 @@ def to_junit(r: Report) -> str:
                              time=f"{c.seconds:.4f}")
         if not c.passed:
             failure = ET.SubElement(case, "failure", message=_first(c))
-            failure.text = "\n".join(str(d) for d in c.differences + [])
+            failure.text = "\n".join(str(d) for d in c.differences)
         if c.logs:
             ET.SubElement(case, "system-out").text = "\n".join(c.logs)
     ET.indent(suite)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import wasmtime
@@ -11,6 +13,7 @@ from workers.abitest.abi import (
     GUEST_EXPORTS,
     HOST_FUNCTIONS,
     I32,
+    OTHER_KNOWN_EXPORTS,
     WASI_MODULES,
     abi_hint,
 )
@@ -35,6 +38,7 @@ class Validation:
     imports: list[str] = field(default_factory=list)
     exports: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -52,7 +56,7 @@ def validate(module: wasmtime.Module, size: int, max_size: int) -> Validation:
     v = Validation()
     exports = {e.name: e.type for e in module.exports}
     v.exports = sorted(exports)
-    v.imports = sorted(f"{i.module}.{i.name}" for i in module.imports)
+    v.imports = sorted({f"{i.module}.{i.name}" for i in module.imports})
     if size > max_size:
         v.problems.append(Problem(
             "module size", f"{size} bytes is over the limit of {max_size} bytes",
@@ -87,13 +91,26 @@ def validate(module: wasmtime.Module, size: int, max_size: int) -> Validation:
             "Envoy fails to load the module: \"missing malloc function\""))
     _check_imports(module, v)
     _check_callbacks(exports, v)
+    _check_unknown_callbacks(exports, v)
     return v
+
+
+def _check_unknown_callbacks(exports: Mapping[str, object], v: Validation) -> None:
+    """A ``proxy_on_*`` export Envoy never calls is usually a misspelt callback."""
+    known = set(GUEST_EXPORTS.get(v.abi_version or "0.2.1", GUEST_EXPORTS["0.2.1"])) | OTHER_KNOWN_EXPORTS
+    for name in sorted(exports):
+        if name.startswith("proxy_on_") and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            v.warnings.append(Problem(name, f"exported, but no host calls a callback of this name{hint}",
+                                      "Envoy ignores it"))
 
 
 def _check_imports(module: wasmtime.Module, v: Validation) -> None:
     known = HOST_FUNCTIONS.get(v.abi_version or "0.2.1", {})
     for imp in module.imports:
-        where = f"{imp.module}.{imp.name}"
+        name = imp.name or ""
+        where = f"{imp.module}.{name}"
         if imp.module in WASI_MODULES:
             if not isinstance(imp.type, wasmtime.FuncType):
                 v.problems.append(Problem(where, "WASI import is not a function",
@@ -104,23 +121,23 @@ def _check_imports(module: wasmtime.Module, v: Validation) -> None:
                 where, f"import from unknown module {imp.module!r}; the host provides only "
                 "'env' and WASI", "Envoy fails to load the module: missing import"))
             continue
-        if imp.name not in known:
+        if name not in known:
             v.problems.append(Problem(
                 where, f"not a proxy-wasm host function of ABI {v.abi_version or '(unknown)'}"
-                + abi_hint(imp.name), "Envoy refuses to load the module: missing import"))
+                + abi_hint(name), "Envoy refuses to load the module: missing import"))
             continue
         if not isinstance(imp.type, wasmtime.FuncType):
             v.problems.append(Problem(where, "import must be a function",
                                       "Envoy fails to link the module"))
             continue
-        want = f"({', '.join(known[imp.name])}) -> ({I32})"
+        want = f"({', '.join(known[name])}) -> ({I32})"
         if _signature(imp.type) != want:
             v.problems.append(Problem(
                 where, f"signature {_signature(imp.type)}, expected {want}",
                 "Envoy fails to link the module: signature mismatch"))
 
 
-def _check_callbacks(exports: dict[str, object], v: Validation) -> None:
+def _check_callbacks(exports: Mapping[str, object], v: Validation) -> None:
     """Callbacks Envoy calls must have the parameter count of the module's ABI version."""
     table = GUEST_EXPORTS.get(v.abi_version or "", {})
     for name, (arity, returns) in table.items():

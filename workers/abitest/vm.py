@@ -89,7 +89,8 @@ def compile_module(wasm: bytes, cache_dir: Path | None) -> tuple[wasmtime.Module
     path = cache_dir / f"{key}.cwasm" if cache_dir else None
     if path is not None and path.is_file():
         try:
-            module = wasmtime.Module.deserialize_file(eng, str(path))
+            # Read, not mmap: a file replaced or truncated later cannot fault a running module.
+            module = wasmtime.Module.deserialize(eng, path.read_bytes())
             source = "disk"
         except wasmtime.WasmtimeError:
             path.unlink(missing_ok=True)  # made by another wasmtime: compile again

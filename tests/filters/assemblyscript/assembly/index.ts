@@ -7,19 +7,21 @@ import {
   RootContext, Context, registerRootContext, FilterHeadersStatusValues, GrpcStatusValues,
   stream_context, send_local_response, log, LogLevelValues, Counter, HeaderPair, Headers,
 } from "@solo-io/proxy-runtime";
+import { get_buffer_bytes, BufferTypeValues } from "@solo-io/proxy-runtime/runtime";
 
 class AddHeaderRoot extends RootContext {
   requests: Counter = new Counter("add_header_requests");
 
-  onConfigure(configuration_size: u32): bool {
-    const ok = super.onConfigure(configuration_size);
-    log(LogLevelValues.info, "add-header configured: " + this.value());
-    return ok;
-  }
+  header_value: string = "hello";
 
-  value(): string {
-    const config = this.getConfiguration();
-    return config == "" ? "hello" : config;
+  // Reads the configuration itself: proxy-runtime 0.1.8's RootContext.onConfigure passes
+  // configuration_size as the length pointer (the host writes to that address) and, with an
+  // empty configuration, decodes a stale buffer and traps. wasmbot's harness caught this.
+  onConfigure(configuration_size: u32): bool {
+    this.header_value = configuration_size == 0 ? "hello" : String.UTF8.decode(
+      get_buffer_bytes(BufferTypeValues.PluginConfiguration, 0, configuration_size));
+    log(LogLevelValues.info, "add-header configured: " + this.header_value);
+    return true;
   }
 
   createContext(context_id: u32): Context {
@@ -51,7 +53,7 @@ class AddHeader extends Context {
   }
 
   onResponseHeaders(headers: u32, end_of_stream: bool): FilterHeadersStatusValues {
-    stream_context.headers.response.add("x-wasm-filter", this.root.value());
+    stream_context.headers.response.add("x-wasm-filter", this.root.header_value);
     return FilterHeadersStatusValues.Continue;
   }
 }
