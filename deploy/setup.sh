@@ -23,6 +23,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
+# The test filters are built from source with npm (AssemblyScript) and Go >= 1.24 (wasip1
+# c-shared); this machine kind ships both.  Node.js comes from Debian when it is missing.
+if ! command -v npm >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends nodejs npm >&2
+fi
+go_minor=$(go env GOVERSION 2>/dev/null | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+if [ -z "$go_minor" ] || [ "$go_minor" -lt 24 ]; then
+  echo "setup: Go 1.24 or newer is needed to build the Go test filter (found: ${go_minor:+1.$go_minor}${go_minor:-none})" >&2
+  exit 1
+fi
+
 python3 -m pip install -q --disable-pip-version-check -e ".[dev]" >&2
 
 bash deploy/toolchains/build-image.sh c >/dev/null

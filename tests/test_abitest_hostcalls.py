@@ -294,7 +294,8 @@ def test_http_call_records_the_request_and_writes_a_token() -> None:
     token = h.u32(X)
     assert token > 0
     call = h.host.http_calls[0]
-    assert (call.token, call.context_id, call.upstream, call.body, call.timeout_ms) == (token, 2, "auth", b"payload", 500)
+    # made from stream context 2, the callout belongs to its root context 1 (cpp-host)
+    assert (call.token, call.context_id, call.upstream, call.body, call.timeout_ms) == (token, 1, "auth", b"payload", 500)
     assert call.headers.get(b":path") == b"/check"
     assert _http_call(h, good[:2]) == Status.BAD_ARGUMENT  # no :authority
     assert _http_call(h, good, upstream="nowhere") == Status.BAD_ARGUMENT  # unknown cluster

@@ -123,7 +123,8 @@ def test_build_over_its_time_limit_fails_and_leaves_no_container(
     assert job.state is State.FAILED
     build = job.stage("build")
     assert build.state is State.FAILED
-    assert build.error == "build exceeded its time limit of 2s; the container was stopped and removed"
+    log = "\n".join(e.text for e in wasmbot.store.events(job_id) if e.kind == "log")
+    assert build.error == "build exceeded its time limit of 2s; the container was stopped and removed", log
     assert job.stage("test").state is State.PENDING
     assert not sandbox.exists(f"wasmbot-{job_id}-build")
 

@@ -395,7 +395,9 @@ class Host:
             return Status.BAD_ARGUMENT
         if any(headers.get(h) is None for h in (b":method", b":path", b":authority")):
             return Status.BAD_ARGUMENT  # Envoy refuses a call without these
-        call = HttpCall(self._token(), self._ctx().id, upstream, headers, self._bytes(cx, bptr, blen),
+        # cpp-host makes callouts on the root context and answers them there; SDKs remember
+        # which stream asked and switch with proxy_set_effective_context.
+        call = HttpCall(self._token(), self._root().id, upstream, headers, self._bytes(cx, bptr, blen),
                         trailers, timeout)
         self.http_calls.append(call)
         self.guest.put_u32(cx, token_ptr, call.token)
@@ -411,7 +413,7 @@ class Host:
             return Status.BAD_ARGUMENT
         if not self._cluster_known(upstream):
             return Status.BAD_ARGUMENT
-        call = GrpcCall(self._token(), self._ctx().id, upstream, self.guest.string(cx, sptr, slen),
+        call = GrpcCall(self._token(), self._root().id, upstream, self.guest.string(cx, sptr, slen),
                         self.guest.string(cx, mptr, mlen), metadata,
                         [message] if message is not None else [], timeout, stream)
         self.grpc_calls.append(call)
