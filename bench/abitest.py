@@ -81,6 +81,7 @@ def requests_per_second(wasm: bytes, n: int, repeat: int) -> tuple[float, float]
     # Baseline: the same number of export calls per request, straight into wasmtime.
     store = wasmtime.Store(engine())
     store.set_fuel(2**62)
+    store.set_epoch_deadline(2**40)
     bare = wasmtime.Instance(store, wasmtime.Module(engine(), wasmtime.wat2wasm(
         LOOP.format(name="unused").replace('(import "env" "unused" (func $f (param i32) (result i32)))', "")
         .replace("(drop (call $f (i32.const 64)))", ""))), [])
@@ -100,7 +101,7 @@ def host_call_cost(calls: int, repeat: int) -> tuple[float, float]:
     world, guest = World(), Guest()
     host = Host(guest, world, "0.2.1", vm_id="bench", vm_config=b"")
     vm = VM(module, host, Wasi(guest, host.log, world.now_ns), guest, "proxy_on_memory_allocate",
-            Limits(fuel=2**62))
+            Limits(fuel=2**62, seconds=3600))
     host.contexts = {1: Context(1, "bench", 0)}
     host.current = host.contexts[1]
 
@@ -109,6 +110,7 @@ def host_call_cost(calls: int, repeat: int) -> tuple[float, float]:
 
     store = wasmtime.Store(engine())
     store.set_fuel(2**62)
+    store.set_epoch_deadline(2**40)
     linker = wasmtime.Linker(engine())
     linker.define_func("env", name, wasmtime.FuncType([wasmtime.ValType.i32()], [wasmtime.ValType.i32()]),
                        lambda ptr: 0)

@@ -51,9 +51,10 @@ class Settings(BaseSettings):
     build_cpus: float = Field(default=1.0, gt=0)
     build_pids: int = Field(default=256, gt=0)
 
-    # Test stage (ABI harness): wasmtime fuel (about one unit per instruction) for each
-    # callback, the cap on a module's linear memory, and the largest module accepted.
+    # Test stage (ABI harness): wasmtime fuel (about one unit per instruction) and wall-clock
+    # seconds for each callback, the cap on a module's linear memory, the largest module.
     test_fuel: int = Field(default=1_000_000_000, gt=0)
+    test_callback_seconds: float = Field(default=10.0, gt=0)
     test_memory_mb: int = Field(default=256, gt=0)
     test_max_module_mb: int = Field(default=256, gt=0)
 

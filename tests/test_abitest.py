@@ -197,3 +197,26 @@ def test_abi_010_module_gets_two_argument_header_callbacks() -> None:
     wrong = BASE.replace("proxy_abi_version_0_2_0", "proxy_abi_version_0_1_0")
     report = run(wasmtime.wat2wasm(wrong))
     assert [p.name for p in report.problems] == ["proxy_on_request_headers"]
+
+
+def test_a_loop_of_host_calls_is_stopped_by_the_wall_clock_deadline() -> None:
+    """Host calls burn little fuel; the per-callback deadline still ends the loop."""
+    spin = "(loop $forever (drop (call $log (i32.const 0) (i32.const 32) (i32.const 12))) (br $forever))"
+    report = abitest.run(module(request_headers=spin), abitest.smoke("root"),
+                         limits=Limits(fuel=10**15, seconds=0.5), name="t.wasm")
+    failure = only_failure(report)
+    assert "proxy_on_request_headers: ran longer than 0.5 s of wall-clock time" in failure
+
+
+def test_log_lines_are_capped_per_case() -> None:
+    chatty = """(func $chatty (local $i i32) (local.set $i (i32.const 12000))
+                  (loop $l (drop (call $log (i32.const 2) (i32.const 32) (i32.const 12)))
+                    (br_if $l (local.tee $i (i32.sub (local.get $i) (i32.const 1))))))"""
+    suite = cases.parse({"cases": [{"name": "chatty"}, {"name": "next case logs again", "expect": {
+        "logs": [{"matches": "request seen"}]}}]}, "root")
+    report = run(module(imports=chatty, request_headers="(call $chatty)"), suite)
+    assert report.ok, [c.differences for c in report.cases]
+    first, second = report.cases
+    assert len(first.logs) == 10_000
+    assert first.notes == ["2001 more log lines were dropped (the limit is 10000 per case)"]
+    assert len(second.logs) == 10_000 and second.notes  # the cap is per case, not per VM

@@ -161,6 +161,11 @@ class CaseRun:
         except CallbackFailed as exc:
             self.out.failure = exc
         self.out.logs = host.logs[self.first_log:]
+        del host.logs[self.first_log:]  # each case's lines stay with its outcome
+        if host.logs_dropped:
+            self.out.notes.append(f"{host.logs_dropped} more log lines were dropped (the limit is "
+                                  f"{len(self.out.logs)} per case)")
+            host.logs_dropped = 0
         self.out.http_calls = host.http_calls[self.first_http:]
         self.out.grpc_calls = host.grpc_calls[self.first_grpc:]
         self.out.allocation_failures = list(host.allocation_failures)

@@ -29,6 +29,9 @@ from workers.abitest.abi import (
 from workers.abitest.guest import AllocationFailed, Guest, InvalidMemory, deserialize_pairs, serialize_pairs
 from workers.abitest.state import Context, GrpcCall, HeaderMap, HttpCall, LocalResponse, Metric, Queue, World
 
+MAX_LOG_LINES = 10_000
+MAX_LOG_LINE = 4096
+
 
 class HostViolation(Exception):
     """The module broke a host rule that makes Envoy fail the callback."""
@@ -88,6 +91,7 @@ class Host:
         self.current: Context | None = None
         self.callback = Callback()
         self.logs: list[LogLine] = []
+        self.logs_dropped = 0
         self.calls: Counter[str] = Counter()
         self.http_calls: list[HttpCall] = []
         self.grpc_calls: list[GrpcCall] = []
@@ -99,7 +103,12 @@ class Host:
     # -- plumbing ------------------------------------------------------------------------------
 
     def log(self, level: int, message: str) -> None:
-        self.logs.append(LogLine(level, message, self.current.id if self.current else 0))
+        """Keep a log line; past ``MAX_LOG_LINES`` only count them (a chatty loop must not
+        exhaust the worker's memory)."""
+        if len(self.logs) >= MAX_LOG_LINES:
+            self.logs_dropped += 1
+            return
+        self.logs.append(LogLine(level, message[:MAX_LOG_LINE], self.current.id if self.current else 0))
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         """The guest-facing function: counts calls, enforces the allocator rule, maps errors."""

@@ -28,9 +28,11 @@ PAGE = 65536
 
 @dataclass(frozen=True)
 class Limits:
-    fuel: int = 500_000_000  # per callback, about a second of straight-line work
+    fuel: int = 1_000_000_000  # per callback: about a second of straight-line work
+    seconds: float = 10.0  # per callback, wall clock: catches loops spent in host calls
     memory_bytes: int = 256 * 2**20
     max_module_bytes: int = 256 * 2**20  # Istio's image fetcher default cap
+    table_elements: int = 1_000_000
 
 
 class CallbackFailed(Exception):
@@ -46,18 +48,34 @@ _engine_lock = threading.Lock()
 _engine: wasmtime.Engine | None = None
 _modules: OrderedDict[str, wasmtime.Module] = OrderedDict()
 _MEMORY_CACHE = 16
+EPOCH_SECONDS = 0.01  # the wall-clock deadline's resolution
 
 
 def engine() -> wasmtime.Engine:
-    """The process's one engine (engines are thread-safe and compiling is the expensive part)."""
+    """The process's one engine (engines are thread-safe and compiling is the expensive part).
+
+    Fuel bounds the instructions of a callback; epochs, advanced by a daemon thread every
+    ``EPOCH_SECONDS``, bound its wall-clock time (a loop that spends its time in host calls
+    burns little fuel).
+    """
     global _engine
     with _engine_lock:
         if _engine is None:
             config = wasmtime.Config()
             config.consume_fuel = True
+            config.epoch_interruption = True
             config.max_wasm_stack = 1 << 20
             _engine = wasmtime.Engine(config)
+            threading.Thread(target=_tick, args=(_engine,), name="wasm-epoch", daemon=True).start()
         return _engine
+
+
+def _tick(eng: wasmtime.Engine) -> None:
+    while not _stop_ticking.wait(EPOCH_SECONDS):
+        eng.increment_epoch()
+
+
+_stop_ticking = threading.Event()
 
 
 def _fingerprint() -> str:
@@ -125,8 +143,9 @@ class VM:
         self.wasi = wasi
         self.guest = guest
         self.store = wasmtime.Store(engine())
-        self.store.set_limits(memory_size=limits.memory_bytes)
+        self.store.set_limits(memory_size=limits.memory_bytes, table_elements=limits.table_elements)
         self.store.set_fuel(limits.fuel)
+        self.store.set_epoch_deadline(self._epochs())
         linker = wasmtime.Linker(engine())
         host_fns = host.functions(list(HOST_FUNCTIONS[host.abi]))
         wasi_fns = wasi.functions()
@@ -163,6 +182,7 @@ class VM:
         if not isinstance(func, wasmtime.Func):
             raise CallbackFailed(name, "not exported")
         self.store.set_fuel(self.limits.fuel)
+        self.store.set_epoch_deadline(self._epochs())
         try:
             result = func(self.store, *args)
         except wasmtime.Trap as exc:
@@ -177,6 +197,9 @@ class VM:
             self.wasi.flush()
         return None if result is None else int(result)
 
+    def _epochs(self) -> int:
+        return max(1, round(self.limits.seconds / EPOCH_SECONDS))
+
     def memory_bytes(self) -> int:
         mem = self.guest.memory
         return mem.data_len(self.store) if mem is not None else 0
@@ -187,6 +210,9 @@ class VM:
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return (f"ran out of fuel ({self.limits.fuel:,} units for one callback): an infinite "
                     "loop, or far more work than a proxy should do per callback")
+        if code == wasmtime.TrapCode.INTERRUPT:
+            return (f"ran longer than {self.limits.seconds:g} s of wall-clock time: a loop, "
+                    "probably spent in host calls")
         message = [line.strip() for line in (exc.message or "").splitlines() if line.strip()]
         cause = message[-1].removeprefix("wasm trap: ") if message else ""
         what = f"trap ({code.name.lower().replace('_', ' ')})" if code else "trap"

@@ -12,7 +12,8 @@ from workers.stages.build import source_dir
 
 
 def limits(settings: Settings) -> abitest.Limits:
-    return abitest.Limits(fuel=settings.test_fuel, memory_bytes=settings.test_memory_mb * 2**20,
+    return abitest.Limits(fuel=settings.test_fuel, seconds=settings.test_callback_seconds,
+                          memory_bytes=settings.test_memory_mb * 2**20,
                           max_module_bytes=settings.test_max_module_mb * 2**20)
 
 
