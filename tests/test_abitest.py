@@ -220,3 +220,27 @@ def test_log_lines_are_capped_per_case() -> None:
     assert len(first.logs) == 10_000
     assert first.notes == ["2001 more log lines were dropped (the limit is 10000 per case)"]
     assert len(second.logs) == 10_000 and second.notes  # the cap is per case, not per VM
+
+
+def test_vm_shutdown_calls_on_done_and_reports_a_root_that_never_finishes() -> None:
+    text = BASE.replace('(func (export "proxy_on_context_create") (param i32 i32))',
+                        '(func (export "proxy_on_context_create") (param i32 i32))\n'
+                        '(func (export "proxy_on_done") (param $c i32) (result i32) (i32.ne (local.get $c) (i32.const 1)))')
+    report = run(wasmtime.wat2wasm(text))
+    assert report.ok  # a warning, not a failure
+    assert [str(w) for w in report.warnings] == [
+        "proxy_on_done: root context 'root' answered false and never called proxy_done (Envoy waits "
+        "for proxy_done before it deletes the plugin, delaying its shutdown)"]
+    trapping = BASE.replace('(func (export "proxy_on_context_create") (param i32 i32))',
+                            '(func (export "proxy_on_context_create") (param i32 i32))\n'
+                            '(func (export "proxy_on_delete") (param $c i32) (if (i32.eq (local.get $c) (i32.const 1)) (then unreachable)))')
+    report = run(wasmtime.wat2wasm(trapping))
+    assert [c.name for c in report.failed] == ["VM shutdown"]
+
+
+def test_ticks_need_a_tick_period() -> None:
+    suite = cases.parse({"cases": [{"name": "t", "ticks": 2}]}, "root")
+    report = run(module(), suite)
+    assert report.ok
+    assert report.cases[0].notes == ["the case asks for 2 tick(s) but the filter set no tick period; "
+                                     "Envoy never calls proxy_on_tick then"]

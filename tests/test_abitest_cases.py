@@ -136,6 +136,8 @@ def test_text_markdown_slack_and_json_renderings() -> None:
     assert slack.startswith(":x: *t.wasm: ABI 0.2.0, 1/2 cases passed") and "• :x: *fails <&>*" in slack
     data = json.loads(json.dumps(report.to_dict()))
     assert data["ok"] is False and [c["passed"] for c in data["cases"]] == [True, False]
+    restored = abitest.Report.from_dict(data)
+    assert restored == report and render_markdown(restored) == md
 
 
 # -- the command line ---------------------------------------------------------------------------

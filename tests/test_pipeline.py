@@ -18,6 +18,7 @@ from referencing.jsonschema import DRAFT4
 
 from bot.localservices import free_port, start_registry
 from workers import sandbox
+from workers.abitest import Report
 from workers.jobs import State
 from workers.stages.push import CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 
@@ -197,6 +198,8 @@ def test_test_stage_runs_the_sources_behaviour_cases(wasmbot: Wasmbot) -> None:
     assert job.state is State.SUCCEEDED, job.failed_stage()
     result = job.stage("test").result
     assert (result["abi_version"], result["cases"]) == ("0.2.1", "3/3")
+    stored = Report.from_dict(json.loads(Path(result["report"]).read_text()))
+    assert stored.ok and stored.root_ids == ["add-header"]
     junit = Path(result["junit"]).read_text()
     assert 'tests="4" failures="0"' in junit and "a request with x-deny gets a local 403" in junit
     log = "\n".join(e.text for e in wasmbot.store.events(job.id) if e.kind == "log")

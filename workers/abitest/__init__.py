@@ -24,6 +24,19 @@ from workers.abitest.vm import CallbackFailed, Limits, compile_module
 __all__ = ["CasesError", "Limits", "Report", "Suite", "load", "run", "smoke"]
 
 
+def _shut_down(inst: Instance, report: Report) -> None:
+    """The VM's last callbacks; a failure there is reported like a failed case."""
+    try:
+        waiting = inst.stop()
+    except CallbackFailed as exc:
+        report.cases.append(CaseResult("VM shutdown", [Difference("trap", "no failed callback", str(exc))]))
+        return
+    for root_id in waiting:
+        report.warnings.append(Problem(
+            "proxy_on_done", f"root context {root_id!r} answered false and never called proxy_done",
+            "Envoy waits for proxy_done before it deletes the plugin, delaying its shutdown"))
+
+
 def run(wasm: bytes, suite: Suite, *, limits: Limits | None = None, name: str = "module",
         cache_dir: Path | None = None) -> Report:
     """Validate, then run every case; a module that fails validation runs nothing."""
@@ -75,6 +88,8 @@ def run(wasm: bytes, suite: Suite, *, limits: Limits | None = None, name: str = 
         report.cases.append(result)
         used |= {name for name, n in inst.host.calls.items() if n}
         started_roots |= set(inst.roots)
+    if inst is not None and not inst.broken:
+        _shut_down(inst, report)
     report.root_ids = [r for r in suite.root_ids if r in started_roots]
     report.imports_used = sorted(used)
     report.seconds = time.perf_counter() - started

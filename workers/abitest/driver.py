@@ -116,6 +116,21 @@ class Instance:
         self.roots[root_id] = (ctx.id, plugin_config)
         return ctx
 
+    def stop(self) -> list[str]:
+        """Shut the VM down as Envoy does: ``proxy_on_done`` then ``proxy_on_delete`` per root.
+
+        Returns the root ids whose ``proxy_on_done`` answered false (they would make Envoy
+        wait for ``proxy_done``).
+        """
+        waiting = []
+        for root_id, (ctx_id, _) in self.roots.items():
+            ctx = self.host.contexts[ctx_id]
+            if self.call(ctx, "proxy_on_done", ctx.id) == 0 and not ctx.done_called:
+                self.host.done_requests.append(ctx.id)
+                waiting.append(root_id)
+            self.call(ctx, "proxy_on_delete", ctx.id)
+        return waiting
+
     def _configure(self, ctx: Context, plugin_config: bytes) -> None:
         self.host.plugin_config = plugin_config
         self.host.configuring = True
@@ -147,7 +162,10 @@ class CaseRun:
         try:
             root = self.inst.root(self.case.root_id, self.case.plugin_config)
             self.settle()
-            for _ in range(self.case.ticks):
+            if self.case.ticks and not root.tick_period_ms:
+                self.out.notes.append(f"the case asks for {self.case.ticks} tick(s) but the filter "
+                                      "set no tick period; Envoy never calls proxy_on_tick then")
+            for _ in range(self.case.ticks if root.tick_period_ms else 0):
                 self.inst.call(root, "proxy_on_tick", root.id)
                 self.settle()
             ctx = self.inst.new_context(root.root_id, root.id)

@@ -59,6 +59,17 @@ class Report:
         return (f"{self.module}: ABI {self.abi_version}, {len(self.passed)}/{len(self.cases)} "
                 f"cases passed — {verdict}")
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """The inverse of ``to_dict``: front ends render a stored report without the module."""
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["problems"] = [Problem(**p) for p in data.get("problems", [])]
+        fields["warnings"] = [Problem(**p) for p in data.get("warnings", [])]
+        fields["cases"] = [
+            CaseResult(c["name"], [Difference(**d) for d in c["differences"]], c["notes"], c["logs"],
+                       c["seconds"]) for c in data.get("cases", [])]
+        return cls(**fields)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ok"] = self.ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bot.config import Settings
@@ -38,9 +39,12 @@ def run(ctx: StageContext) -> dict[str, str]:
         ctx.log(line)
     junit = ctx.workdir / "abi-test.xml"
     junit.write_text(to_junit(report))
+    stored = ctx.workdir / "abi-test.json"  # for front ends: Report.from_dict, then render
+    stored.write_text(json.dumps(report.to_dict()))
     if not report.ok:
         details = [str(p) for p in report.problems] or [
             f"{c.name}: {c.differences[0]}" for c in report.failed]
         raise StageError(report.headline() + "\n" + "\n".join(f"- {d}" for d in details))
     return {"abi_version": report.abi_version or "",
-            "cases": f"{len(report.passed)}/{len(report.cases)}", "junit": str(junit)}
+            "cases": f"{len(report.passed)}/{len(report.cases)}", "junit": str(junit),
+            "report": str(stored)}
