@@ -37,6 +37,14 @@ class HostViolation(Exception):
     """The module broke a host rule that makes Envoy fail the callback."""
 
 
+class Refused(Exception):
+    """A host function answers ``status`` without doing anything (raised deep, caught in wrap)."""
+
+    def __init__(self, status: Status) -> None:
+        super().__init__(status.name)
+        self.status = status
+
+
 @dataclass
 class LogLine:
     level: int
@@ -121,6 +129,8 @@ class Host:
                     f"{', '.join(sorted(ALLOWED_DURING_ALLOCATION))} there")
             try:
                 return fn(cx, *args)
+            except Refused as exc:
+                return exc.status
             except InvalidMemory:
                 return Status.INVALID_MEMORY_ACCESS
             except AllocationFailed as exc:
@@ -268,24 +278,25 @@ class Host:
             return self.callback.http_response[2]
         return None
 
-    def proxy_get_header_map_size(self, cx: Any, kind: int, ret: int) -> int:
+    def _existing_map(self, kind: int) -> HeaderMap:
+        """The map, or BAD_ARGUMENT as Envoy answers when it is not available right now."""
         m = self._map(kind)
         if m is None:
-            return Status.BAD_ARGUMENT
+            raise Refused(Status.BAD_ARGUMENT)
+        return m
+
+    def proxy_get_header_map_size(self, cx: Any, kind: int, ret: int) -> int:
+        m = self._existing_map(kind)
         self.guest.put_u32(cx, ret, m.byte_size())
         return Status.OK
 
     def proxy_get_header_map_pairs(self, cx: Any, kind: int, ptr_ptr: int, len_ptr: int) -> int:
-        m = self._map(kind)
-        if m is None:
-            return Status.BAD_ARGUMENT
+        m = self._existing_map(kind)
         self.guest.copy_out(cx, serialize_pairs(m.pairs), ptr_ptr, len_ptr)
         return Status.OK
 
     def proxy_set_header_map_pairs(self, cx: Any, kind: int, ptr: int, size: int) -> int:
-        m = self._map(kind)
-        if m is None:
-            return Status.BAD_ARGUMENT
+        m = self._existing_map(kind)
         try:
             pairs = deserialize_pairs(self._bytes(cx, ptr, size))
         except ValueError:
@@ -295,9 +306,7 @@ class Host:
 
     def proxy_get_header_map_value(self, cx: Any, kind: int, kptr: int, klen: int, ptr_ptr: int,
                                    len_ptr: int) -> int:
-        m = self._map(kind)
-        if m is None:
-            return Status.BAD_ARGUMENT
+        m = self._existing_map(kind)
         value = m.get(self._bytes(cx, kptr, klen))
         if value is None:
             if self.abi == "0.1.0":  # 0.1.0 answered OK with an empty value
@@ -309,24 +318,18 @@ class Host:
 
     def proxy_add_header_map_value(self, cx: Any, kind: int, kptr: int, klen: int, vptr: int,
                                    vlen: int) -> int:
-        m = self._map(kind)
-        if m is None:
-            return Status.BAD_ARGUMENT
+        m = self._existing_map(kind)
         m.add(self._bytes(cx, kptr, klen), self._bytes(cx, vptr, vlen))
         return Status.OK
 
     def proxy_replace_header_map_value(self, cx: Any, kind: int, kptr: int, klen: int, vptr: int,
                                        vlen: int) -> int:
-        m = self._map(kind)
-        if m is None:
-            return Status.BAD_ARGUMENT
+        m = self._existing_map(kind)
         m.replace(self._bytes(cx, kptr, klen), self._bytes(cx, vptr, vlen))
         return Status.OK
 
     def proxy_remove_header_map_value(self, cx: Any, kind: int, kptr: int, klen: int) -> int:
-        m = self._map(kind)
-        if m is None:
-            return Status.BAD_ARGUMENT
+        m = self._existing_map(kind)
         m.remove(self._bytes(cx, kptr, klen))
         return Status.OK
 
@@ -496,19 +499,21 @@ class Host:
         self.guest.put_u32(cx, id_ptr, queue.id)
         return Status.OK
 
-    def proxy_enqueue_shared_queue(self, cx: Any, queue_id: int, ptr: int, size: int) -> int:
+    def _queue(self, queue_id: int) -> Queue:
         queue = self.world.queues.get(queue_id)
         if queue is None:
-            return Status.NOT_FOUND
+            raise Refused(Status.NOT_FOUND)
+        return queue
+
+    def proxy_enqueue_shared_queue(self, cx: Any, queue_id: int, ptr: int, size: int) -> int:
+        queue = self._queue(queue_id)
         queue.items.append(self._bytes(cx, ptr, size))
         if queue.vm_id == self.vm_id:
             self.queue_ready.append((queue.owner, queue.id))
         return Status.OK
 
     def proxy_dequeue_shared_queue(self, cx: Any, queue_id: int, ptr_ptr: int, len_ptr: int) -> int:
-        queue = self.world.queues.get(queue_id)
-        if queue is None:
-            return Status.NOT_FOUND
+        queue = self._queue(queue_id)
         if not queue.items:
             return Status.EMPTY
         self.guest.copy_out(cx, queue.items[0], ptr_ptr, len_ptr)
@@ -529,19 +534,21 @@ class Host:
         self.guest.put_u32(cx, id_ptr, metric_id)
         return Status.OK
 
-    def proxy_increment_metric(self, cx: Any, metric_id: int, offset: int) -> int:
+    def _metric(self, metric_id: int) -> Metric:
         metric = self.world.metrics.get(metric_id)
         if metric is None:
-            return Status.NOT_FOUND
+            raise Refused(Status.NOT_FOUND)
+        return metric
+
+    def proxy_increment_metric(self, cx: Any, metric_id: int, offset: int) -> int:
+        metric = self._metric(metric_id)
         if metric.type == MetricType.HISTOGRAM or (metric.type == MetricType.COUNTER and offset < 0):
             return Status.BAD_ARGUMENT
         metric.value += offset
         return Status.OK
 
     def proxy_record_metric(self, cx: Any, metric_id: int, value: int) -> int:
-        metric = self.world.metrics.get(metric_id)
-        if metric is None:
-            return Status.NOT_FOUND
+        metric = self._metric(metric_id)
         if metric.type == MetricType.COUNTER:
             metric.value += value
         elif metric.type == MetricType.GAUGE:
@@ -551,9 +558,7 @@ class Host:
         return Status.OK
 
     def proxy_get_metric(self, cx: Any, metric_id: int, ret: int) -> int:
-        metric = self.world.metrics.get(metric_id)
-        if metric is None:
-            return Status.NOT_FOUND
+        metric = self._metric(metric_id)
         if metric.type == MetricType.HISTOGRAM:
             return Status.BAD_ARGUMENT
         self.guest.put_u64(cx, ret, metric.value)
