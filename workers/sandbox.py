@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,9 @@ def exists(name: str) -> bool:
     return podman("container", "exists", name).returncode == 0
 
 
+BACKSTOP_SECONDS = 30
+
+
 def run(
     name: str,
     image: str,
@@ -80,11 +82,11 @@ def run(
         "--user", NOBODY, "--cap-drop", "all", "--security-opt", "no-new-privileges",
         "--memory", limits.memory, "--memory-swap", limits.memory,
         "--cpus", f"{limits.cpus:g}", "--pids-limit", str(limits.pids),
-        "--timeout", str(max(1, int(limits.timeout + 0.999))),
+        # A backstop: conmon kills the container even if this worker dies meanwhile.
+        "--timeout", str(int(limits.timeout + BACKSTOP_SECONDS)),
         "--volume", f"{source}:/src:ro", "--volume", f"{output}:/out:rw",
         "--workdir", "/src", image, *argv,
     ]
-    started = time.monotonic()
     try:
         proc = subprocess.Popen(cmd, env=podman_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace")
@@ -99,17 +101,23 @@ def run(
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
+    timed_out = False
     try:
-        code = proc.wait(timeout=limits.timeout + 15)  # podman's own --timeout fires first
+        code = proc.wait(timeout=limits.timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        code = -1
+        # Our own deadline, so a timeout is known rather than guessed from an exit code
+        # (podman's --timeout exits 255, which a failing step can too, and may fire early).
+        timed_out = True
+        podman("kill", name, timeout=30)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
     finally:
         reader.join(timeout=5)
         remove(name)
-    # podman's --timeout kills the container and exits 255: tell that apart from a failed step.
-    if code in (-1, 137, 255) and time.monotonic() - started >= limits.timeout:
+    if timed_out:
         raise SandboxTimeout(limits.timeout)
     if code == 125:
         raise SandboxError(f"podman could not run the container (image {image})")
