@@ -10,6 +10,7 @@ and run time) and end to end, with the Redis/SQLite ratio measured in the same r
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -87,7 +88,7 @@ def main() -> None:
         redis = start_redis(work / "redis")
         host = registry.url.removeprefix("http://").replace("127.0.0.1", "localhost")
         base = {k: v for k, v in os.environ.items() if not k.startswith("WASMBOT_") and k != "REDIS_URL"}
-        base.update(WASMBOT_TOOLCHAIN_IMAGE_C=image, WASMBOT_CONFIG=str(work / "none.toml"))
+        base.update(WASMBOT_TOOLCHAIN_IMAGES=json.dumps({"c": image}), WASMBOT_CONFIG=str(work / "none.toml"))
         try:
             results = {
                 "sqlite": measure("sqlite", base | {"WASMBOT_DATA_DIR": str(work / "sqlite")},

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import (
@@ -44,10 +44,17 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default_factory=_default_data_dir)
 
-    # Build sandbox.
-    toolchain_image_c: str | None = None
+    # Build sandbox.  Toolchain images by toolchain name (c, cpp, go, tinygo, rust,
+    # assemblyscript); a toolchain without one is built by deploy/toolchains/build-image.sh.
+    container_engine: Literal["podman", "docker"] = "podman"
+    toolchain_images: dict[str, str] = {}
     build_timeout: float = Field(default=300.0, gt=0)
-    build_memory: str = Field(default="1g", pattern=r"^[0-9]+[bkmg]?$")
+    fetch_timeout: float = Field(default=600.0, gt=0)
+    build_memory: str = Field(default="2g", pattern=r"^[0-9]+[bkmg]?$")
+    build_cache_mb: int = Field(default=1024, gt=0)
+    deps_cache_mb: int = Field(default=8192, gt=0)
+    # CA bundle mounted into dependency fetches (registries behind a TLS-inspecting proxy).
+    build_ca_bundle: Path | None = Path("/etc/ssl/certs/ca-certificates.crt")
     build_cpus: float = Field(default=1.0, gt=0)
     build_pids: int = Field(default=256, gt=0)
 

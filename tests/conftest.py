@@ -6,6 +6,7 @@ Every pipeline test runs twice, on Redis and on the embedded SQLite default, thr
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -121,7 +122,7 @@ class Wasmbot:
 @pytest.fixture(params=["sqlite", "redis"])
 def wasmbot(request: pytest.FixtureRequest, tmp_path: Path, toolchain_image: str) -> Iterator[Wasmbot]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WASMBOT_") and k != "REDIS_URL"}
-    env.update(WASMBOT_DATA_DIR=str(tmp_path / "data"), WASMBOT_TOOLCHAIN_IMAGE_C=toolchain_image,
+    env.update(WASMBOT_DATA_DIR=str(tmp_path / "data"), WASMBOT_TOOLCHAIN_IMAGES=json.dumps({"c": toolchain_image}),
                WASMBOT_LEASE_TTL="3", WASMBOT_CONFIG=str(tmp_path / "none.toml"))
     store: JobStore
     if request.param == "redis":

@@ -577,3 +577,11 @@ def test_fdstat_and_unimplemented_wasi_calls() -> None:
     h = _wasi("path_open", ("i32", "i32", "i32", "i32", "i32", "i64", "i64", "i32", "i32"))
     assert h.call(3, 0, 0, 0, 0, 0, 0, 0, X) == 52  # ENOSYS: no file system in a proxy
     assert h.host.calls["path_open"] == 1
+
+
+def test_sizes_are_unsigned_as_in_envoy() -> None:
+    """The Rust SDK asks for usize::MAX bytes (-1 as a wasm i32) to mean the whole buffer."""
+    h = Harness("proxy_get_buffer_bytes")
+    h.host.plugin_config, h.host.configuring = b"hello from config", True
+    assert h.call(Buffer.PLUGIN_CONFIGURATION, 0, -1, P, L) == Status.OK
+    assert h.out() == b"hello from config"

@@ -1,8 +1,9 @@
-"""Run untrusted build steps in a podman container with no network and hard limits.
+"""Run untrusted build steps in a container (podman or Docker) with hard limits.
 
-The source is mounted read-only, only the output directory is writable, the container runs as
-``nobody`` with every capability dropped, and memory, CPU, process count and wall time are
-capped.  A container that outlives its limit is killed and removed, never left behind.
+Only the mounts a step is given are visible; only those marked writable can be written; the
+container runs as ``nobody`` with every capability dropped, a read-only root, no network
+unless the step is a dependency fetch, and capped memory, CPU, processes and wall time.  A
+container that outlives its limit is killed and removed, never left behind.
 """
 
 from __future__ import annotations
@@ -10,17 +11,22 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 CONTAINERS_CONF = Path(__file__).resolve().parents[1] / "deploy" / "containers.conf"
-PODMAN = ("podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs")
-NOBODY = "65534:65534"
+ENGINES: dict[str, tuple[str, ...]] = {
+    # Hosts without systemd need runc with cgroupfs; podman reads deploy/containers.conf.
+    "podman": ("podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"),
+    "docker": ("docker",),
+}
+NOBODY = 65534
+BACKSTOP_SECONDS = 30
 
 
 class SandboxError(Exception):
-    """The sandbox itself failed (podman missing, image missing), not the code in it."""
+    """The sandbox itself failed (engine missing, image missing), not the code in it."""
 
 
 class SandboxTimeout(Exception):
@@ -32,31 +38,51 @@ class SandboxTimeout(Exception):
 @dataclass(frozen=True)
 class Limits:
     timeout: float
-    memory: str = "1g"
+    memory: str = "2g"
     cpus: float = 1.0
     pids: int = 256
+    tmpfs: str = "1g"  # /tmp inside the container, counted against the memory limit
 
 
-def podman_env() -> dict[str, str]:
+@dataclass(frozen=True)
+class Mount:
+    host: Path
+    target: str
+    writable: bool = False
+
+
+def engine_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
     return env
 
 
+def engine_run(engine: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run([*ENGINES[engine], *args], env=engine_env(), capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise SandboxError(f"{engine} is not installed; run deploy/setup.sh") from None
+
+
 def podman(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PODMAN, *args], env=podman_env(), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return engine_run("podman", *args, timeout=timeout)
 
 
-def remove(name: str) -> None:
-    podman("rm", "--force", "--ignore", "--time", "0", name)
+def remove(name: str, engine: str = "podman") -> None:
+    engine_run(engine, "rm", "--force", name)
 
 
-def exists(name: str) -> bool:
-    return podman("container", "exists", name).returncode == 0
+def exists(name: str, engine: str = "podman") -> bool:
+    return engine_run(engine, "container", "inspect", name).returncode == 0
 
 
-BACKSTOP_SECONDS = 30
+def image_id(image: str, engine: str = "podman") -> str:
+    """The image's content id: part of every build cache key, so a new toolchain rebuilds."""
+    proc = engine_run(engine, "image", "inspect", "--format", "{{.Id}}", image)
+    if proc.returncode != 0:
+        raise SandboxError(f"toolchain image {image} is not available to {engine}")
+    return proc.stdout.strip()
 
 
 def run(
@@ -64,34 +90,44 @@ def run(
     image: str,
     argv: Sequence[str],
     *,
-    source: Path,
-    output: Path,
+    mounts: Sequence[Mount],
     limits: Limits,
     on_line: Callable[[str], None],
+    network: bool = False,
+    env: Mapping[str, str] | None = None,
+    workdir: str = "/src",
+    engine: str = "podman",
 ) -> int:
     """Run ``argv`` in ``image`` as container ``name``; return its exit code.
 
     A container of the same name left by an earlier, killed attempt is removed first, so the
-    step can simply be run again.
+    step can simply be run again.  Output (stdout and stderr) reaches ``on_line`` line by line
+    while the step runs.
     """
-    remove(name)
-    os.chown(output, 65534, 65534)
+    remove(name, engine)
     cmd = [
-        *PODMAN, "run", "--rm", "--name", name,
-        "--network", "none", "--read-only", "--tmpfs", "/tmp:rw,size=256m",
-        "--user", NOBODY, "--cap-drop", "all", "--security-opt", "no-new-privileges",
+        *ENGINES[engine], "run", "--rm", "--name", name,
+        "--network", "bridge" if network else "none",
+        "--read-only", "--tmpfs", f"/tmp:rw,exec,size={limits.tmpfs},mode=1777",
+        "--user", f"{NOBODY}:{NOBODY}", "--cap-drop", "all", "--security-opt", "no-new-privileges",
         "--memory", limits.memory, "--memory-swap", limits.memory,
         "--cpus", f"{limits.cpus:g}", "--pids-limit", str(limits.pids),
-        # A backstop: conmon kills the container even if this worker dies meanwhile.
-        "--timeout", str(int(limits.timeout + BACKSTOP_SECONDS)),
-        "--volume", f"{source}:/src:ro", "--volume", f"{output}:/out:rw",
-        "--workdir", "/src", image, *argv,
+        "--env", "HOME=/tmp", "--workdir", workdir,
     ]
+    if engine == "podman":  # a backstop: conmon kills the container even if this worker dies
+        cmd += ["--timeout", str(int(limits.timeout + BACKSTOP_SECONDS))]
+    for key, value in (env or {}).items():
+        cmd += ["--env", f"{key}={value}"]
+    for mount in mounts:
+        if mount.writable:
+            os.chown(mount.host, NOBODY, NOBODY)
+        cmd += ["--volume", f"{mount.host}:{mount.target}:{'rw' if mount.writable else 'ro'}"]
+    cmd += [image, *argv]
     try:
-        proc = subprocess.Popen(cmd, env=podman_env(), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, env=engine_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace")
     except FileNotFoundError:
-        raise SandboxError("podman is not installed; run deploy/setup.sh") from None
+        raise SandboxError(f"{engine} is not installed; run deploy/setup.sh") from None
     stdout = proc.stdout
     assert stdout is not None
 
@@ -108,7 +144,7 @@ def run(
         # Our own deadline, so a timeout is known rather than guessed from an exit code
         # (podman's --timeout exits 255, which a failing step can too, and may fire early).
         timed_out = True
-        podman("kill", name, timeout=30)
+        engine_run(engine, "kill", name, timeout=30)
         try:
             code = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -116,9 +152,9 @@ def run(
             code = proc.wait()
     finally:
         reader.join(timeout=5)
-        remove(name)
+        remove(name, engine)
     if timed_out:
         raise SandboxTimeout(limits.timeout)
     if code == 125:
-        raise SandboxError(f"podman could not run the container (image {image})")
+        raise SandboxError(f"{engine} could not run the container (image {image})")
     return code

@@ -19,6 +19,7 @@ from typing import Any
 
 from workers.abitest.abi import (
     ALLOWED_DURING_ALLOCATION,
+    HOST_FUNCTIONS,
     Buffer,
     LogLevel,
     Map,
@@ -118,9 +119,18 @@ class Host:
             return
         self.logs.append(LogLine(level, message[:MAX_LOG_LINE], self.current.id if self.current else 0))
 
-    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """The guest-facing function: counts calls, enforces the allocator rule, maps errors."""
-        def call(cx: Any, *args: Any) -> Any:
+    def wrap(self, name: str, fn: Callable[..., Any], params: tuple[str, ...]) -> Callable[..., Any]:
+        """The guest-facing function: counts calls, enforces the allocator rule, maps errors.
+
+        wasmtime hands i32 arguments over signed; the ABI's are pointers, sizes and ids, which
+        Envoy reads as unsigned (the Rust SDK passes usize::MAX as "the whole buffer").
+        """
+        unsigned = tuple(i for i, t in enumerate(params) if t == "i32")
+
+        def call(cx: Any, *raw: Any) -> Any:
+            args = list(raw)
+            for i in unsigned:
+                args[i] &= 0xFFFFFFFF
             self.calls[name] += 1
             if self.guest.allocating and name not in ALLOWED_DURING_ALLOCATION:
                 raise HostViolation(
@@ -139,7 +149,8 @@ class Host:
         return call
 
     def functions(self, names: list[str]) -> dict[str, Callable[..., Any]]:
-        return {name: self.wrap(name, getattr(self, name)) for name in names}
+        table = HOST_FUNCTIONS[self.abi]
+        return {name: self.wrap(name, getattr(self, name), table[name]) for name in names}
 
     def _ctx(self) -> Context:
         if self.current is None:

@@ -160,7 +160,8 @@ class VM:
             if imp.module == "env" and imp.name in host_fns:
                 fn = host_fns[imp.name]
             elif imp.module in WASI_MODULES:
-                fn = host.wrap(imp.name, wasi_fns.get(imp.name, _stub(len(t.results))))
+                fn = host.wrap(imp.name, wasi_fns.get(imp.name, _stub(len(t.results))),
+                               tuple(str(p) for p in t.params))
             else:
                 continue
             linker.define_func(imp.module, imp.name, t, fn, access_caller=True)

@@ -1,19 +1,26 @@
-"""Build stage: compile a C source directory into ``filter.wasm`` in the sandbox."""
+"""Build stage: turn a source tree (or a precompiled module) into ``filter.wasm``.
+
+source → language (``--lang``, ``.wasmbot.yaml``, or detected) → recipe → cached module, or
+a dependency fetch (network, cached by lock file) and a compile (no network, read-only
+source) in the language's toolchain container → ``filter.wasm`` in the job's directory.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from workers import sandbox
+from workers import buildcache, recipes, repoconfig, sandbox
+from workers.recipes import Recipe
 from workers.stages import StageContext, StageError
 
 TOOLCHAIN_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "toolchains" / "build-image.sh"
-C_FLAGS = ("--target=wasm32-wasi", "-O2", "-mexec-model=reactor", "-I/src")
+ERROR_LINE = re.compile(r"\berror\b|\bpanic\b|cannot find|undefined|not found", re.IGNORECASE)
 
 
 def source_dir(ctx: StageContext) -> Path:
@@ -27,23 +34,25 @@ def source_dir(ctx: StageContext) -> Path:
     return path
 
 
-def toolchain_image(ctx: StageContext, lang: str) -> str:
-    """The toolchain image for ``lang``: configured, or built (once) from its recipe."""
-    if ctx.settings.toolchain_image_c:
-        return ctx.settings.toolchain_image_c
-    proc = subprocess.run(["bash", str(TOOLCHAIN_SCRIPT), lang], capture_output=True, text=True,
-                          env=sandbox.podman_env(), check=False, timeout=1800)
+def toolchain_image(ctx: StageContext, toolchain: str) -> str:
+    """The toolchain image: configured, or built (once per recipe) from deploy/toolchains."""
+    configured = ctx.settings.toolchain_images.get(toolchain)
+    if configured:
+        return configured
+    proc = subprocess.run(["bash", str(TOOLCHAIN_SCRIPT), toolchain], capture_output=True, text=True,
+                          env=sandbox.engine_env(), check=False, timeout=3600)
     if proc.returncode != 0:
-        raise StageError(f"could not make the {lang} toolchain image:\n{proc.stderr[-2000:]}")
+        raise StageError(f"no {toolchain} toolchain image: set toolchain_images.{toolchain}, or "
+                         f"build one with deploy/toolchains/build-image.sh:\n{proc.stderr[-1500:]}")
     return proc.stdout.strip().splitlines()[-1]
 
 
-def root_ids(source: Path) -> list[str]:
-    """Root ids from the source's ``runtime-config.json`` (either spelling), else its name."""
-    config = source / "runtime-config.json"
-    if config.is_file():
+def root_ids(source: Path, config: repoconfig.RepoConfig) -> list[str]:
+    """Root ids from ``runtime-config.json`` (either spelling), else .wasmbot.yaml, else the name."""
+    path = source / "runtime-config.json"
+    if path.is_file():
         try:
-            data = json.loads(config.read_text())
+            data = json.loads(path.read_text())
             inner = data.get("config", {})
             ids = inner.get("rootIds", inner.get("root_ids"))
             if isinstance(ids, list) and all(isinstance(i, str) for i in ids) and ids:
@@ -51,42 +60,128 @@ def root_ids(source: Path) -> list[str]:
         except (ValueError, AttributeError) as exc:
             raise StageError(f"runtime-config.json is not valid: {exc}") from None
         raise StageError("runtime-config.json has no config.rootIds list of strings")
-    return [source.name]
+    return [config.root_id or config.name or source.name]
+
+
+def first_errors(lines: list[str], limit: int = 5) -> list[str]:
+    """The lines an engineer needs first: error lines, else the last lines."""
+    errors = [line for line in lines if ERROR_LINE.search(line)]
+    return (errors or lines[-limit:])[:limit]
+
+
+def language(ctx: StageContext, source: Path, config: repoconfig.RepoConfig) -> str:
+    lang = ctx.job.command.get("lang") or config.build.lang
+    if lang:
+        return str(lang)
+    try:
+        return recipes.detect(source)
+    except recipes.DetectError as exc:
+        raise StageError(str(exc)) from None
 
 
 def run(ctx: StageContext) -> dict[str, str]:
     source = source_dir(ctx)
-    lang = ctx.job.command.get("lang") or "c"
-    sources = sorted(p.name for p in source.glob("*.c"))
-    if not sources:
-        raise StageError(f"no C sources (*.c) in {ctx.job.command['source']}")
-    image = toolchain_image(ctx, lang)
-    ctx.log(f"toolchain {image}")
-    s = ctx.settings
-    limits = sandbox.Limits(timeout=s.build_timeout, memory=s.build_memory, cpus=s.build_cpus,
-                            pids=s.build_pids)
-    argv = ["clang", *C_FLAGS, "-o", "/out/filter.wasm", *sources]
-    ctx.log("$ " + " ".join(argv))
-    with tempfile.TemporaryDirectory(prefix="wasmbot-out-") as out:
-        try:
-            code = sandbox.run(f"wasmbot-{ctx.job.id}-build", image, argv, source=source,
-                               output=Path(out), limits=limits, on_line=ctx.log)
-        except sandbox.SandboxTimeout as exc:
-            raise StageError(f"build {exc}; the container was stopped and removed") from None
-        except sandbox.SandboxError as exc:
-            raise StageError(str(exc)) from None
-        built = Path(out) / "filter.wasm"
-        if code != 0:
-            raise StageError(f"compiler exited with status {code}; see the log above")
-        if not built.is_file():
-            raise StageError("the build produced no filter.wasm")
-        ctx.workdir.mkdir(parents=True, exist_ok=True)
-        module = ctx.workdir / "filter.wasm"
-        shutil.copyfile(built, module)
+    try:
+        config = repoconfig.load(source)
+    except repoconfig.RepoConfigError as exc:
+        raise StageError(str(exc)) from None
+    lang = language(ctx, source, config)
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    module = ctx.workdir / "filter.wasm"
+    if lang == recipes.PRECOMPILED:
+        found = sorted(source.glob("*.wasm"))
+        if len(found) != 1:
+            raise StageError(f"a precompiled source holds exactly one *.wasm; found {len(found)}")
+        if not found[0].read_bytes().startswith(b"\0asm"):
+            raise StageError(f"{found[0].name} is not a WebAssembly module (no \\0asm header)")
+        shutil.copyfile(found[0], module)
+        ctx.log(f"precompiled module {found[0].name}: nothing to build")
+    else:
+        build(ctx, recipes.RECIPES[lang], source, module)
     digest = hashlib.sha256(module.read_bytes()).hexdigest()
     ctx.log(f"filter.wasm: {module.stat().st_size} bytes, sha256:{digest}")
-    return {
-        "module": str(module),
-        "module_sha256": f"sha256:{digest}",
-        "root_ids": ",".join(root_ids(source)),
-    }
+    return {"module": str(module), "module_sha256": f"sha256:{digest}", "lang": lang,
+            "root_ids": ",".join(root_ids(source, config))}
+
+
+def build(ctx: StageContext, recipe: Recipe, source: Path, module: Path) -> None:
+    s = ctx.settings
+    image = toolchain_image(ctx, recipe.toolchain)
+    image_id = sandbox.image_id(image, s.container_engine)
+    ctx.log(f"{recipe.lang}: {recipe.summary}; toolchain {image}")
+    cache_root = s.data_dir / "cache"
+    builds = buildcache.Cache(cache_root / "builds", s.build_cache_mb * 2**20)
+    build_key = buildcache.key("build", recipe.fetch or "", recipe.compile, json.dumps(recipe.env),
+                               image_id, buildcache.source_digest(source))
+    hit = builds.get(build_key)
+    if hit is not None:
+        shutil.copyfile(hit / "filter.wasm", module)
+        ctx.log(f"build cache hit {build_key[:12]}: unchanged source, recipe and toolchain; "
+                "no container started")
+        return
+    deps = fetch(ctx, recipe, source, image, image_id) if recipe.fetch else None
+    mounts = [sandbox.Mount(source, "/src")]
+    if deps is not None:
+        mounts.append(sandbox.Mount(deps, "/deps"))
+    ctx.log("compiling (no network, read-only source)")
+    with tempfile.TemporaryDirectory(prefix="wasmbot-out-") as out:
+        mounts.append(sandbox.Mount(Path(out), "/out", writable=True))
+        step(ctx, recipe, image, "build", recipe.compile, mounts, network=False, timeout=s.build_timeout)
+        built = Path(out) / "filter.wasm"
+        if not built.is_file():
+            raise StageError("the build produced no filter.wasm")
+        with builds.filling(build_key) as entry:
+            shutil.copyfile(built, entry / "filter.wasm")
+        shutil.copyfile(built, module)
+
+
+def fetch(ctx: StageContext, recipe: Recipe, source: Path, image: str, image_id: str) -> Path:
+    """The dependency cache directory for this lock file, fetched (with network) if new."""
+    assert recipe.lockfile
+    lock = source / recipe.lockfile
+    if not lock.is_file():
+        raise StageError(f"{recipe.lockfile} is missing: builds use locked dependencies, so "
+                         f"commit {recipe.lockfile} with the source")
+    s = ctx.settings
+    deps = buildcache.Cache(s.data_dir / "cache" / "deps", s.deps_cache_mb * 2**20)
+    deps_key = buildcache.key("deps", recipe.lang, recipe.fetch or "", image_id, lock.read_text())
+    hit = deps.get(deps_key)
+    if hit is not None:
+        ctx.log(f"dependencies from cache {deps_key[:12]} ({recipe.lockfile} unchanged)")
+        return hit
+    ctx.log(f"fetching dependencies for {recipe.lockfile} (network allowed, writes only /deps)")
+    with deps.filling(deps_key) as scratch:
+        mounts = [sandbox.Mount(source, "/src"), sandbox.Mount(scratch, "/deps", writable=True)]
+        if s.build_ca_bundle and s.build_ca_bundle.is_file():
+            mounts.append(sandbox.Mount(s.build_ca_bundle, "/etc/ssl/certs/ca-certificates.crt"))
+        step(ctx, recipe, image, "fetch", recipe.fetch or "", mounts, network=True,
+             timeout=s.fetch_timeout)
+    fetched = deps.get(deps_key)
+    if fetched is None:
+        raise StageError("the dependency cache entry vanished right after it was filled")
+    return fetched
+
+
+def step(ctx: StageContext, recipe: Recipe, image: str, phase: str, script: str,
+         mounts: list[sandbox.Mount], *, network: bool, timeout: float) -> None:
+    s = ctx.settings
+    limits = sandbox.Limits(timeout=timeout, memory=s.build_memory, cpus=s.build_cpus, pids=s.build_pids)
+    lines: list[str] = []
+
+    def on_line(line: str) -> None:
+        lines.append(line)
+        ctx.log(line)
+
+    ctx.log(f"$ {script}")
+    try:
+        code = sandbox.run(f"wasmbot-{ctx.job.id}-{phase}", image, ["/bin/sh", "-c", script],
+                           mounts=mounts, limits=limits, on_line=on_line, network=network,
+                           env=recipe.env, engine=s.container_engine)
+    except sandbox.SandboxTimeout as exc:
+        raise StageError(f"{phase} {exc}; the container was stopped and removed") from None
+    except sandbox.SandboxError as exc:
+        raise StageError(str(exc)) from None
+    if code != 0:
+        what = "compiler" if phase == "build" else "dependency fetch"
+        raise StageError(f"{what} exited with status {code}:\n" + "\n".join(
+            f"  {line}" for line in first_errors(lines)))
