@@ -13,10 +13,15 @@ import shlex
 from dataclasses import dataclass
 from typing import Literal, NoReturn
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 MAX_COMMAND_LENGTH = 1000
-LANGUAGES = ("c",)  # languages the build stage can compile today; issue #4 adds the rest
+# What the build stage compiles (workers/recipes.py) and what init scaffolds (templates/).
+LANGUAGES = ("assemblyscript", "go", "tinygo", "rust", "cpp", "c", "wasm")
+TEMPLATE_LANGUAGES = ("assemblyscript", "go", "rust", "cpp")
+PLATFORMS = ("istio", "gloo", "envoy")
+_NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_VERSION = re.compile(r"^[0-9]+\.[0-9]+$")
 
 _SOURCE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,255}$")
 _REGISTRY = r"(?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+|\[[0-9a-f:]+\])(?::[0-9]{1,5})?"
@@ -51,11 +56,12 @@ SPECS: dict[str, CommandSpec] = {
         CommandSpec("help", "/wasm help [COMMAND]", "show the commands, or one command's usage"),
         CommandSpec(
             "build",
-            "/wasm build SOURCE [--tag REGISTRY/REPOSITORY[:TAG]] [--lang c]",
+            "/wasm build SOURCE [--tag REGISTRY/REPOSITORY[:TAG]] [--lang " + "|".join(LANGUAGES) + "]",
             "build SOURCE into filter.wasm, test it under wasmtime and push it to --tag",
         ),
-        CommandSpec("init", "/wasm init NAME --lang LANG --platform PLATFORM[:VERSION]",
-                    "scaffold a new filter repository", available=False),
+        CommandSpec("init", "/wasm init NAME --lang " + "|".join(TEMPLATE_LANGUAGES)
+                    + " [--platform " + "|".join(PLATFORMS) + "[:VERSION]]",
+                    "scaffold a new filter from a template, then build and test it"),
         CommandSpec("test", "/wasm test SOURCE", "run the ABI tests of a filter", available=False),
         CommandSpec("push", "/wasm push JOB|SOURCE --tag REF [--release]",
                     "push a built module as an OCI image", available=False),
@@ -81,13 +87,34 @@ class BuildCommand(BaseModel):
     lang: str | None = None
 
 
+class InitCommand(BaseModel):
+    """Scaffold filter ``filter`` (a DNS label) from the ``lang`` template for a platform.
+
+    ``source`` is where the new filter lands below the front end's source root, which the
+    build and test stages that follow then read.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    name: Literal["init"] = "init"
+    filter: str
+    lang: str
+    platform: str = "istio"
+    platform_version: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def source(self) -> str:
+        """Recorded with the job, so the build and test stages find the new filter."""
+        return self.filter
+
+
 class HelpCommand(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: Literal["help"] = "help"
     topic: str | None = None
 
 
-Command = BuildCommand | HelpCommand
+Command = BuildCommand | InitCommand | HelpCommand
 
 
 class _Parser(argparse.ArgumentParser):
@@ -134,6 +161,33 @@ def _parse_build(args: list[str]) -> BuildCommand:
     return BuildCommand(source=_check_source(ns.source, spec.usage), tag=tag, lang=ns.lang)
 
 
+def _parse_init(args: list[str]) -> InitCommand:
+    spec = SPECS["init"]
+    parser = _Parser(spec)
+    parser.add_argument("filter")
+    parser.add_argument("--lang", required=True, choices=TEMPLATE_LANGUAGES)
+    parser.add_argument("--platform", default="istio")
+    ns = parser.parse_args(args)
+    if not _NAME.match(ns.filter):
+        raise CommandError(f"invalid NAME {ns.filter!r}: use a DNS label (lower-case letters, digits "
+                           "and '-', starting with a letter, at most 63 characters)", spec.usage)
+    platform, _, version = ns.platform.partition(":")
+    if platform not in PLATFORMS:
+        raise CommandError(f"invalid --platform {platform!r}: choose one of {', '.join(PLATFORMS)}",
+                           spec.usage)
+    if version and not _VERSION.match(version):
+        raise CommandError(f"invalid platform version {version!r}: use MAJOR.MINOR, e.g. istio:1.26",
+                           spec.usage)
+    from workers.platforms import PlatformError, choose  # the one version table
+
+    try:
+        release, _ = choose(ns.lang, platform, version or None)
+    except PlatformError as exc:
+        raise CommandError(str(exc), spec.usage) from None
+    return InitCommand(filter=ns.filter, lang=ns.lang, platform=platform,
+                       platform_version=release.version)
+
+
 def _parse_help(args: list[str]) -> HelpCommand:
     spec = SPECS["help"]
     if len(args) > 1:
@@ -166,6 +220,8 @@ def parse(text: str) -> Command:
         raise CommandError(f"/wasm {name} is not available yet", spec.usage)
     if name == "build":
         return _parse_build(args)
+    if name == "init":
+        return _parse_init(args)
     return _parse_help(args)
 
 

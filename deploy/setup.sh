@@ -6,7 +6,7 @@
 # System packages: podman + runc (build sandbox), debootstrap (toolchain images), redis-server
 # (production broker and the tests), docker-registry (local OCI registry), clang/lld/wasi-libc
 # (also used by the tests to make WebAssembly fixtures).  Then wasmbot itself with its dev
-# extras, then the C toolchain image (cached in podman's storage, rebuilt when its recipe changes).
+# extras, then the toolchain images (cached in podman's storage, rebuilt when a recipe changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +35,15 @@ if [ -z "$go_minor" ] || [ "$go_minor" -lt 24 ]; then
   echo "setup: Go 1.24 or newer is needed to build the Go test filter (found: ${go_minor:+1.$go_minor}${go_minor:-none})" >&2
   exit 1
 fi
+if ! command -v rustup >/dev/null; then
+  echo "setup: rustup is needed to make the Rust toolchain image (this machine kind ships it)" >&2
+  exit 1
+fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[dev]" >&2
 
-bash deploy/toolchains/build-image.sh c >/dev/null
+# Every toolchain with a local recipe (tinygo has only a production Containerfile).
+for toolchain in c cpp go rust assemblyscript; do
+  bash deploy/toolchains/build-image.sh "$toolchain" >/dev/null
+done
 echo "setup: done" >&2

@@ -24,15 +24,22 @@ from workers.jobs import Job, Stage, State
 from workers.stages import StageContext, StageError, StageFn, StageSkipped
 from workers.stages import build as build_stage
 from workers.stages import push as push_stage
+from workers.stages import scaffold as scaffold_stage
 from workers.stages import test as test_stage
 from workers.store import JobStore, open_store
 
 log = logging.getLogger(__name__)
 
 STAGES: dict[str, StageFn] = {
+    "scaffold": scaffold_stage.run,
     "build": build_stage.run,
     "test": test_stage.run,
     "push": push_stage.run,
+}
+# The stages each command's job runs, in order.
+PIPELINES: dict[str, tuple[str, ...]] = {
+    "build": ("build", "test", "push"),
+    "init": ("scaffold", "build", "test"),
 }
 Claim = Literal["run", "done", "busy", "stopped"]
 
@@ -45,7 +52,7 @@ def submit(command: Command, *, requester: str, origin: str, text: str,
            source_root: str) -> Job:
     """Record a job for ``command`` and queue its first stage."""
     job = Job(requester=requester, origin=origin, command=command.model_dump(), text=text,
-              source_root=source_root, stages=[Stage(name=name) for name in STAGES])
+              source_root=source_root, stages=[Stage(name=name) for name in PIPELINES[command.name]])
     store().create(job)
     enqueue(job.id, job.stages[0].name)
     return job
@@ -53,7 +60,10 @@ def submit(command: Command, *, requester: str, origin: str, text: str,
 
 def enqueue(job_id: str, first: str) -> None:
     """Queue the stages of ``job_id`` from ``first`` on, as one chain."""
-    names = list(STAGES)
+    job = store().get(job_id)
+    if job is None:
+        raise KeyError(f"no job {job_id}")
+    names = [stage.name for stage in job.stages]
     remaining = names[names.index(first):]
 
     def mark(job: Job) -> None:

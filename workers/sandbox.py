@@ -23,6 +23,7 @@ ENGINES: dict[str, tuple[str, ...]] = {
 }
 NOBODY = 65534
 BACKSTOP_SECONDS = 30
+containers_started = 0  # in this process: lets callers (and tests) see a cache hit started none
 
 
 class SandboxError(Exception):
@@ -123,6 +124,8 @@ def run(
             os.chown(mount.host, NOBODY, NOBODY)
         cmd += ["--volume", f"{mount.host}:{mount.target}:{'rw' if mount.writable else 'ro'}"]
     cmd += [image, *argv]
+    global containers_started
+    containers_started += 1
     try:
         proc = subprocess.Popen(cmd, env=engine_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace")
