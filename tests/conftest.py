@@ -70,8 +70,9 @@ class Wasmbot:
     workdir: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=self.env, cwd=ROOT,
+    def cli(self, *args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+        """The CLI; its working directory is the source root of the jobs it submits."""
+        return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=self.env, cwd=cwd,
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def submit(self, text: str) -> str:

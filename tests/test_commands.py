@@ -6,9 +6,10 @@ import shlex
 
 import pytest
 
-from bot.commands import SPECS, BuildCommand, CommandError, HelpCommand, help_text, parse
+from bot.commands import SPECS, BuildCommand, CommandError, HelpCommand, InitCommand, help_text, parse
 
 BUILD_USAGE = SPECS["build"].usage
+INIT_USAGE = SPECS["init"].usage
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -22,6 +23,15 @@ BUILD_USAGE = SPECS["build"].usage
     ("/wasm help", HelpCommand()),
     ("/wasm", HelpCommand()),
     ("/wasm help deploy", HelpCommand(topic="deploy")),
+    ("/wasm build src --lang rust", BuildCommand(source="src", lang="rust")),
+    ("/wasm init my-filter --lang rust --platform istio",
+     InitCommand(filter="my-filter", lang="rust", platform="istio", platform_version="1.28")),
+    ("/wasm init a1 --lang go --platform istio:1.25",
+     InitCommand(filter="a1", lang="go", platform="istio", platform_version="1.25")),
+    ("/wasm init edge --lang assemblyscript --platform gloo:1.17",
+     InitCommand(filter="edge", lang="assemblyscript", platform="gloo", platform_version="1.17")),
+    ("/wasm init local --lang cpp --platform envoy",
+     InitCommand(filter="local", lang="cpp", platform="envoy", platform_version="1.40")),
 ])
 def test_valid_commands(text: str, expected: object) -> None:
     assert parse(text) == expected
@@ -38,6 +48,20 @@ def test_valid_commands(text: str, expected: object) -> None:
     ("/wasm deploy staging", "/wasm deploy is not available yet", SPECS["deploy"].usage),
     ("/wasm help nothing", "unknown command 'nothing'", SPECS["help"].usage),
     ('/wasm build "unterminated', "cannot read command: No closing quotation", "/wasm COMMAND"),
+    ("/wasm init My_Filter --lang rust", "invalid NAME 'My_Filter': use a DNS label", INIT_USAGE),
+    ("/wasm init -x --lang rust", "the following arguments are required: filter", INIT_USAGE),
+    ("/wasm init " + "a" * 64 + " --lang rust", "use a DNS label", INIT_USAGE),
+    ("/wasm init f", "the following arguments are required: --lang", INIT_USAGE),
+    ("/wasm init f --lang cobol",
+     "argument --lang: invalid choice: 'cobol' (choose from 'assemblyscript', 'go', 'rust', 'cpp')", INIT_USAGE),
+    ("/wasm init f --lang rust --platform kong", "invalid --platform 'kong': choose one of istio, gloo, envoy",
+     INIT_USAGE),
+    ("/wasm init f --lang rust --platform istio:one", "invalid platform version 'one': use MAJOR.MINOR", INIT_USAGE),
+    ("/wasm init f --lang rust --platform gloo:1.99", "unknown gloo version '1.99'; known: 1.17, 1.18", INIT_USAGE),
+    ("/wasm init f --lang go --platform istio:1.22",
+     "go (github.com/proxy-wasm/proxy-wasm-go-sdk) cannot target istio 1.22 (Envoy 1.30): standard Go "
+     "wasip1 reactors need the host imports added in Envoy 1.33. It works on istio 1.25, 1.26, 1.27, "
+     "1.28; on istio 1.22 use assemblyscript, rust, cpp", INIT_USAGE),
 ])
 def test_invalid_commands_say_what_is_wrong_and_how_to_use(text: str, message: str, usage: str) -> None:
     with pytest.raises(CommandError) as caught:

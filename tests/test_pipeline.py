@@ -220,3 +220,17 @@ def test_failing_case_fails_the_test_stage_with_expected_and_got(wasmbot: Wasmbo
     (source_dir / "wasm-tests.yaml").write_text("cases:\n  - name: a\n    expect: {trap: 3}\n")
     job = wasmbot.wait(wasmbot.submit(f"/wasm build tests/.sources/{source_dir.name}"))
     assert "case 1 'a' → expect.trap:" in (job.stage("test").error or "")
+
+
+def test_init_scaffolds_builds_and_tests_a_new_filter(wasmbot: Wasmbot, source_dir: Path) -> None:
+    wasmbot.start_worker()
+    proc = wasmbot.cli("run", "/wasm init edge-auth --lang rust --platform istio:1.26", cwd=source_dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[scaffold] rust filter edge-auth for istio 1.26 (Envoy 1.34, ABI 0.2.1)" in proc.stdout
+    assert "[test]   ✓ adds the configured response header" in proc.stdout
+    assert (source_dir / "edge-auth" / "Cargo.toml").is_file()
+    again = wasmbot.cli("run", "/wasm init edge-auth --lang go", cwd=source_dir)
+    assert again.returncode == 1
+    assert "edge-auth already exists; wasmbot never overwrites a destination" in again.stdout
+    refused = wasmbot.cli("run", "/wasm init edge-auth --lang go --platform gloo:1.17", cwd=source_dir)
+    assert refused.returncode == 2 and "It works on gloo (no known version); on gloo 1.17 use" in refused.stderr
