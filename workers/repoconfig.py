@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 FILENAME = ".wasmbot.yaml"
+_RELATIVE_PATH = r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$"
 Lang = Literal["assemblyscript", "go", "tinygo", "rust", "cpp", "c", "wasm"]
 
 
@@ -27,7 +28,8 @@ class Build(BaseModel):
 
 class Test(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cases: str = "wasm-tests.yaml"
+    # A relative path inside the repository: no "..", no leading "/" or ".".
+    cases: str = Field(default="wasm-tests.yaml", pattern=_RELATIVE_PATH)
 
 
 class Deploy(BaseModel):

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bot.config import Settings
-from workers import abitest
+from workers import abitest, repoconfig
 from workers.abitest.report import render_text, to_junit
 from workers.stages import StageContext, StageError
 from workers.stages.build import source_dir
@@ -26,13 +26,16 @@ def run(ctx: StageContext) -> dict[str, str]:
     build = ctx.job.stage("build").result
     wasm = Path(build["module"]).read_bytes()
     root_id = (build.get("root_ids") or "").split(",")[0] or "root"
-    cases = source_dir(ctx) / abitest.cases.FILENAME
+    source = source_dir(ctx)
     try:
+        cases = source / repoconfig.load(source).test.cases
+        if cases.exists() and not cases.resolve().is_relative_to(source.resolve()):
+            raise StageError(f"{cases.name} points outside the source tree")
         suite = abitest.load(cases, root_id) if cases.is_file() else abitest.smoke(root_id)
-    except abitest.CasesError as exc:
+    except (abitest.CasesError, repoconfig.RepoConfigError) as exc:
         raise StageError(str(exc)) from None
     if not cases.is_file():
-        ctx.log(f"no {abitest.cases.FILENAME} beside the source: running one plain GET")
+        ctx.log(f"no {cases.name} beside the source: running one plain GET")
     report = abitest.run(wasm, suite, limits=limits(ctx.settings), name="filter.wasm",
                          cache_dir=cache_dir(ctx.settings))
     for line in render_text(report).splitlines():
