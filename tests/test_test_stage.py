@@ -1,0 +1,48 @@
+"""The test stage reads its cases where .wasmbot.yaml says, and only inside the source tree."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from workers.jobs import Job, Stage, State
+from workers.stages import StageContext, StageError
+from workers.stages import test as test_stage
+
+FILTERS = Path(__file__).resolve().parent / "filters"
+
+
+def context(source: Path, module: Path, log: list[str]) -> StageContext:
+    build = Stage(name="build", state=State.SUCCEEDED,
+                  result={"module": str(module), "root_ids": "add-header"})
+    job = Job(requester="t", origin="t", text="", source_root=str(source.parent),
+              command={"source": source.name}, stages=[build, Stage(name="test")])
+    return StageContext(job=job, settings=Settings(data_dir=source.parent / "data"),
+                        workdir=source.parent / "work", log=log.append)
+
+
+def test_cases_path_from_wasmbot_yaml(tmp_path: Path, filter_module) -> None:
+    source = tmp_path / "src"
+    (source / "qa").mkdir(parents=True)
+    shutil.copy(FILTERS / "c" / "wasm-tests.yaml", source / "qa" / "cases.yaml")
+    (source / ".wasmbot.yaml").write_text("test: {cases: qa/cases.yaml}\n")
+    (tmp_path / "work").mkdir()
+    log: list[str] = []
+    result = test_stage.run(context(source, filter_module("c"), log))
+    assert result["cases"] == "3/3" and "  cases from cases.yaml" in log
+
+
+def test_cases_outside_the_source_are_refused(tmp_path: Path, filter_module) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (tmp_path / "secret.yaml").write_text("cases: [{name: x}]\n")
+    (source / "wasm-tests.yaml").symlink_to(tmp_path / "secret.yaml")
+    (tmp_path / "work").mkdir()
+    with pytest.raises(StageError, match=r"wasm-tests\.yaml points outside the source tree"):
+        test_stage.run(context(source, filter_module("c"), []))
+    (source / ".wasmbot.yaml").write_text("test: {cases: ../secret.yaml}\n")
+    with pytest.raises(StageError, match=r"test\.cases: String should match pattern"):
+        test_stage.run(context(source, filter_module("c"), []))
