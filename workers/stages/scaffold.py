@@ -42,5 +42,6 @@ def run(ctx: StageContext) -> dict[str, str]:
             f"{sdk.version}")
     for rel in sorted(files):
         ctx.log(f"  {rel}")
+    ctx.log(f"next: edit {name}/, then /wasm build {name} --tag REGISTRY/{name}:v1 to test and push it")
     return {"path": destination.describe(), "files": str(len(files)), "sdk": f"{sdk.package}@{sdk.version}",
             "platform": f"{release.platform}:{release.version}", "abi_version": sdk.abi_version}
