@@ -75,7 +75,7 @@ def requests_per_second(wasm: bytes, n: int, repeat: int) -> tuple[float, float]
     def harness() -> None:
         for _ in range(n):
             out = CaseRun(inst, case).run()
-            assert out.failure is None and out.client.headers is not None
+            assert out.failure is None and out.streams[0].client.headers is not None
         inst.host.logs.clear()
 
     # Baseline: the same number of export calls per request, straight into wasmtime.

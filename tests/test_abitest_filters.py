@@ -88,6 +88,7 @@ def test_driver_features_on_a_c_module(filter_module: Build) -> None:
         "HTTP callout to 'auth-service' has no answer in the case; answered as a failure, as Envoy "
         "does on timeout"]
     assert "never called proxy_continue_stream" in by_name["a stream paused for good is reported as stalled"].notes[0]
+    assert by_name["concurrent streams each get their own callout answer and header"].passed
 
 
 def test_compiled_modules_are_cached_on_disk(filter_module: Build, tmp_path: Path) -> None:
@@ -127,3 +128,24 @@ def test_harness_catches_proxy_runtimes_empty_configuration_bug(filter_module: B
     assert "proxy_on_configure: trap (memory out of bounds)" in str(report.cases[0].differences[0])
     configured = abitest.run(wasm, abitest.smoke("add-header", plugin_config=b"x"), name="as-sdk-default.wasm")
     assert configured.ok, render_text(configured)
+
+
+@pytest.mark.parametrize("name", ["assemblyscript", "go", "c"])
+def test_concurrent_streams_through_real_sdks(filter_module: Build, name: str) -> None:
+    """Interleaved streams on one VM: each denied or served on its own, none confused."""
+    suite = cases.parse({"plugin_config": "many", "cases": [
+        {"name": "served", "streams": 5, "expect": {
+            "response": {"headers": {"equal": {"x-wasm-filter": "many"}}}, "local_response": None}},
+        {"name": "denied", "streams": 3, "request": {"headers": {"x-deny": "1"}}, "expect": {
+            "local_response": {"code": 403}, "response": {"headers": {"equal": {":status": "403"}}}}},
+    ]}, "add-header")
+    report = run_filter(filter_module, name, suite)
+    assert report.ok, render_text(report)
+
+
+def test_a_failing_stream_is_named(filter_module: Build) -> None:
+    suite = cases.parse({"cases": [{"name": "x", "streams": 2, "expect": {
+        "response": {"headers": {"equal": {"x-wasm-filter": "other"}}}}}]}, "add-header")
+    report = run_filter(filter_module, "c", suite)
+    assert [d.field for d in report.cases[0].differences] == [
+        "stream 1: response.headers['x-wasm-filter']", "stream 2: response.headers['x-wasm-filter']"]

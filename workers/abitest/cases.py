@@ -76,6 +76,7 @@ class Case:
     expect: dict[str, Any]
     own_plugin_config: bool = False
     own_root_id: bool = False
+    streams: int = 1
 
     @property
     def label(self) -> str:
@@ -181,7 +182,8 @@ def parse(data: Any, default_root_id: str, source: str = "(inline)") -> Suite:
             response=_message(spec.get("response"), DEFAULT_RESPONSE),
             http_answers=list(spec.get("http_calls", [])),
             grpc_answers=list(spec.get("grpc_calls", [])), expect=dict(spec.get("expect", {})),
-            own_plugin_config="plugin_config" in spec, own_root_id="root_id" in spec))
+            own_plugin_config="plugin_config" in spec, own_root_id="root_id" in spec,
+            streams=spec.get("streams", 1)))
     return suite
 
 

@@ -9,6 +9,7 @@ callback that fails takes its VM down with it (as in Envoy); the next case gets 
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,13 +37,20 @@ class Delivered:
 
 
 @dataclass
+class StreamOutcome:
+    """One HTTP stream of a case: what reached the upstream and the client, where it stopped."""
+
+    context: Context
+    upstream: Delivered = field(default_factory=Delivered)
+    client: Delivered = field(default_factory=Delivered)
+    stalled: str | None = None
+
+
+@dataclass
 class Outcome:
     case: Case
     failure: CallbackFailed | None = None
-    upstream: Delivered = field(default_factory=Delivered)
-    client: Delivered = field(default_factory=Delivered)
-    context: Context | None = None
-    stalled: str | None = None
+    streams: list[StreamOutcome] = field(default_factory=list)
     logs: list[LogLine] = field(default_factory=list)
     http_calls: list[HttpCall] = field(default_factory=list)
     grpc_calls: list[GrpcCall] = field(default_factory=list)
@@ -145,14 +153,20 @@ class Instance:
 
 
 class CaseRun:
-    """One case on one instance: drives the HTTP stream and answers callouts."""
+    """One case on one instance: drives its HTTP streams and answers callouts.
+
+    With ``streams: N`` the case's N streams are interleaved callback by callback (every
+    stream's request headers, then the next step of each, ...), as concurrent requests reach a
+    worker's VM; each stream gets its own copy of the case's callout answers.
+    """
 
     def __init__(self, inst: Instance, case: Case) -> None:
         self.inst = inst
         self.case = case
         self.out = Outcome(case=case, host=inst.host)
-        self.http_answers = list(case.http_answers)
-        self.grpc_answers = list(case.grpc_answers)
+        # callout answers per stream context id; 0 holds those for root-context callouts
+        self.answers: dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
+            0: (list(case.http_answers), list(case.grpc_answers))}
         self.first_log = len(inst.host.logs)
         self.first_http = len(inst.host.http_calls)
         self.first_grpc = len(inst.host.grpc_calls)
@@ -168,13 +182,22 @@ class CaseRun:
             for _ in range(self.case.ticks if root.tick_period_ms else 0):
                 self.inst.call(root, "proxy_on_tick", root.id)
                 self.settle()
-            ctx = self.inst.new_context(root.root_id, root.id)
-            self.out.context = ctx
-            self.inst.call(ctx, "proxy_on_context_create", ctx.id, root.id)
-            self.stream(ctx)
-            self.inst.call(ctx, "proxy_on_done", ctx.id)
-            self.inst.call(ctx, "proxy_on_log", ctx.id)
-            self.inst.call(ctx, "proxy_on_delete", ctx.id)
+            for _ in range(self.case.streams):
+                ctx = self.inst.new_context(root.root_id, root.id)
+                self.out.streams.append(StreamOutcome(ctx))
+                self.answers[ctx.id] = (list(self.case.http_answers), list(self.case.grpc_answers))
+                self.inst.call(ctx, "proxy_on_context_create", ctx.id, root.id)
+            running = [self.stream(s) for s in self.out.streams]
+            while running:  # round robin: one callback of each stream, then answer callouts
+                for steps in list(running):
+                    if next(steps, None) is None:
+                        running.remove(steps)
+                self.settle()
+            for s in self.out.streams:
+                ctx = s.context
+                self.inst.call(ctx, "proxy_on_done", ctx.id)
+                self.inst.call(ctx, "proxy_on_log", ctx.id)
+                self.inst.call(ctx, "proxy_on_delete", ctx.id)
             self.settle()
         except CallbackFailed as exc:
             self.out.failure = exc
@@ -192,60 +215,71 @@ class CaseRun:
 
     # -- the HTTP stream ---------------------------------------------------------------------
 
-    def stream(self, ctx: Context) -> None:
-        req = self.case.request
-        ended = self.direction(ctx, ctx.request, "request", req.headers, req.body, req.trailers)
+    def stream(self, s: StreamOutcome) -> Iterator[bool]:
+        """Drive one stream, yielding after every callback."""
+        ctx, req = s.context, self.case.request
+        ended = yield from self.direction(s, ctx.request, "request", req.headers, req.body, req.trailers)
         if ctx.local_response is not None:
             lr = ctx.local_response  # nothing reached the upstream; the reply goes back
             headers = [(b":status", str(lr.code).encode()), *lr.headers.pairs]
-            self.direction(ctx, ctx.response, "response", headers, [lr.body] if lr.body else [], [])
+            yield from self.direction(s, ctx.response, "response", headers, [lr.body] if lr.body else [], [])
         elif ended:
             return
         else:
-            self.out.upstream = Delivered(ctx.request.headers, ctx.request.forwarded,
-                                          ctx.request.trailers)
+            s.upstream = Delivered(ctx.request.headers, ctx.request.forwarded, ctx.request.trailers)
             resp = self.case.response
-            self.direction(ctx, ctx.response, "response", resp.headers, resp.body, resp.trailers)
-        self.out.client = Delivered(ctx.response.headers, ctx.response.forwarded,
-                                    ctx.response.trailers)
+            yield from self.direction(s, ctx.response, "response", resp.headers, resp.body, resp.trailers)
+        s.client = Delivered(ctx.response.headers, ctx.response.forwarded, ctx.response.trailers)
 
-    def direction(self, ctx: Context, d: Direction, side: str, headers: list[tuple[bytes, bytes]],
-                  body: list[bytes], trailers: list[tuple[bytes, bytes]], local: bool = False) -> bool:
-        """Run one direction; True when the stream ended here (stalled, or a local response)."""
+    def direction(self, s: StreamOutcome, d: Direction, side: str, headers: list[tuple[bytes, bytes]],
+                  body: list[bytes], trailers: list[tuple[bytes, bytes]]) -> Generator[bool, None, bool]:
+        """Run one direction, yielding after each callback so that callouts can be answered
+        (the caller settles them, for every stream, between rounds); returns True when the
+        stream ended here (stalled, or a local response)."""
+        ctx = s.context
         d.headers = HeaderMap(headers)
         header_args: tuple[int, ...] = (ctx.id, len(d.headers))
         if self.inst.abi != "0.1.0":
             header_args += (int(not body and not trailers),)
         d.end_of_stream = not body and not trailers
-        if self.step(ctx, d, f"{side}_headers", *header_args):
+        self.step(ctx, d, f"{side}_headers", *header_args)
+        yield True
+        if self.replied(ctx, side):
             return True
         for i, chunk in enumerate(body):
             d.buffered += chunk
             d.end_of_stream = i == len(body) - 1 and not trailers
-            if self.step(ctx, d, f"{side}_body", ctx.id, len(d.buffered), int(d.end_of_stream)):
+            self.step(ctx, d, f"{side}_body", ctx.id, len(d.buffered), int(d.end_of_stream))
+            yield True
+            if self.replied(ctx, side):
                 return True
         if trailers:
             d.trailers = HeaderMap(trailers)
             d.end_of_stream = True
-            if self.step(ctx, d, f"{side}_trailers", ctx.id, len(d.trailers)):
+            self.step(ctx, d, f"{side}_trailers", ctx.id, len(d.trailers))
+            yield True
+            if self.replied(ctx, side):
                 return True
         if d.paused:
-            self.out.stalled = side
+            s.stalled = side
+            which = f"stream {self.out.streams.index(s) + 1}: " if len(self.out.streams) > 1 else ""
             self.out.notes.append(
-                f"the {side} stayed paused after {list(d.actions)[-1]} and the filter never "
+                f"{which}the {side} stayed paused after {list(d.actions)[-1]} and the filter never "
                 f"called proxy_continue_stream; Envoy would hold it until the stream times out")
             return True
         return False
 
-    def step(self, ctx: Context, d: Direction, phase: str, *args: int) -> bool:
-        """Run one stream callback; True when it sent a local response from the request side."""
+    def step(self, ctx: Context, d: Direction, phase: str, *args: int) -> None:
+        """Run one stream callback and record what it returned."""
         result = self.inst.call(ctx, f"proxy_on_{phase}", *args)
         if result is not None:
             d.actions[phase] = action_name(result)
             d.paused = result == Action.PAUSE
-        self.settle()
-        self.flush(d)
-        return ctx.local_response is not None and phase.startswith("request")
+
+    @staticmethod
+    def replied(ctx: Context, side: str) -> bool:
+        """A local response ends the request side (it may come from a callout's answer)."""
+        return side == "request" and ctx.local_response is not None
 
     @staticmethod
     def flush(d: Direction) -> None:
@@ -256,6 +290,7 @@ class CaseRun:
     # -- callouts and queues, answered between callbacks ------------------------------------------
 
     def settle(self) -> None:
+        """Answer pending callouts and queue notifications, then send on what is not paused."""
         host = self.inst.host
         for _ in range(MAX_SETTLE_ROUNDS):
             call = next((c for c in host.http_calls if not c.answered), None)
@@ -268,12 +303,13 @@ class CaseRun:
                 owner, queue_id = host.queue_ready.pop(0)
                 self.inst.call(host.contexts[owner], "proxy_on_queue_ready", owner, queue_id)
             else:
-                return
-            if self.out.context is not None:
-                self.flush(self.out.context.request)
-                self.flush(self.out.context.response)
-        self.out.notes.append(f"callouts and queue notifications did not settle after "
-                              f"{MAX_SETTLE_ROUNDS} rounds (each answer made another call)")
+                break
+        else:
+            self.out.notes.append(f"callouts and queue notifications did not settle after "
+                                  f"{MAX_SETTLE_ROUNDS} rounds (each answer made another call)")
+        for s in self.out.streams:
+            self.flush(s.context.request)
+            self.flush(s.context.response)
 
     def _take(self, answers: list[dict[str, Any]], upstream: str) -> dict[str, Any] | None:
         for i, answer in enumerate(answers):
@@ -281,9 +317,12 @@ class CaseRun:
                 return answers.pop(i)
         return None
 
+    def _answers(self, caller: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return self.answers.get(caller, self.answers[0])
+
     def answer_http(self, call: HttpCall) -> None:
         call.answered = True
-        answer = self._take(self.http_answers, call.upstream)
+        answer = self._take(self._answers(call.caller)[0], call.upstream)
         ctx = self.inst.host.contexts[call.context_id]
         if answer is None or answer.get("fail"):
             if answer is None:
@@ -300,7 +339,7 @@ class CaseRun:
 
     def answer_grpc(self, call: GrpcCall) -> None:
         call.answered = True
-        answer = self._take(self.grpc_answers, call.upstream) or {"status": 14,
+        answer = self._take(self._answers(call.caller)[1], call.upstream) or {"status": 14,
                                                                    "status_message": "unavailable"}
         ctx = self.inst.host.contexts[call.context_id]
         t = call.token

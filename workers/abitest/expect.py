@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from workers.abitest.driver import Delivered, Outcome
+from workers.abitest.driver import Delivered, Outcome, StreamOutcome
 from workers.abitest.state import HeaderMap
 
 
@@ -72,25 +72,34 @@ def judge(out: Outcome) -> list[Difference]:
         diffs.append(Difference("allocator", "every copy-out to succeed", failure))
     if out.failure is not None and trap is not False:
         return diffs  # after an expected failure the stream's state means nothing
-    stalled = expect.get("stalled", False)
-    if (out.stalled or False) != stalled:
-        diffs.append(Difference("stalled", repr(stalled or "the stream to complete"),
-                                repr(out.stalled) if out.stalled else "it completed"))
-    ctx = out.context
-    if "request" in expect:
-        diffs += _message("request", expect["request"], out.upstream, out.upstream.headers is not None)
-    if "response" in expect:
-        diffs += _message("response", expect["response"], out.client, out.client.headers is not None)
-    if "local_response" in expect:
-        diffs += _local_response(expect["local_response"], ctx.local_response if ctx else None)
-    for phase, action in expect.get("actions", {}).items():
-        side = None if ctx is None else ctx.request if phase.startswith("request") else ctx.response
-        got = side.actions.get(phase) if side else None
-        if got != action:
-            diffs.append(Difference(f"actions.{phase}", action, got or "not called"))
+    for i, stream in enumerate(out.streams):
+        prefix = f"stream {i + 1}: " if len(out.streams) > 1 else ""
+        diffs += [Difference(prefix + d.field, d.expected, d.got) for d in _stream(stream, expect)]
     diffs += _logs(out, expect)
     diffs += _calls(out, expect)
     diffs += _state(out, expect)
+    return diffs
+
+
+def _stream(s: StreamOutcome, expect: dict[str, Any]) -> list[Difference]:
+    """The expectations about one HTTP stream (each of a case's streams must meet them)."""
+    diffs: list[Difference] = []
+    stalled = expect.get("stalled", False)
+    if (s.stalled or False) != stalled:
+        diffs.append(Difference("stalled", repr(stalled or "the stream to complete"),
+                                repr(s.stalled) if s.stalled else "it completed"))
+    ctx = s.context
+    if "request" in expect:
+        diffs += _message("request", expect["request"], s.upstream, s.upstream.headers is not None)
+    if "response" in expect:
+        diffs += _message("response", expect["response"], s.client, s.client.headers is not None)
+    if "local_response" in expect:
+        diffs += _local_response(expect["local_response"], ctx.local_response)
+    for phase, action in expect.get("actions", {}).items():
+        side = ctx.request if phase.startswith("request") else ctx.response
+        got = side.actions.get(phase)
+        if got != action:
+            diffs.append(Difference(f"actions.{phase}", action, got or "not called"))
     return diffs
 
 

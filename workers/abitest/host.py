@@ -421,7 +421,7 @@ class Host:
         # cpp-host makes callouts on the root context and answers them there; SDKs remember
         # which stream asked and switch with proxy_set_effective_context.
         call = HttpCall(self._token(), self._root().id, upstream, headers, self._bytes(cx, bptr, blen),
-                        trailers, timeout)
+                        trailers, timeout, caller=self._ctx().id)
         self.http_calls.append(call)
         self.guest.put_u32(cx, token_ptr, call.token)
         return Status.OK
@@ -438,7 +438,7 @@ class Host:
             return Status.BAD_ARGUMENT
         call = GrpcCall(self._token(), self._root().id, upstream, self.guest.string(cx, sptr, slen),
                         self.guest.string(cx, mptr, mlen), metadata,
-                        [message] if message is not None else [], timeout, stream)
+                        [message] if message is not None else [], timeout, stream, caller=self._ctx().id)
         self.grpc_calls.append(call)
         self.guest.put_u32(cx, token_ptr, call.token)
         return Status.OK

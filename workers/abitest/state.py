@@ -84,12 +84,13 @@ class LocalResponse:
 @dataclass
 class HttpCall:
     token: int
-    context_id: int
+    context_id: int  # the root context that owns the callout (and receives its answer)
     upstream: str
     headers: HeaderMap
     body: bytes
     trailers: HeaderMap
     timeout_ms: int
+    caller: int = 0  # the effective context when the call was made
     answered: bool = False
 
 
@@ -104,6 +105,7 @@ class GrpcCall:
     messages: list[bytes]
     timeout_ms: int
     stream: bool
+    caller: int = 0
     closed: bool = False
     answered: bool = False
 
