@@ -66,8 +66,12 @@ def _wait_until(ready: Callable[[], bool], service: Service, timeout: float = 20
 
 
 def start_registry(workdir: Path, port: int | None = None, *, extra_config: str = "",
-                   scheme: str = "http") -> Service:
-    """Run Debian's ``docker-registry`` on 127.0.0.1 with storage under ``workdir``."""
+                   scheme: str = "http", readonly: bool = False) -> Service:
+    """Run Debian's ``docker-registry`` on 127.0.0.1 with storage under ``workdir``.
+
+    ``extra_config`` is appended under ``http:`` (indent it) or as top-level sections;
+    ``readonly`` puts the storage in maintenance read-only mode (pulls only).
+    """
     binary = _binary("docker-registry", "docker-registry")
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +81,8 @@ def start_registry(workdir: Path, port: int | None = None, *, extra_config: str 
         "log:\n  level: info\n  accesslog:\n    disabled: false\n"
         f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n"
         "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        + ("  maintenance:\n    readonly:\n      enabled: true\n" if readonly else "")
+        + f"http:\n  addr: 127.0.0.1:{port}\n"
         + extra_config
     )
     log = workdir / "registry.log"
