@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # Registries reached over plain HTTP; everything else uses HTTPS.
     plain_http_registries: list[str] = ["localhost:*", "127.0.0.1:*", "[::1]:*"]
     push_timeout: float = Field(default=60.0, gt=0)
+    # Image layout: "oci" is the solo.io variant (config + raw module layer; Gloo, WebAssembly
+    # Hub, Istio); "compat" a standard image whose one tar+gzip layer holds plugin.wasm (Istio,
+    # and any OCI tool: podman, skopeo, crane).
+    push_variant: Literal["oci", "compat"] = "oci"
 
     # Durability: a running stage holds a lease it renews; a lease older than this is a lost
     # worker, and the stage is queued again.  A queued stage not started within

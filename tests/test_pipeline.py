@@ -20,7 +20,8 @@ from bot.localservices import free_port, start_registry
 from workers import sandbox
 from workers.abitest import Report
 from workers.jobs import State
-from workers.stages.push import CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
+from workers.oci.image import CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE
+from workers.stages.push import MANIFEST_MEDIA_TYPE
 
 HELLO = ROOT / "examples" / "hello-c"
 

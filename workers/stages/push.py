@@ -1,14 +1,14 @@
-"""Push stage: publish the tested module with ``oras`` in the solo.io "oci" image variant.
+"""Push stage: publish the tested module with ``oras`` in the configured image variant.
 
-The image holds two layers, the runtime config and the module, and the same runtime config
-as the manifest's config blob, as wasme and WebAssembly Hub wrote them and as Istio accepts.
-After pushing, the manifest is read back by digest and its module layer checked against the
-module that was built.
+``push_variant`` picks the layout (workers/oci/image.py): the solo.io "oci" variant (runtime
+config plus the raw module, as wasme and WebAssembly Hub wrote them) or the "compat" variant
+(one tar+gzip layer holding plugin.wasm).  After pushing, the manifest is read back by digest
+and its layers checked against what was pushed.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -16,15 +16,10 @@ from typing import Any
 import oras.client
 import requests
 
+from workers.oci import image
 from workers.stages import StageContext, StageError, StageSkipped
 
-CONFIG_MEDIA_TYPE = "application/vnd.module.wasm.config.v1+json"
-CONTENT_MEDIA_TYPE = "application/vnd.module.wasm.content.layer.v1+wasm"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-
-
-def runtime_config(abi_version: str, root_ids: list[str]) -> dict[str, Any]:
-    return {"type": "envoy_proxy", "abiVersions": [abi_version], "config": {"rootIds": root_ids}}
 
 
 def split_reference(ref: str) -> tuple[str, str, str]:
@@ -42,9 +37,10 @@ def run(ctx: StageContext) -> dict[str, str]:
     registry, repository, tag = split_reference(ref)
     plain_http = ctx.settings.uses_plain_http(registry)
     module = Path(build["module"])
-    config_path = ctx.workdir / "runtime-config.json"
-    config_path.write_text(json.dumps(runtime_config(abi, build["root_ids"].split(","))))
-    annotations = {
+    variant = ctx.settings.push_variant
+    pushed = image.files(variant, module, image.runtime_config(abi, build["root_ids"].split(",")),
+                         ctx.workdir)
+    annotations = pushed.annotations | {
         "org.opencontainers.image.title": ctx.job.command["source"].rsplit("/", 1)[-1],
         "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "module.wasm.runtime/type": "envoy_proxy",
@@ -52,7 +48,7 @@ def run(ctx: StageContext) -> dict[str, str]:
         "io.wasmbot.job": ctx.job.id,
     }
     scheme = "http" if plain_http else "https"
-    ctx.log(f"pushing {ref} ({scheme})")
+    ctx.log(f"pushing {ref} ({scheme}, {variant} variant)")
     client = oras.client.OrasClient(hostname=registry, insecure=plain_http)
     client.session.request = _with_timeout(client.session.request, ctx.settings.push_timeout)
     try:
@@ -61,8 +57,8 @@ def run(ctx: StageContext) -> dict[str, str]:
         client.session.get(f"{scheme}://{registry}/v2/")
         response = client.push(
             target=f"{registry}/{repository}:{tag}",
-            files=[f"{config_path}:{CONFIG_MEDIA_TYPE}", f"{module}:{CONTENT_MEDIA_TYPE}"],
-            manifest_config=f"{config_path}:{CONFIG_MEDIA_TYPE}",
+            files=[f"{path}:{media_type}" for path, media_type in pushed.layers],
+            manifest_config=f"{pushed.config[0]}:{pushed.config[1]}",
             manifest_annotations=annotations,
             disable_path_validation=True,  # layers are titled by their base names
             quiet=True,
@@ -78,12 +74,13 @@ def run(ctx: StageContext) -> dict[str, str]:
         raise StageError(f"registry {registry} refused the push: {_short(exc)}") from None
     digest = response.headers.get("Docker-Content-Digest", "")
     manifest = _read_back(client, scheme, registry, repository, digest)
-    layers = [layer for layer in manifest["layers"] if layer["mediaType"] == CONTENT_MEDIA_TYPE]
-    if [layer["digest"] for layer in layers] != [build["module_sha256"]]:
-        raise StageError(f"registry {registry} stored a manifest whose module layer does not "
-                         f"match the build ({digest})")
+    expected = [(media_type, "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest())
+                for path, media_type in pushed.layers]
+    if [(layer["mediaType"], layer["digest"]) for layer in manifest["layers"]] != expected:
+        raise StageError(f"registry {registry} stored a manifest whose layers do not match "
+                         f"what was pushed ({digest})")
     ctx.log(f"pushed {ref}@{digest}")
-    return {"image": ref, "digest": digest}
+    return {"image": ref, "digest": digest, "variant": variant}
 
 
 def _read_back(client: Any, scheme: str, registry: str, repository: str,

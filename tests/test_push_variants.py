@@ -1,0 +1,86 @@
+"""Both image layouts, pushed to a real registry and pulled back by an independent client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import requests
+from conftest import registry_host
+from test_pipeline import oci_validator
+
+from bot.config import Settings
+from workers import sandbox
+from workers.jobs import Job, Stage, State
+from workers.oci import image
+from workers.stages import StageContext
+from workers.stages import push as push_stage
+
+
+def push(module: Path, ref: str, variant: str, workdir: Path) -> dict[str, str]:
+    build = Stage(name="build", state=State.SUCCEEDED, result={
+        "module": str(module), "root_ids": "add-header",
+        "module_sha256": "sha256:" + hashlib.sha256(module.read_bytes()).hexdigest()})
+    test = Stage(name="test", state=State.SUCCEEDED, result={"abi_version": "0.2.1"})
+    job = Job(requester="t", origin="t", text="", source_root="/", command={"source": "add-header", "tag": ref},
+              stages=[build, test, Stage(name="push")])
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = StageContext(job=job, settings=Settings(data_dir=workdir / "data", push_variant=variant),
+                       workdir=workdir, log=lambda line: None)
+    return push_stage.run(ctx)
+
+
+def manifest(host: str, repository: str, digest: str) -> dict[str, object]:
+    resp = requests.get(f"http://{host}/v2/{repository}/manifests/{digest}", timeout=10,
+                        headers={"Accept": push_stage.MANIFEST_MEDIA_TYPE})
+    resp.raise_for_status()
+    data: dict[str, object] = resp.json()
+    return data
+
+
+def test_compat_image_is_pulled_by_podman_with_the_module_intact(registry, filter_module, tmp_path: Path) -> None:
+    module = filter_module("c")
+    host = registry_host(registry)
+    ref = f"{host}/compat/add-header:v1"
+    result = push(module, ref, "compat", tmp_path / "w")
+    m = manifest(host, "compat/add-header", result["digest"])
+    oci_validator().validate(m)
+    assert m["config"]["mediaType"] == image.OCI_CONFIG_MEDIA_TYPE  # type: ignore[index]
+    assert [layer["mediaType"] for layer in m["layers"]] == [image.TAR_GZIP_MEDIA_TYPE]  # type: ignore[union-attr]
+    assert m["annotations"]["module.wasm.image/variant"] == "compat"  # type: ignore[index]
+    pulled = sandbox.podman("pull", "--tls-verify=false", ref, timeout=120)
+    assert pulled.returncode == 0, pulled.stderr
+    name = f"wasmbot-test-{tmp_path.name[-12:].lower()}"
+    try:
+        assert sandbox.podman("create", "--name", name, ref, "/plugin.wasm").returncode == 0
+        out = tmp_path / "plugin.wasm"
+        copied = sandbox.podman("cp", f"{name}:/plugin.wasm", str(out))
+        assert copied.returncode == 0, copied.stderr
+        assert out.read_bytes() == module.read_bytes()
+    finally:
+        sandbox.podman("rm", "--force", name)
+        sandbox.podman("rmi", "--force", ref)
+
+
+def test_oci_variant_has_exactly_two_layers_of_the_spec(registry, filter_module, tmp_path: Path) -> None:
+    module = filter_module("c")
+    host = registry_host(registry)
+    result = push(module, f"{host}/solo/add-header:v1", "oci", tmp_path / "w")
+    m = manifest(host, "solo/add-header", result["digest"])
+    oci_validator().validate(m)
+    assert m["config"]["mediaType"] == image.CONFIG_MEDIA_TYPE  # type: ignore[index]
+    layers = m["layers"]
+    assert [layer["mediaType"] for layer in layers] == [image.CONFIG_MEDIA_TYPE, image.CONTENT_MEDIA_TYPE]  # type: ignore[union-attr]
+    assert layers[1]["digest"] == "sha256:" + hashlib.sha256(module.read_bytes()).hexdigest()  # type: ignore[index]
+    config = requests.get(f"http://{host}/v2/solo/add-header/blobs/{m['config']['digest']}", timeout=10)  # type: ignore[index]
+    assert json.loads(config.content) == {"type": "envoy_proxy", "abiVersions": ["0.2.1"],
+                                          "config": {"rootIds": ["add-header"]}}
+
+
+def test_compat_layer_is_the_same_for_the_same_module(filter_module, tmp_path: Path) -> None:
+    module = filter_module("c")
+    a = image.files("compat", module, image.runtime_config("0.2.1", ["x"]), tmp_path / "a")
+    b = image.files("compat", module, image.runtime_config("0.2.1", ["x"]), tmp_path / "b")
+    assert a.layers[0][0].read_bytes() == b.layers[0][0].read_bytes()
+    assert a.config[0].read_bytes() == b.config[0].read_bytes()
