@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from bot import commands
+from bot import commands, imagecli
 from bot.config import ConfigError, Settings, load_settings
 from workers.jobs import Event, Job, State
 
@@ -116,6 +116,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if isinstance(command, commands.HelpCommand):
         print(commands.help_text(command.topic))
+        return 0
+    if isinstance(command, commands.SearchCommand):
+        from bot.imagecli import search_text
+        from workers.oci.registry import RegistryError
+
+        try:
+            print(search_text(settings, command))
+        except RegistryError as exc:
+            print(f"wasmbot: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         return 0
     from workers.pipeline import submit
 
@@ -338,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML to FILE")
     p.add_argument("-v", "--verbose", action="store_true", help="show logs of passing cases too")
     p.set_defaults(func=cmd_abi_test)
+
+    imagecli.register(sub)
 
     p = sub.add_parser("dev", help="run a local registry, a worker and the web app until Ctrl-C")
     p.add_argument("--registry-port", type=int, default=5000)

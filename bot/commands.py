@@ -15,6 +15,8 @@ from typing import Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from workers.oci import reference
+
 MAX_COMMAND_LENGTH = 1000
 # What the build stage compiles (workers/recipes.py) and what init scaffolds (templates/).
 LANGUAGES = ("assemblyscript", "go", "tinygo", "rust", "cpp", "c", "wasm")
@@ -24,10 +26,6 @@ _NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+$")
 
 _SOURCE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,255}$")
-_REGISTRY = r"(?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+|\[[0-9a-f:]+\])(?::[0-9]{1,5})?"
-_REPOSITORY = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
-_REFERENCE = re.compile(rf"^(?P<registry>{_REGISTRY})/(?P<repository>{_REPOSITORY})(?::(?P<tag>{_TAG}))?$")
 
 
 class CommandError(ValueError):
@@ -71,7 +69,8 @@ SPECS: dict[str, CommandSpec] = {
                     available=False),
         CommandSpec("status", "/wasm status [ENV]", "show what is deployed where", available=False),
         CommandSpec("jobs", "/wasm jobs", "list recent jobs", available=False),
-        CommandSpec("search", "/wasm search TEXT", "search registries for modules", available=False),
+        CommandSpec("search", "/wasm search [REGISTRY/]TEXT",
+                    "find module images whose repository name contains TEXT, with their tags"),
         CommandSpec("cancel", "/wasm cancel JOB", "cancel a running job", available=False),
     )
 }
@@ -114,7 +113,16 @@ class HelpCommand(BaseModel):
     topic: str | None = None
 
 
-Command = BuildCommand | InitCommand | HelpCommand
+class SearchCommand(BaseModel):
+    """Search ``registry`` (None: the configured default registry) for repositories matching ``text``."""
+
+    model_config = ConfigDict(frozen=True)
+    name: Literal["search"] = "search"
+    text: str
+    registry: str | None = None
+
+
+Command = BuildCommand | InitCommand | HelpCommand | SearchCommand
 
 
 class _Parser(argparse.ArgumentParser):
@@ -141,13 +149,30 @@ def _check_source(source: str, usage: str) -> str:
 
 def check_reference(tag: str, usage: str) -> str:
     """Validate an image reference to push to: REGISTRY/REPOSITORY[:TAG], registry required."""
-    if not _REFERENCE.match(tag):
-        raise CommandError(
-            f"invalid --tag {tag!r}: expected REGISTRY/REPOSITORY[:TAG], e.g. localhost:5000/hello:v1 "
-            "(lower-case repository; tags of letters, digits, '.', '_', '-')",
-            usage,
-        )
+    try:
+        ref = reference.parse(tag)
+    except reference.InvalidReference as exc:
+        raise CommandError(f"invalid --tag: {exc}", usage) from None
+    if ref.digest:
+        raise CommandError(f"invalid --tag {tag!r}: name where to push, REGISTRY/REPOSITORY[:TAG], "
+                           "without @DIGEST", usage)
     return tag
+
+
+def _parse_search(args: list[str]) -> SearchCommand:
+    spec = SPECS["search"]
+    if len(args) != 1:
+        raise CommandError("search takes one TEXT (a part of a repository name)", spec.usage)
+    registry, slash, text = args[0].rpartition("/")
+    host, _, path = registry.partition("/")
+    if slash and re.fullmatch(reference.REGISTRY, host):
+        registry, text = host, f"{path}/{text}" if path else text
+    elif slash:
+        registry, text = "", args[0]
+    if text and not re.fullmatch(r"[a-z0-9._/-]{1,200}", text):
+        raise CommandError(f"invalid TEXT {text!r}: repository names use lower-case letters, digits, "
+                           "'.', '_', '-' and '/'", spec.usage)
+    return SearchCommand(text=text, registry=registry or None)
 
 
 def _parse_build(args: list[str]) -> BuildCommand:
@@ -222,6 +247,8 @@ def parse(text: str) -> Command:
         return _parse_build(args)
     if name == "init":
         return _parse_init(args)
+    if name == "search":
+        return _parse_search(args)
     return _parse_help(args)
 
 

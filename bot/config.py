@@ -12,13 +12,37 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+Variant = Literal["compat", "oci", "both"]
+_LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
+
+
+class RegistryConfig(BaseModel):
+    """How to reach one registry.  Secrets stay in ``SecretStr`` so they never print."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plain_http: bool | None = None  # default: plain HTTP for loopback hosts only
+    ca_bundle: Path | None = None  # PEM file of the CAs that sign the registry's certificate
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None  # read at use, so a mounted secret can rotate
+    variant: Variant | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> RegistryConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError("a password needs a username")
+        return self
 
 
 class ConfigError(Exception):
@@ -65,13 +89,21 @@ class Settings(BaseSettings):
     test_memory_mb: int = Field(default=256, gt=0)
     test_max_module_mb: int = Field(default=256, gt=0)
 
-    # Registries reached over plain HTTP; everything else uses HTTPS.
-    plain_http_registries: list[str] = ["localhost:*", "127.0.0.1:*", "[::1]:*"]
-    push_timeout: float = Field(default=60.0, gt=0)
-    # Image layout: "oci" is the solo.io variant (config + raw module layer; Gloo, WebAssembly
-    # Hub, Istio); "compat" a standard image whose one tar+gzip layer holds plugin.wasm (Istio,
-    # and any OCI tool: podman, skopeo, crane).
-    push_variant: Literal["oci", "compat"] = "oci"
+    # Registries (workers/oci, docs/registries.md).  Keys are hosts (``ghcr.io``,
+    # ``registry.internal:5000``) or fnmatch patterns (``*.corp.example``); the exact key wins.
+    registries: dict[str, RegistryConfig] = {}
+    # Docker's config.json (``auths``, ``credHelpers``, ``credsStore``) for registries that
+    # have no username here; default: $DOCKER_CONFIG/config.json, then ~/.docker/config.json.
+    docker_config: Path | None = None
+    # Where `/wasm search` and `wasmbot search` look when no registry is named.
+    default_registry: str | None = None
+    registry_timeout: float = Field(default=60.0, gt=0)
+    registry_retries: int = Field(default=3, ge=0, le=10)
+    # Image layout where a registry does not choose one: "compat" (a standard image whose one
+    # tar+gzip layer holds plugin.wasm: Istio and every OCI tool), "oci" (the solo.io variant:
+    # Gloo, WebAssembly Hub, Istio) or "both" ("oci" under TAG + oci_tag_suffix).
+    push_variant: Variant = "compat"
+    oci_tag_suffix: str = Field(default="-oci", pattern=r"^[A-Za-z0-9._-]{1,20}$")
 
     # Durability: a running stage holds a lease it renews; a lease older than this is a lost
     # worker, and the stage is queued again.  A queued stage not started within
@@ -99,11 +131,24 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
-    def uses_plain_http(self, registry: str) -> bool:
-        """Whether ``registry`` (``host[:port]``) is reached over plain HTTP."""
-        host = registry if ":" in registry.rsplit("]", 1)[-1] else registry + ":"
-        return any(fnmatch.fnmatch(host, pattern) or registry == pattern
-                   for pattern in self.plain_http_registries)
+    def registry(self, host: str) -> RegistryConfig:
+        """The configuration for ``host``: its own entry, else the first pattern matching it."""
+        if host in self.registries:
+            return self.registries[host]
+        for pattern, config in self.registries.items():
+            if fnmatch.fnmatch(host, pattern):
+                return config
+        return RegistryConfig()
+
+    def uses_plain_http(self, host: str) -> bool:
+        """Plain HTTP where configured; by default only for loopback registries, as Docker does."""
+        configured = self.registry(host).plain_http
+        if configured is not None:
+            return configured
+        return host.rsplit(":", 1)[0] in _LOOPBACK if not host.startswith("[") else host.startswith("[::1]")
+
+    def variant_for(self, host: str) -> Variant:
+        return self.registry(host).variant or self.push_variant
 
     @property
     def broker_url(self) -> str:

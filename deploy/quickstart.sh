@@ -31,18 +31,12 @@ echo "quickstart: the manifest as the registry serves it:"
 curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
   "http://127.0.0.1:$port/v2/hello/manifests/v1" | python3 -m json.tool
 
-python3 - "$port" "$WASMBOT_DATA_DIR" <<'PY'
-import hashlib, json, sys, urllib.request
-from pathlib import Path
-port, data = sys.argv[1], Path(sys.argv[2])
-request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/hello/manifests/v1",
-                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
-manifest = json.load(urllib.request.urlopen(request))
-layer = next(l for l in manifest["layers"]
-             if l["mediaType"] == "application/vnd.module.wasm.content.layer.v1+wasm")
-built = max(data.glob("artifacts/*/filter.wasm"), key=lambda p: p.stat().st_mtime)
-digest = "sha256:" + hashlib.sha256(built.read_bytes()).hexdigest()
-if layer["digest"] != digest:
-    sys.exit(f"quickstart: module layer {layer['digest']} differs from {built} ({digest})")
-print(f"quickstart: module layer digest equals sha256 of the built {built.name}: {digest}")
-PY
+# Pull the image back with wasmbot's own client (digests verified) and compare the module.
+built=$(ls -t "$WASMBOT_DATA_DIR"/artifacts/*/filter.wasm | head -1)
+wasmbot pull "$ref" -o "$WASMBOT_DATA_DIR/pulled.wasm"
+wasmbot inspect "$ref"
+if ! cmp -s "$built" "$WASMBOT_DATA_DIR/pulled.wasm"; then
+  echo "quickstart: the pulled plugin.wasm differs from the built $built" >&2
+  exit 1
+fi
+echo "quickstart: the pulled plugin.wasm is byte-identical to the built $(basename "$built")"

@@ -165,3 +165,18 @@ def filter_module() -> Callable[[str], Path]:
             built[name] = build(name)
         return built[name]
     return get
+
+
+@pytest.fixture
+def wasmbot_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``wasmbot ARGS`` in a subprocess with its own data directory; ``config`` is wasmbot.toml's text."""
+    def run(*args: str, config: str = "", env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        toml = tmp_path / "cli-wasmbot.toml"
+        toml.write_text(config)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("WASMBOT_")}
+        environment |= {"WASMBOT_DATA_DIR": str(tmp_path / "cli-data"), "WASMBOT_CONFIG": str(toml),
+                        "WASMBOT_DOCKER_CONFIG": str(tmp_path / "no-docker-config.json")} | (env or {})
+        return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=environment, cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    return run

@@ -43,7 +43,7 @@ def test_valid_commands(text: str, expected: object) -> None:
     ("/wasm build a b", "unrecognized arguments: b", BUILD_USAGE),
     ("/wasm build a --lang cobol", "argument --lang: invalid choice: 'cobol'", BUILD_USAGE),
     ("/wasm build a --tag", "argument --tag: expected one argument", BUILD_USAGE),
-    ("/wasm build a --tag hello:v1", "invalid --tag 'hello:v1'", BUILD_USAGE),
+    ("/wasm build a --tag hello:v1", "invalid reference 'hello:v1'", BUILD_USAGE),
     ("/wasm build a --tag localhost:5000/Hello:v1", "invalid --tag", BUILD_USAGE),
     ("/wasm deploy staging", "/wasm deploy is not available yet", SPECS["deploy"].usage),
     ("/wasm help nothing", "unknown command 'nothing'", SPECS["help"].usage),

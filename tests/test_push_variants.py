@@ -1,4 +1,4 @@
-"""Both image layouts, pushed to a real registry and pulled back by an independent client."""
+"""The push stage: both image layouts pushed to a real registry and pulled back by an independent client."""
 
 from __future__ import annotations
 
@@ -18,22 +18,27 @@ from workers.stages import StageContext
 from workers.stages import push as push_stage
 
 
-def push(module: Path, ref: str, variant: str, workdir: Path) -> dict[str, str]:
+def push_stage_run(module: Path, ref: str, settings: Settings, workdir: Path,
+                   log: list[str] | None = None) -> dict[str, str]:
     build = Stage(name="build", state=State.SUCCEEDED, result={
         "module": str(module), "root_ids": "add-header",
         "module_sha256": "sha256:" + hashlib.sha256(module.read_bytes()).hexdigest()})
     test = Stage(name="test", state=State.SUCCEEDED, result={"abi_version": "0.2.1"})
-    job = Job(requester="t", origin="t", text="", source_root="/", command={"source": "add-header", "tag": ref},
-              stages=[build, test, Stage(name="push")])
+    job = Job(requester="t", origin="t", text="", source_root=str(module.parent.parent),
+              command={"source": module.parent.name, "tag": ref}, stages=[build, test, Stage(name="push")])
     workdir.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(job=job, settings=Settings(data_dir=workdir / "data", push_variant=variant),
-                       workdir=workdir, log=lambda line: None)
+    ctx = StageContext(job=job, settings=settings, workdir=workdir,
+                       log=(log.append if log is not None else lambda line: None))
     return push_stage.run(ctx)
+
+
+def push(module: Path, ref: str, variant: str, workdir: Path) -> dict[str, str]:
+    return push_stage_run(module, ref, Settings(data_dir=workdir / "data", push_variant=variant), workdir)
 
 
 def manifest(host: str, repository: str, digest: str) -> dict[str, object]:
     resp = requests.get(f"http://{host}/v2/{repository}/manifests/{digest}", timeout=10,
-                        headers={"Accept": push_stage.MANIFEST_MEDIA_TYPE})
+                        headers={"Accept": image.MANIFEST_MEDIA_TYPE})
     resp.raise_for_status()
     data: dict[str, object] = resp.json()
     return data
@@ -48,7 +53,13 @@ def test_compat_image_is_pulled_by_podman_with_the_module_intact(registry, filte
     oci_validator().validate(m)
     assert m["config"]["mediaType"] == image.OCI_CONFIG_MEDIA_TYPE  # type: ignore[index]
     assert [layer["mediaType"] for layer in m["layers"]] == [image.TAR_GZIP_MEDIA_TYPE]  # type: ignore[union-attr]
-    assert m["annotations"]["module.wasm.image/variant"] == "compat"  # type: ignore[index]
+    annotations = m["annotations"]
+    assert annotations["module.wasm.image/variant"] == "compat"  # type: ignore[index]
+    # Provenance: the source is a directory of this git checkout, so its commit is recorded.
+    revision = sandbox.subprocess.run(["git", "-C", str(module.parent), "rev-parse", "HEAD"],
+                                      capture_output=True, text=True).stdout.strip()
+    assert annotations["org.opencontainers.image.revision"] == revision  # type: ignore[index]
+    assert annotations["org.opencontainers.image.created"].endswith("Z")  # type: ignore[index]
     pulled = sandbox.podman("pull", "--tls-verify=false", ref, timeout=120)
     assert pulled.returncode == 0, pulled.stderr
     name = f"wasmbot-test-{tmp_path.name[-12:].lower()}"
@@ -78,9 +89,14 @@ def test_oci_variant_has_exactly_two_layers_of_the_spec(registry, filter_module,
                                           "config": {"rootIds": ["add-header"]}}
 
 
-def test_compat_layer_is_the_same_for_the_same_module(filter_module, tmp_path: Path) -> None:
-    module = filter_module("c")
-    a = image.files("compat", module, image.runtime_config("0.2.1", ["x"]), tmp_path / "a")
-    b = image.files("compat", module, image.runtime_config("0.2.1", ["x"]), tmp_path / "b")
-    assert a.layers[0][0].read_bytes() == b.layers[0][0].read_bytes()
-    assert a.config[0].read_bytes() == b.config[0].read_bytes()
+def test_compat_layer_is_the_same_for_the_same_module(filter_module) -> None:
+    module = filter_module("c").read_bytes()
+    runtime = image.Runtime(["0.2.1"], ["x"])
+    a, b = image.build("compat", module, runtime, {}), image.build("compat", module, runtime, {})
+    assert a.layers[0].data == b.layers[0].data and a.config.data == b.config.data
+    assert a.manifest() == b.manifest()
+
+
+def test_source_url_credentials_never_reach_an_annotation() -> None:
+    assert push_stage._without_userinfo("https://bot:ghp_secret@github.com/acme/f.git") == \
+        "https://github.com/acme/f.git"

@@ -1,108 +1,99 @@
-"""Push stage: publish the tested module with ``oras`` in the configured image variant.
+"""Push stage: publish the tested module in the variant its registry is configured for.
 
-``push_variant`` picks the layout (workers/oci/image.py): the solo.io "oci" variant (runtime
-config plus the raw module, as wasme and WebAssembly Hub wrote them) or the "compat" variant
-(one tar+gzip layer holding plugin.wasm).  After pushing, the manifest is read back by digest
-and its layers checked against what was pushed.
+``compat`` (default) goes to TAG; ``oci`` (the solo.io variant) to TAG; ``both`` puts compat at
+TAG and oci at TAG + ``oci_tag_suffix``.  Each manifest carries provenance annotations (source,
+revision, created, title, version) and the ABI version and root ids.  The job records every
+manifest digest: the value a WasmPlugin's ``sha256`` pins.
 """
 
 from __future__ import annotations
 
-import hashlib
+import re
+import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
-import oras.client
-import requests
-
-from workers.oci import image
+from workers.oci import image, reference
+from workers.oci.connect import connect
+from workers.oci.push import Pushed, push
+from workers.oci.registry import RegistryError
 from workers.stages import StageContext, StageError, StageSkipped
-
-MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-
-
-def split_reference(ref: str) -> tuple[str, str, str]:
-    registry, rest = ref.split("/", 1)
-    repository, _, tag = rest.partition(":")
-    return registry, repository, tag or "latest"
+from workers.stages.build import source_dir
 
 
 def run(ctx: StageContext) -> dict[str, str]:
-    ref = ctx.job.command.get("tag")
-    if not ref:
+    text = ctx.job.command.get("tag")
+    if not text:
         raise StageSkipped("no --tag given: nothing to push")
+    try:
+        ref = reference.parse(str(text))
+        ref = ref if ref.tag else ref.with_tag("latest")
+        variant = ctx.settings.variant_for(ref.registry)
+        targets = [("compat", ref), ("oci", ref.with_tag(f"{ref.tag}{ctx.settings.oci_tag_suffix}"))] \
+            if variant == "both" else [(variant, ref)]
+    except reference.InvalidReference as exc:
+        raise StageError(str(exc)) from None
     build = ctx.job.stage("build").result
-    abi = ctx.job.stage("test").result["abi_version"]
-    registry, repository, tag = split_reference(ref)
-    plain_http = ctx.settings.uses_plain_http(registry)
-    module = Path(build["module"])
-    variant = ctx.settings.push_variant
-    pushed = image.files(variant, module, image.runtime_config(abi, build["root_ids"].split(",")),
-                         ctx.workdir)
-    annotations = pushed.annotations | {
-        "org.opencontainers.image.title": ctx.job.command["source"].rsplit("/", 1)[-1],
-        "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "module.wasm.runtime/type": "envoy_proxy",
-        "module.wasm.runtime/abi_version": abi,
+    runtime = image.Runtime([ctx.job.stage("test").result["abi_version"]], build["root_ids"].split(","))
+    module = Path(build["module"]).read_bytes()
+    annotations = provenance(ctx, ref.tag or "latest")
+    done: list[Pushed] = []
+    try:
+        registry = connect(ctx.settings, ref.registry)
+        scheme = "http" if registry.endpoint.plain_http else "https"
+        for kind, target in targets:
+            ctx.log(f"pushing {target} ({kind} variant, {scheme})")
+            pushed = push(registry, target, image.build(kind, module, runtime, annotations), ctx.log)
+            ctx.log(f"pushed {pushed.pinned}: {pushed.uploaded} blob(s) uploaded, "
+                    f"{pushed.reused} already in the registry")
+            done.append(pushed)
+    except RegistryError as exc:
+        raise StageError(f"{exc}{_partly(done)}") from None
+    first = done[0]
+    result = {"image": first.reference, "digest": first.digest, "variant": first.variant,
+              "size": str(first.size), "uploaded": str(sum(p.uploaded for p in done))}
+    for extra in done[1:]:
+        result[f"{extra.variant}_image"], result[f"{extra.variant}_digest"] = extra.reference, extra.digest
+    return result
+
+
+def provenance(ctx: StageContext, version: str) -> dict[str, str]:
+    """OCI annotations saying where the module came from.  ``repository`` and ``revision`` in the
+    job's command (set by the GitHub front end) win over what the source's git checkout says."""
+    command = ctx.job.command
+    try:
+        folder = source_dir(ctx)
+    except StageError:  # provenance is best effort: the source may be gone by now
+        folder = Path(str(command.get("source", "module")))
+    source = str(command.get("repository") or _git(folder, "remote", "get-url", "origin") or "")
+    revision = str(command.get("revision") or _git(folder, "rev-parse", "HEAD") or "")
+    committed = _git(folder, "log", "-1", "--format=%ct", revision) if revision else None
+    created = float(committed) if committed and committed.isdigit() else time.time()
+    found = {
+        "org.opencontainers.image.title": folder.name,
+        "org.opencontainers.image.version": version,
+        "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+        "org.opencontainers.image.source": _without_userinfo(source),
+        "org.opencontainers.image.revision": revision,
         "io.wasmbot.job": ctx.job.id,
     }
-    scheme = "http" if plain_http else "https"
-    ctx.log(f"pushing {ref} ({scheme}, {variant} variant)")
-    client = oras.client.OrasClient(hostname=registry, insecure=plain_http)
-    client.session.request = _with_timeout(client.session.request, ctx.settings.push_timeout)
+    return {key: value for key, value in found.items() if value}
+
+
+def _git(folder: Path, *args: str) -> str | None:
     try:
-        # Ask the registry first: oras retries a refused connection for minutes, with backoff
-        # meant for a busy registry, not for one that is not there.
-        client.session.get(f"{scheme}://{registry}/v2/")
-        response = client.push(
-            target=f"{registry}/{repository}:{tag}",
-            files=[f"{path}:{media_type}" for path, media_type in pushed.layers],
-            manifest_config=f"{pushed.config[0]}:{pushed.config[1]}",
-            manifest_annotations=annotations,
-            disable_path_validation=True,  # layers are titled by their base names
-            quiet=True,
-        )
-    except requests.ConnectionError:
-        raise StageError(
-            f"registry {registry} is unreachable over {scheme}: nothing was pushed. Check that "
-            f"the registry is running and the --tag host is right, then retry the job") from None
-    except requests.Timeout:
-        raise StageError(f"registry {registry} did not answer within "
-                         f"{ctx.settings.push_timeout:g}s; retry the job later") from None
-    except (ValueError, requests.HTTPError) as exc:
-        raise StageError(f"registry {registry} refused the push: {_short(exc)}") from None
-    digest = response.headers.get("Docker-Content-Digest", "")
-    manifest = _read_back(client, scheme, registry, repository, digest)
-    expected = [(media_type, "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest())
-                for path, media_type in pushed.layers]
-    if [(layer["mediaType"], layer["digest"]) for layer in manifest["layers"]] != expected:
-        raise StageError(f"registry {registry} stored a manifest whose layers do not match "
-                         f"what was pushed ({digest})")
-    ctx.log(f"pushed {ref}@{digest}")
-    return {"image": ref, "digest": digest, "variant": variant}
+        proc = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def _read_back(client: Any, scheme: str, registry: str, repository: str,
-               digest: str) -> dict[str, Any]:
-    if not digest.startswith("sha256:"):
-        raise StageError(f"registry {registry} returned no manifest digest")
-    url = f"{scheme}://{registry}/v2/{repository}/manifests/{digest}"
-    response = client.session.get(url, headers={"Accept": MANIFEST_MEDIA_TYPE})
-    if response.status_code != 200:
-        raise StageError(f"registry {registry} cannot serve the pushed manifest {digest}: "
-                         f"HTTP {response.status_code}")
-    manifest: dict[str, Any] = response.json()
-    return manifest
+def _without_userinfo(url: str) -> str:
+    """``https://user:token@host/x`` must not end up in a public annotation."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
-def _with_timeout(request: Any, timeout: float) -> Any:
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", timeout)
-        return request(*args, **kwargs)
-    return timed
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) < 300 else text[:300] + "…"
+def _partly(done: list[Pushed]) -> str:
+    if not done:
+        return ""
+    return " (already pushed: " + ", ".join(p.pinned for p in done) + ")"
