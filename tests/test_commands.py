@@ -6,7 +6,16 @@ import shlex
 
 import pytest
 
-from bot.commands import SPECS, BuildCommand, CommandError, HelpCommand, InitCommand, help_text, parse
+from bot.commands import (
+    SPECS,
+    BuildCommand,
+    CommandError,
+    HelpCommand,
+    InitCommand,
+    SearchCommand,
+    help_text,
+    parse,
+)
 
 BUILD_USAGE = SPECS["build"].usage
 INIT_USAGE = SPECS["init"].usage
@@ -103,3 +112,22 @@ def test_help_lists_every_command_and_each_usage() -> None:
         assert f"  {name} " in text
     assert "coming soon" in text
     assert help_text("build").startswith("usage: " + BUILD_USAGE)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("/wasm search add-header", SearchCommand(text="add-header")),
+    ("/wasm search localhost:5000/add", SearchCommand(text="add", registry="localhost:5000")),
+    ("/wasm search ghcr.io/acme/add-header", SearchCommand(text="acme/add-header", registry="ghcr.io")),
+    ("/wasm search team/add", SearchCommand(text="team/add")),
+    ("/wasm search localhost:5000/", SearchCommand(text="", registry="localhost:5000")),
+])
+def test_search_takes_an_optional_registry(text: str, expected: SearchCommand) -> None:
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["/wasm search", "/wasm search a b", "/wasm search 'Add Header'",
+                                  "/wasm search '$(id)'"])
+def test_search_refuses_what_is_not_a_repository_name(text: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse(text)
+    assert caught.value.usage == SPECS["search"].usage

@@ -43,3 +43,31 @@ def test_errors_name_the_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     config.write_text("build_timeout = [\n")
     with pytest.raises(ConfigError, match="invalid configuration file"):
         load_settings()
+
+
+def test_registries_from_the_file_exact_host_before_pattern(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "wasmbot.toml"
+    config.write_text('push_variant = "oci"\n'
+                      '[registries."*.corp.example"]\nplain_http = true\nvariant = "both"\n'
+                      '[registries."secure.corp.example"]\nca_bundle = "/etc/ca.pem"\nusername = "bot"\n'
+                      'password = "s3cr3t"\n'
+                      '[registries."localhost:5443"]\nplain_http = false\n')
+    monkeypatch.setenv("WASMBOT_CONFIG", str(config))
+    settings = load_settings()
+    assert settings.uses_plain_http("build.corp.example") and settings.variant_for("build.corp.example") == "both"
+    assert not settings.uses_plain_http("secure.corp.example")
+    assert settings.variant_for("secure.corp.example") == "oci"  # its entry sets none: the global default
+    assert not settings.uses_plain_http("localhost:5443") and settings.uses_plain_http("127.0.0.1:5000")
+    assert settings.uses_plain_http("[::1]:5000") and not settings.uses_plain_http("[2001:db8::1]:5000")
+    assert "s3cr3t" not in repr(settings) and "s3cr3t" not in str(settings.model_dump())
+
+
+def test_a_registry_with_two_passwords_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WASMBOT_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("WASMBOT_REGISTRIES",
+                       '{"ghcr.io": {"username": "u", "password": "p", "password_file": "/run/p"}}')
+    with pytest.raises(ConfigError, match="registries.ghcr.io: Value error, give password or password_file"):
+        load_settings()
+    monkeypatch.setenv("WASMBOT_REGISTRIES", '{"ghcr.io": {"password": "p"}}')
+    with pytest.raises(ConfigError, match="a password needs a username"):
+        load_settings()

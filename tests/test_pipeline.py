@@ -197,7 +197,7 @@ def test_cli_exits_non_zero_when_the_job_fails(wasmbot: Wasmbot, source_dir: Pat
 def test_malformed_command_queues_nothing(wasmbot: Wasmbot) -> None:
     proc = wasmbot.cli("run", "/wasm build ../../etc --tag 'x;rm -rf /'")
     assert proc.returncode == 2
-    assert "invalid --tag 'x;rm -rf /'" in proc.stderr and "usage: /wasm build" in proc.stderr
+    assert "invalid --tag: invalid reference 'x;rm -rf /'" in proc.stderr and "usage: /wasm build" in proc.stderr
     assert wasmbot.store.recent() == []
 
 
