@@ -73,7 +73,7 @@ class Inspected:
             f"  variant:      {self.variant} ({self.media_type})",
             f"  ABI versions: {', '.join(self.abi_versions) or 'not recorded'}",
             f"  root ids:     {', '.join(self.root_ids) or 'not recorded'}",
-            f"  size:         {self.size} bytes (module {self.module_size} bytes in its layer)",
+            f"  size:         {self.size} bytes to pull (module layer {self.module_size} bytes)",
             "  layers:",
             *(f"    {layer['mediaType']} {layer['digest']} {layer['size']} bytes" for layer in self.layers),
         ]
