@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bot import commands
 from bot.config import Settings, load_settings
 from workers.oci import image, reference
 from workers.oci.connect import connect
-from workers.oci.registry import RegistryError
+from workers.oci.registry import Registry, RegistryError
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -74,58 +75,51 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_registry(text: str, action: Callable[[Settings, reference.Reference, Registry], str]) -> int:
+    """Parse the reference (exit 2 when invalid, before any request), then run ``action``."""
+    settings = load_settings()
+    try:
+        ref = _ref(text)
+    except reference.InvalidReference as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    try:
+        print(action(settings, ref, connect(settings, ref.registry)))
+    except (RegistryError, image.UnsupportedImage) as exc:
+        return _fail(str(exc))
+    return 0
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
     from workers.oci.pull import pull
     from workers.oci.store import Store
 
-    settings = load_settings()
-    try:
-        ref = _ref(args.reference)
-    except reference.InvalidReference as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    try:
-        pulled = pull(connect(settings, ref.registry), ref, Store(store_dir(settings)),
-                      settings.test_max_module_mb << 20)
-    except (RegistryError, image.UnsupportedImage) as exc:
-        return _fail(str(exc))
-    out = Path(args.output)
-    out.write_bytes(pulled.module)
-    print(f"pulled {pulled.reference}@{pulled.digest} ({pulled.variant} variant, {pulled.downloaded} blob(s) "
-          f"downloaded): {out} {len(pulled.module)} bytes, {pulled.module_digest}")
-    return 0
+    def action(settings: Settings, ref: reference.Reference, registry: Registry) -> str:
+        pulled = pull(registry, ref, Store(store_dir(settings)), settings.test_max_module_mb << 20)
+        out = Path(args.output)
+        out.write_bytes(pulled.module)
+        return (f"pulled {pulled.reference}@{pulled.digest} ({pulled.variant} variant, {pulled.downloaded} "
+                f"blob(s) downloaded): {out} {len(pulled.module)} bytes, {pulled.module_digest}")
+    return _with_registry(args.reference, action)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from workers.oci.inspect import inspect
 
-    settings = load_settings()
-    try:
-        ref = _ref(args.reference)
-    except reference.InvalidReference as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    try:
-        found = inspect(connect(settings, ref.registry), ref)
-    except (RegistryError, image.UnsupportedImage) as exc:
-        return _fail(str(exc))
-    print(json.dumps(found.as_dict(), indent=2) if args.json else found.text())
-    return 0
+    def action(settings: Settings, ref: reference.Reference, registry: Registry) -> str:
+        found = inspect(registry, ref)
+        return json.dumps(found.as_dict(), indent=2) if args.json else found.text()
+    return _with_registry(args.reference, action)
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
     from workers.oci.push import tag
 
-    settings = load_settings()
     try:
-        ref = _ref(args.reference)
         reference.check_tag(args.tag)
     except reference.InvalidReference as exc:
         return _fail(str(exc), EXIT_USAGE)
-    try:
-        tagged = tag(connect(settings, ref.registry), ref, args.tag)
-    except (RegistryError, image.UnsupportedImage) as exc:
-        return _fail(str(exc))
-    print(f"tagged {tagged.pinned}")
-    return 0
+    return _with_registry(args.reference,
+                          lambda settings, ref, registry: f"tagged {tag(registry, ref, args.tag).pinned}")
 
 
 def search_text(settings: Settings, command: commands.SearchCommand) -> str:
