@@ -26,6 +26,7 @@ from workers.oci.credentials import Credentials
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_WAIT = 30.0
+MAX_MANIFEST_BYTES = 4 << 20  # distribution's own limit on a manifest
 MANIFEST_ACCEPT = ", ".join((
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
@@ -96,10 +97,6 @@ class Registry:
 
     # -- the API ---------------------------------------------------------------------------
 
-    def ping(self) -> None:
-        """Check the registry answers the v2 API (any status but a connection error)."""
-        self.request("GET", "/v2/", scope="", ok=(200, 401))
-
     def blob_exists(self, repository: str, digest: str) -> bool:
         response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository),
                                 ok=(200, 404), what=f"check whether {repository} has {digest[:19]}")
@@ -132,10 +129,14 @@ class Registry:
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """The manifest's exact bytes, checked against the digest asked for or announced."""
         response = self.request("GET", f"/v2/{repository}/manifests/{reference}", scope=_pull(repository),
-                                headers={"Accept": MANIFEST_ACCEPT}, ok=(200,),
+                                headers={"Accept": MANIFEST_ACCEPT}, ok=(200,), stream=True,
                                 what=f"find {repository}:{reference}" if not reference.startswith("sha256:")
                                 else f"find {repository}@{reference}")
-        raw = response.content
+        with response:
+            raw = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise RegistryError(f"registry {self.host} served a manifest for {repository} larger than "
+                                f"{MAX_MANIFEST_BYTES} bytes; refusing it")
         digest = "sha256:" + hashlib.sha256(raw).hexdigest()
         announced = response.headers.get("Docker-Content-Digest")
         for claimed in (reference if reference.startswith("sha256:") else None, announced):
