@@ -117,6 +117,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if isinstance(command, commands.HelpCommand):
         print(commands.help_text(command.topic))
         return 0
+    if isinstance(command, commands.CancelCommand):
+        from workers.pipeline import cancel
+
+        try:
+            job = cancel(command.job, by=getpass.getuser())
+        except (KeyError, ValueError) as exc:
+            print(f"wasmbot: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"job {job.id} cancelled")
+        return 0
     if isinstance(command, commands.SearchCommand):
         from bot.imagecli import search_text
         from workers.oci.registry import RegistryError

@@ -54,8 +54,10 @@ SPECS: dict[str, CommandSpec] = {
         CommandSpec("help", "/wasm help [COMMAND]", "show the commands, or one command's usage"),
         CommandSpec(
             "build",
-            "/wasm build SOURCE [--tag REGISTRY/REPOSITORY[:TAG]] [--lang " + "|".join(LANGUAGES) + "]",
-            "build SOURCE into filter.wasm, test it under wasmtime and push it to --tag",
+            "/wasm build SOURCE [--tag REGISTRY/REPOSITORY[:TAG] [--release]] [--lang "
+            + "|".join(LANGUAGES) + "]",
+            "build SOURCE into filter.wasm, test it under wasmtime and push it to --tag "
+            "(--release announces it)",
         ),
         CommandSpec("init", "/wasm init NAME --lang " + "|".join(TEMPLATE_LANGUAGES)
                     + " [--platform " + "|".join(PLATFORMS) + "[:VERSION]]",
@@ -71,7 +73,7 @@ SPECS: dict[str, CommandSpec] = {
         CommandSpec("jobs", "/wasm jobs", "list recent jobs", available=False),
         CommandSpec("search", "/wasm search [REGISTRY/]TEXT",
                     "find module images whose repository name contains TEXT, with their tags"),
-        CommandSpec("cancel", "/wasm cancel JOB", "cancel a running job", available=False),
+        CommandSpec("cancel", "/wasm cancel JOB", "stop a queued or running job after its current stage"),
     )
 }
 
@@ -84,6 +86,7 @@ class BuildCommand(BaseModel):
     source: str
     tag: str | None = None
     lang: str | None = None
+    release: bool = False  # announce the pushed image (Slack #wasm)
 
 
 class InitCommand(BaseModel):
@@ -122,7 +125,14 @@ class SearchCommand(BaseModel):
     registry: str | None = None
 
 
-Command = BuildCommand | InitCommand | HelpCommand | SearchCommand
+class CancelCommand(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: Literal["cancel"] = "cancel"
+    job: str
+
+
+Command = BuildCommand | InitCommand | HelpCommand | SearchCommand | CancelCommand
+_JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -181,9 +191,13 @@ def _parse_build(args: list[str]) -> BuildCommand:
     parser.add_argument("source")
     parser.add_argument("--tag")
     parser.add_argument("--lang", choices=LANGUAGES)
+    parser.add_argument("--release", action="store_true")
     ns = parser.parse_args(args)
     tag = check_reference(ns.tag, spec.usage) if ns.tag is not None else None
-    return BuildCommand(source=_check_source(ns.source, spec.usage), tag=tag, lang=ns.lang)
+    if ns.release and tag is None:
+        raise CommandError("--release needs --tag: a release is a pushed image", spec.usage)
+    return BuildCommand(source=_check_source(ns.source, spec.usage), tag=tag, lang=ns.lang,
+                        release=ns.release)
 
 
 def _parse_init(args: list[str]) -> InitCommand:
@@ -249,6 +263,10 @@ def parse(text: str) -> Command:
         return _parse_init(args)
     if name == "search":
         return _parse_search(args)
+    if name == "cancel":
+        if len(args) != 1 or not _JOB_ID.match(args[0]):
+            raise CommandError("cancel takes one JOB id (12 hex digits, as wasmbot printed it)", spec.usage)
+        return CancelCommand(job=args[0])
     return _parse_help(args)
 
 

@@ -113,6 +113,27 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(default=3600, gt=0)
     worker_concurrency: int = Field(default=2, gt=0)
 
+    # Chat front ends.  SOURCE paths in chat commands resolve below ``source_root`` (default:
+    # DATA_DIR/sources), where /wasm init also creates new filters.
+    source_root: Path | None = None
+    permissions: dict[str, list[str]] = {}  # bot/permissions.py
+    # Slack (bot/slack/).  The SLACK_* names are Slack's own conventions.
+    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
+        "SLACK_SIGNING_SECRET", "WASMBOT_SLACK_SIGNING_SECRET", "slack_signing_secret"))
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
+        "SLACK_BOT_TOKEN", "WASMBOT_SLACK_BOT_TOKEN", "slack_bot_token"))
+    slack_api_url: str = Field(default="https://slack.com/api/", validation_alias=AliasChoices(
+        "SLACK_API_URL", "WASMBOT_SLACK_API_URL", "slack_api_url"))
+    slack_client_id: str | None = Field(default=None, validation_alias=AliasChoices(
+        "SLACK_CLIENT_ID", "WASMBOT_SLACK_CLIENT_ID", "slack_client_id"))
+    slack_client_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
+        "SLACK_CLIENT_SECRET", "WASMBOT_SLACK_CLIENT_SECRET", "slack_client_secret"))
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
+        "SLACK_APP_TOKEN", "WASMBOT_SLACK_APP_TOKEN", "slack_app_token"))  # Socket Mode
+    slack_announce_channel: str = "#wasm"
+    slack_update_interval: float = Field(default=1.0, ge=0)  # least seconds between message edits
+    public_url: str | None = None  # where wasmbot serve is reachable, for links to job logs
+
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
 
@@ -153,6 +174,10 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return self.redis_url or f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+
+    @property
+    def chat_source_root(self) -> Path:
+        return self.source_root or self.data_dir / "sources"
 
     @property
     def artifacts_dir(self) -> Path:

@@ -1,12 +1,14 @@
 """The aiohttp application that the Slack and GitHub front ends join.
 
-For now it serves the probes a deployment needs: ``/healthz`` (the process answers) and
-``/readyz`` (the broker and the job store answer too).
+It serves the probes a deployment needs (``/healthz``: the process answers; ``/readyz``: the
+broker and the job store answer too), a job's log behind a signed link (``/jobs/ID/log``), and
+the Slack front end at ``/slack/events`` when Slack is configured.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 from kombu.connection import Connection
@@ -15,6 +17,7 @@ from bot.config import Settings
 from workers.store import open_store
 
 SETTINGS = web.AppKey("settings", Settings)
+SLACK: web.AppKey[Any] = web.AppKey("slack")
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -41,9 +44,33 @@ async def readyz(request: web.Request) -> web.Response:
                              status=200 if ready else 503)
 
 
+async def job_log(request: web.Request) -> web.Response:
+    """A job's record and full log, for whoever holds the signed link the job message shows."""
+    from bot.slack.reporter import verify
+
+    settings = request.app[SETTINGS]
+    job_id = request.match_info["job"]
+    if not verify(settings, job_id, request.query.get("sig", "")):
+        raise web.HTTPForbidden(text="this link is not valid for that job\n")
+    store = open_store(settings)
+    job = await asyncio.to_thread(store.get, job_id)
+    if job is None:
+        raise web.HTTPNotFound(text=f"no job {job_id}\n")
+    events = await asyncio.to_thread(store.events, job_id)
+    lines = [f"job {job.id} {job.state.value}: {job.text}"]
+    lines += [f"[{e.stage or 'job'}] {e.text or (e.state.value if e.state else '')}" for e in events]
+    return web.Response(text="\n".join(lines) + "\n")
+
+
 def make_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/jobs/{job:[0-9a-f]{12}}/log", job_log)
+    from bot.slack import app as slack
+
+    if slack.configured(settings):
+        app[SLACK] = slack.SlackFrontEnd(settings)
+        app[SLACK].mount(app)
     return app

@@ -21,10 +21,11 @@ class State(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
-        return self in (State.SUCCEEDED, State.FAILED, State.SKIPPED)
+        return self in (State.SUCCEEDED, State.FAILED, State.SKIPPED, State.CANCELLED)
 
 
 class Stage(BaseModel):
@@ -58,6 +59,8 @@ class Job(BaseModel):
     updated_at: float = Field(default_factory=time.time)
     stages: list[Stage]
     artifacts: dict[str, str] = Field(default_factory=dict)
+    # Where front ends report on this job, e.g. {"slack": {"team": …, "channel": …, "ts": …}}.
+    reports: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
@@ -66,7 +69,7 @@ class Job(BaseModel):
         raise KeyError(f"job {self.id} has no stage {name!r}")
 
     def failed_stage(self) -> Stage | None:
-        return next((s for s in self.stages if s.state is State.FAILED), None)
+        return next((s for s in self.stages if s.state in (State.FAILED, State.CANCELLED)), None)
 
     def next_stage(self) -> Stage | None:
         """The first stage not finished, or None when the job has run to its end."""

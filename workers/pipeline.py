@@ -48,14 +48,37 @@ def store() -> JobStore:
     return open_store(settings())
 
 
+DEDUPE_TTL = 24 * 3600.0
+
+
 def submit(command: Command, *, requester: str, origin: str, text: str,
-           source_root: str) -> Job:
+           source_root: str, dedupe_key: str | None = None) -> Job:
     """Record a job for ``command`` and queue its first stage."""
+    return submit_once(command, requester=requester, origin=origin, text=text, source_root=source_root,
+                       dedupe_key=dedupe_key)[0]
+
+
+def submit_once(command: Command, *, requester: str, origin: str, text: str,
+                source_root: str, dedupe_key: str | None = None) -> tuple[Job, bool]:
+    """Like ``submit``, and say whether the job is new.
+
+    ``dedupe_key`` names the request that asked (a Slack trigger id, a GitHub delivery id): a
+    second submission with the same key within a day returns the first job, not a new one.
+    """
     job = Job(requester=requester, origin=origin, command=command.model_dump(), text=text,
               source_root=source_root, stages=[Stage(name=name) for name in PIPELINES[command.name]])
+    if dedupe_key is not None:
+        holder = store().claim_key(f"submit:{dedupe_key}", job.id, DEDUPE_TTL)
+        if holder != job.id:
+            store().events(holder, timeout=5)  # the first submitter may still be creating it
+            existing = store().get(holder)
+            if existing is None:
+                raise RuntimeError(f"request {dedupe_key} is claimed by job {holder}, "
+                                   "which was never created")
+            return existing, False
     store().create(job)
     enqueue(job.id, job.stages[0].name)
-    return job
+    return job, True
 
 
 def enqueue(job_id: str, first: str) -> None:
@@ -77,10 +100,11 @@ def enqueue(job_id: str, first: str) -> None:
 
 
 def retry(job_id: str) -> Job:
-    """Run a failed job again from the stage that failed."""
+    """Run a failed or cancelled job again from the stage that failed or was cancelled."""
     def reset(job: Job) -> str:
-        if job.state is not State.FAILED:
-            raise ValueError(f"job {job_id} is {job.state.value}; only failed jobs can be retried")
+        if job.state not in (State.FAILED, State.CANCELLED):
+            raise ValueError(f"job {job_id} is {job.state.value}; only failed or cancelled jobs "
+                             "can be retried")
         failed = job.failed_stage()
         assert failed is not None
         for stage in job.stages[job.stages.index(failed):]:
@@ -95,12 +119,30 @@ def retry(job_id: str) -> Job:
     return job
 
 
+def cancel(job_id: str, by: str) -> Job:
+    """Stop a queued or running job: no further stage starts.  A stage already running finishes
+    (its sandbox has its own limits) and its result is kept, but nothing follows it."""
+    def stop(job: Job) -> None:
+        if job.state.finished:
+            raise ValueError(f"job {job_id} already {job.state.value}; there is nothing to cancel")
+        job.state = State.CANCELLED
+        for stage in job.stages:
+            if stage.state in (State.PENDING, State.QUEUED):
+                stage.state, stage.error = State.CANCELLED, f"cancelled by {by}"
+
+    store().update(job_id, stop)
+    store().log(job_id, None, f"cancelled by {by}")
+    job = store().get(job_id)
+    assert job is not None
+    return job
+
+
 def claim(job: Job, name: str, owner: str, now: float, ttl: float) -> Claim:
     """Decide what this delivery of stage ``name`` does, and take the stage if it runs it."""
     stage = job.stage(name)
     if stage.state in (State.SUCCEEDED, State.SKIPPED):
         return "done"
-    if job.state is State.FAILED:
+    if job.state in (State.FAILED, State.CANCELLED):
         return "stopped"
     if stage.state is State.RUNNING and lease.alive(stage.lease_owner, stage.lease_expires, now):
         return "busy"
@@ -123,6 +165,8 @@ def _finish(job: Job, name: str, owner: str, state: State, result: dict[str, str
     stage.lease_owner = stage.lease_expires = None
     stage.result = result
     job.artifacts.update(result)
+    if job.state is State.CANCELLED:
+        return True  # cancelled while this stage ran: keep its result, start nothing after it
     if state is State.FAILED:
         job.state = State.FAILED
         return True

@@ -42,6 +42,7 @@ class JobStore(Protocol):
     def live_workers(self) -> list[str]: ...
     def retire(self, worker: str) -> None: ...
     def ping(self) -> None: ...
+    def claim_key(self, key: str, value: str, ttl: float) -> str: ...
 
 
 class RedisStore:
@@ -132,6 +133,14 @@ class RedisStore:
                 out.append(event)
         return out
 
+    def claim_key(self, key: str, value: str, ttl: float) -> str:
+        """Set ``key`` to ``value`` unless it is set; return what it holds (idempotency keys)."""
+        name = self._key("once", key)
+        if self.redis.set(name, value, nx=True, px=int(ttl * 1000)):
+            return value
+        held = self.redis.get(name)
+        return str(held) if held is not None else self.claim_key(key, value, ttl)
+
     def heartbeat(self, worker: str, ttl: float) -> None:
         self.redis.set(self._key("worker", worker), str(time.time()), px=int(ttl * 1000))
 
@@ -168,6 +177,8 @@ class SqliteStore:
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, data TEXT NOT NULL);
                 CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
                 CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, expires REAL NOT NULL);
+                CREATE TABLE IF NOT EXISTS once (
+                    key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
                 """
             )
 
@@ -256,6 +267,20 @@ class SqliteStore:
                 event.seq = seq
                 out.append(event)
         return out
+
+    def claim_key(self, key: str, value: str, ttl: float) -> str:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            now = time.time()
+            db.execute("DELETE FROM once WHERE expires <= ?", (now,))
+            db.execute("INSERT OR IGNORE INTO once VALUES (?, ?, ?)", (key, value, now + ttl))
+            held: str = db.execute("SELECT value FROM once WHERE key = ?", (key,)).fetchone()[0]
+            db.execute("COMMIT")
+            return held
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def heartbeat(self, worker: str, ttl: float) -> None:
         self._connect().execute(

@@ -1,0 +1,101 @@
+"""Block Kit for wasmbot's Slack messages: pure functions from records to blocks.
+
+One message per job shows every stage with its state and time, the pushed image and digest,
+a link to the full log, and the buttons that make sense now (Retry on failure, Cancel while
+running).  Slack caps section text at 3000 characters; errors are cut well below that.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from workers.jobs import Job, State
+
+ICONS = {State.PENDING: ":white_circle:", State.QUEUED: ":hourglass_flowing_sand:",
+         State.RUNNING: ":arrows_counterclockwise:", State.SUCCEEDED: ":white_check_mark:",
+         State.FAILED: ":x:", State.SKIPPED: ":fast_forward:", State.CANCELLED: ":no_entry_sign:"}
+RETRY, CANCEL = "wasmbot_retry", "wasmbot_cancel"
+MAX_ERROR = 600
+
+Blocks = list[dict[str, Any]]
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:2900]}]}
+
+
+def _button(text: str, action: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {"type": "button", "text": {"type": "plain_text", "text": text},
+                              "action_id": action, "value": value}
+    if style:
+        button["style"] = style
+    return button
+
+
+def summary(job: Job) -> str:
+    """The notification text (Slack shows it where blocks cannot be shown)."""
+    return f"wasmbot job {job.id} {job.state.value}: {job.text}"
+
+
+def job_message(job: Job, log_url: str | None = None, now: float | None = None) -> Blocks:
+    now = time.time() if now is None else now
+    requester = job.requester.removeprefix("slack:")
+    elapsed = (job.updated_at if job.state.finished else now) - job.created_at
+    blocks: Blocks = [
+        _section(f"{ICONS[job.state]} *{job.state.value}* `{job.text}`"),
+        _context(f"job `{job.id}` · asked by <@{requester}> · {elapsed:.0f}s"),
+    ]
+    lines = []
+    for stage in job.stages:
+        shown = stage.elapsed is not None and stage.state is not State.QUEUED
+        took = f" {stage.elapsed:.1f}s" if shown else ""
+        line = f"{ICONS[stage.state]} *{stage.name}* {stage.state.value}{took}"
+        if stage.error:
+            error = stage.error if len(stage.error) <= MAX_ERROR else stage.error[:MAX_ERROR] + "…"
+            line += f"\n> {error}"
+        lines.append(line)
+    blocks.append(_section("\n".join(lines)))
+    if job.artifacts.get("digest"):
+        pushed = f"*image* `{job.artifacts['image']}`\n*digest* `{job.artifacts['digest']}`"
+        if job.artifacts.get("oci_digest"):
+            pushed += f"\n*solo.io image* `{job.artifacts['oci_image']}@{job.artifacts['oci_digest']}`"
+        blocks.append(_section(pushed))
+    if log_url:
+        blocks.append(_context(f"<{log_url}|full log>"))
+    buttons = []
+    if job.state is State.FAILED or job.state is State.CANCELLED:
+        buttons.append(_button("Retry", RETRY, job.id, "primary"))
+    if not job.state.finished:
+        buttons.append(_button("Cancel", CANCEL, job.id, "danger"))
+    if buttons:
+        blocks.append({"type": "actions", "block_id": f"job-{job.id}", "elements": buttons})
+    return blocks
+
+
+def announcement(job: Job, inspected: dict[str, Any]) -> Blocks:
+    """A published release: name, version, image, digest, ABI versions, root ids and size."""
+    annotations = inspected.get("annotations", {})
+    name = annotations.get("org.opencontainers.image.title") or job.command.get("source", "filter")
+    version = annotations.get("org.opencontainers.image.version", "")
+    fields = [
+        ("Image", f"`{inspected['reference']}`"),
+        ("Digest", f"`{inspected['digest']}`"),
+        ("ABI versions", ", ".join(inspected.get("abi_versions", [])) or "not recorded"),
+        ("Root ids", ", ".join(inspected.get("root_ids", [])) or "not recorded"),
+        ("Size", f"{inspected.get('size', 0):,} bytes ({inspected.get('variant', '')} layout)"),
+    ]
+    return [
+        {"type": "header",
+         "text": {"type": "plain_text", "text": f":rocket: {name} {version} released"[:150]}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
+        _context(f"job `{job.id}` · asked by <@{job.requester.removeprefix('slack:')}>"),
+    ]
+
+
+def help_blocks(text: str) -> Blocks:
+    return [_section(f"```{text}```")]

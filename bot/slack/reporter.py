@@ -1,0 +1,124 @@
+"""Keep each job's Slack message in step with the job, and announce releases.
+
+One task per job follows the job's event stream and edits the message with ``chat.update``:
+state changes only (log lines do not), at most one edit per ``slack_update_interval`` seconds,
+and always a last edit when the job finishes.  Slack's ``ratelimited`` answers are retried
+after their ``Retry-After`` by the client's retry handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.slack import blocks
+from workers.jobs import Job, State
+from workers.store import JobStore
+
+log = logging.getLogger(__name__)
+FOLLOW_POLL = 5.0  # seconds one wait for new events may block a thread
+
+
+class Reporter:
+    def __init__(self, settings: Settings, store: JobStore,
+                 clients: Callable[[str | None], Awaitable[AsyncWebClient]]) -> None:
+        self.settings = settings
+        self.store = store
+        self.clients = clients
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.updates: dict[str, int] = {}  # chat.update calls per job, for tests and benchmarks
+
+    def follow(self, job_id: str) -> None:
+        task = self.tasks.get(job_id)
+        if task is None or task.done():
+            self.tasks[job_id] = asyncio.create_task(self._follow(job_id), name=f"slack-report-{job_id}")
+
+    async def wait(self, job_id: str) -> None:
+        task = self.tasks.get(job_id)
+        if task is not None:
+            await task
+
+    async def close(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+    def log_url(self, job: Job) -> str | None:
+        if not self.settings.public_url:
+            return None
+        return f"{self.settings.public_url.rstrip('/')}/jobs/{job.id}/log?sig={sign(self.settings, job.id)}"
+
+    async def _follow(self, job_id: str) -> None:
+        after, last, pending = 0, 0.0, True
+        interval = self.settings.slack_update_interval
+        while True:
+            wait = max(0.0, interval - (time.monotonic() - last)) if pending else FOLLOW_POLL
+            events = await asyncio.to_thread(self.store.events, job_id, after, wait)
+            if events:
+                after = events[-1].seq
+                pending = pending or any(e.kind != "log" for e in events)
+            job = await asyncio.to_thread(self.store.get, job_id)
+            if job is None or "slack" not in job.reports:
+                return
+            if pending and (job.state.finished or time.monotonic() - last >= interval):
+                await self._update(job)
+                last, pending = time.monotonic(), False
+            if job.state.finished and not pending:
+                break
+        if job.state is State.SUCCEEDED and job.command.get("release"):
+            await self.announce(job)
+
+    async def _update(self, job: Job) -> None:
+        where = job.reports["slack"]
+        try:
+            client = await self.clients(where.get("team") or None)
+            await client.chat_update(channel=where["channel"], ts=where["ts"], text=blocks.summary(job),
+                                     blocks=blocks.job_message(job, self.log_url(job)))
+            self.updates[job.id] = self.updates.get(job.id, 0) + 1
+        except Exception:  # a lost edit must not stop the next one
+            log.exception("could not update the Slack message of job %s", job.id)
+
+    async def announce(self, job: Job) -> dict[str, Any] | None:
+        """Post the release of ``job``'s image to the announcement channel."""
+        from workers.oci import reference
+        from workers.oci.connect import connect
+        from workers.oci.inspect import inspect
+
+        ref = reference.parse(job.artifacts["image"]).with_digest(job.artifacts["digest"])
+        try:
+            found = await asyncio.to_thread(lambda: inspect(connect(self.settings, ref.registry), ref))
+        except Exception:
+            log.exception("could not inspect %s for its announcement", ref)
+            return None
+        client = await self.clients(job.reports.get("slack", {}).get("team") or None)
+        answer = await client.chat_postMessage(
+            channel=self.settings.slack_announce_channel, text=f"released {found.reference}@{found.digest}",
+            blocks=blocks.announcement(job, found.as_dict()))
+        return dict(answer.data) if isinstance(answer.data, dict) else None
+
+
+def _key(settings: Settings) -> bytes:
+    path = settings.data_dir / "log-link.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+def sign(settings: Settings, job_id: str) -> str:
+    """A link signature, so a job's log is readable only by whoever was shown the link."""
+    return hmac.new(_key(settings), job_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def verify(settings: Settings, job_id: str, signature: str) -> bool:
+    return hmac.compare_digest(sign(settings, job_id), signature)

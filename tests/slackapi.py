@@ -1,0 +1,176 @@
+"""A local stand-in for Slack: the Web API methods wasmbot calls, response URLs, and request signing.
+
+It speaks Slack's wire format (``POST /api/METHOD`` with a form or JSON body and a bearer
+token; ``{"ok": …}`` answers; HTTP 429 ``ratelimited`` with ``Retry-After``), so the real
+``slack_sdk`` client talks to it through ``base_url``.  Every call is recorded; tests wait
+for calls on a condition variable, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+from bot.localservices import free_port
+
+BOT_TOKEN = "xoxb-wasmbot-test"
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+
+class SlackStandIn:
+    def __init__(self, token: str = BOT_TOKEN) -> None:
+        self.token = token
+        self.calls: list[Call] = []
+        self.responses: list[tuple[str, dict[str, Any]]] = []  # posts to response URLs
+        self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self.groups: dict[str, list[str]] = {}
+        self.ratelimit: dict[str, int] = {}  # method -> how many calls to refuse with 429
+        self.retry_after = 1
+        self._changed = threading.Condition()
+        self._seq = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> str:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        ready = threading.Event()
+
+        def serve() -> None:
+            self.loop = asyncio.new_event_loop()
+            app = web.Application()
+            app.router.add_post("/api/{method}", self._api)
+            app.router.add_get("/api/{method}", self._api)
+            app.router.add_post("/response/{rest:.*}", self._response)
+            self.runner = web.AppRunner(app, access_log=None)
+            self.loop.run_until_complete(self.runner.setup())
+            self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        return self.url
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    def response_url(self, name: str) -> str:
+        return f"{self.url}/response/{name}"
+
+    # -- what tests look at ----------------------------------------------------------------
+
+    def called(self, method: str) -> list[Call]:
+        with self._changed:
+            return [c for c in self.calls if c.method == method]
+
+    def wait_for(self, check: Callable[[SlackStandIn], Any], timeout: float = 240) -> Any:
+        """Block until ``check(self)`` is truthy (re-checked on every call received)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                result = check(self)
+                if result:
+                    return result
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"Slack stand-in: condition not met in {timeout}s; calls: "
+                                         f"{[c.method for c in self.calls]}")
+                self._changed.wait(left)
+
+    # -- the API ---------------------------------------------------------------------------
+
+    async def _args(self, request: web.Request) -> dict[str, Any]:
+        body = await request.read()
+        if request.method == "GET":
+            return dict(request.query)
+        if request.content_type == "application/json":
+            return json.loads(body or b"{}")
+        parsed = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+        for key in ("blocks", "attachments"):
+            if isinstance(parsed.get(key), str):
+                parsed[key] = json.loads(parsed[key])
+        return parsed
+
+    def _record(self, method: str, args: dict[str, Any]) -> None:
+        with self._changed:
+            self.calls.append(Call(method, args))
+            self._changed.notify_all()
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await self._args(request)
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        if self.ratelimit.get(method, 0) > 0:
+            self.ratelimit[method] -= 1
+            self._record(method + ":ratelimited", args)
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(self.retry_after)})
+        answer = self._answer(method, args)
+        self._record(method, args)
+        return web.json_response(answer)
+
+    def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {"ok": True, "url": "https://wasmbot-test.slack.com/", "team": "Test", "user": "wasmbot",
+                    "team_id": "T111", "user_id": "W0BOT", "bot_id": "B0BOT", "is_enterprise_install": False}
+        if method == "chat.postMessage":
+            self._seq += 1
+            channel = args["channel"]
+            channel = "C0ANNOUNCE" if channel.startswith("#") else channel
+            ts = f"{int(time.time())}.{self._seq:06d}"
+            self.messages[(channel, ts)] = args
+            return {"ok": True, "channel": channel, "ts": ts, "message": {"text": args.get("text", "")}}
+        if method == "chat.update":
+            key = (args["channel"], args["ts"])
+            if key not in self.messages:
+                return {"ok": False, "error": "message_not_found"}
+            self.messages[key] = args
+            return {"ok": True, "channel": args["channel"], "ts": args["ts"], "text": args.get("text", "")}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": f"{int(time.time())}.000001"}
+        if method == "usergroups.users.list":
+            group = args.get("usergroup", "")
+            if group not in self.groups:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": self.groups[group]}
+        return {"ok": False, "error": "unknown_method"}
+
+    async def _response(self, request: web.Request) -> web.Response:
+        args = await self._args(request)
+        with self._changed:
+            self.responses.append((request.match_info["rest"], args))
+            self._changed.notify_all()
+        return web.Response(text="ok")
+
+
+def signed_headers(body: str, content_type: str, *, secret: str = SIGNING_SECRET,
+                   timestamp: int | None = None) -> dict[str, str]:
+    """The headers Slack sends: ``X-Slack-Signature`` = v0 HMAC of ``v0:TIMESTAMP:BODY``."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    return {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}

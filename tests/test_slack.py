@@ -1,0 +1,253 @@
+"""The Slack front end, driven over HTTP like Slack drives it: `wasmbot serve` in its own process,
+requests signed with slack_sdk's signature code from the real payload shapes in shared/testdata,
+and a stand-in of Slack's Web API that the real slack_sdk client talks to."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import ROOT, SHARED, Wasmbot, registry_host
+from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers
+
+from bot.localservices import Service, _wait_until, free_port
+from workers.jobs import State
+
+PAYLOADS = SHARED / "testdata" / "slack"
+
+
+@pytest.fixture
+def slack_api() -> Iterator[SlackStandIn]:
+    stand_in = SlackStandIn()
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()
+
+
+@dataclass
+class SlackBot:
+    url: str
+    api: SlackStandIn
+    bot: Wasmbot
+    process: subprocess.Popen[bytes]
+
+    def post(self, body: str, content_type: str, **signing: Any) -> requests.Response:
+        headers = signed_headers(body, content_type, **signing)
+        return requests.post(f"{self.url}/slack/events", data=body.encode(), headers=headers, timeout=10)
+
+    def command(self, text: str, *, user: str = "W111", trigger: str | None = None,
+                extra_headers: dict[str, str] | None = None) -> requests.Response:
+        fields = json.loads((PAYLOADS / "slash_command.json").read_text())
+        fields.update(command="/wasm", text=text, user_id=user, trigger_id=trigger or uuid.uuid4().hex,
+                      response_url=self.api.response_url(f"commands/{uuid.uuid4().hex}"))
+        body = urllib.parse.urlencode(fields)
+        headers = signed_headers(body, "application/x-www-form-urlencoded") | (extra_headers or {})
+        return requests.post(f"{self.url}/slack/events", data=body.encode(), headers=headers, timeout=10)
+
+    def click(self, action: str, job_id: str, *, user: str = "W111") -> tuple[requests.Response, str]:
+        payload = json.loads((PAYLOADS / "block_actions.json").read_text())
+        name = f"actions/{uuid.uuid4().hex}"
+        payload["user"]["id"] = user
+        payload["response_url"] = self.api.response_url(name)
+        payload["actions"][0].update(action_id=action, value=job_id)
+        body = "payload=" + urllib.parse.quote(json.dumps(payload))
+        return self.post(body, "application/x-www-form-urlencoded"), name
+
+
+def start_slackbot(bot: Wasmbot, api: SlackStandIn, tmp_path: Path, **env: str) -> SlackBot:
+    port = free_port()
+    environment = bot.env | {
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url,
+        "WASMBOT_SOURCE_ROOT": str(ROOT), "WASMBOT_SLACK_UPDATE_INTERVAL": "0.2",
+        "WASMBOT_PUBLIC_URL": f"http://127.0.0.1:{port}"} | env
+    log = tmp_path / "serve.log"
+    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=environment,
+                               cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    _wait_until(ready, Service("wasmbot serve", process, url, log), timeout=30)
+    return SlackBot(url, api, bot, process)
+
+
+@pytest.fixture
+def slackbot(wasmbot: Wasmbot, slack_api: SlackStandIn, tmp_path: Path) -> Iterator[SlackBot]:
+    bot = start_slackbot(wasmbot, slack_api, tmp_path)
+    yield bot
+    bot.process.terminate()
+    bot.process.wait(30)
+
+
+def final_message(api: SlackStandIn, state: str) -> dict[str, Any]:
+    """Wait for the job message to show ``state`` and return the edit that showed it."""
+    def done(stand_in: SlackStandIn) -> dict[str, Any] | None:
+        updates = [c.args for c in stand_in.calls if c.method == "chat.update"]
+        return next((u for u in reversed(updates) if f"*{state}*" in json.dumps(u["blocks"])), None)
+    result: dict[str, Any] = api.wait_for(done)
+    return result
+
+
+def text_of(blocks: list[dict[str, Any]]) -> str:
+    return json.dumps(blocks)
+
+
+# -- signatures ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_bad_signature_and_stale_timestamp_are_refused(slackbot: SlackBot) -> None:
+    body = urllib.parse.urlencode(json.loads((PAYLOADS / "slash_command.json").read_text())
+                                  | {"command": "/wasm", "text": "help"})
+    forged = slackbot.post(body, "application/x-www-form-urlencoded", secret="not-the-signing-secret")
+    assert forged.status_code == 401
+    stale = slackbot.post(body, "application/x-www-form-urlencoded", timestamp=int(time.time()) - 6 * 60)
+    assert stale.status_code == 401
+    unsigned = requests.post(f"{slackbot.url}/slack/events", data=body,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+    assert unsigned.status_code == 401
+    ok = slackbot.post(body, "application/x-www-form-urlencoded")
+    assert ok.status_code == 200 and "wasmbot commands" in ok.json()["text"]
+    assert slackbot.bot.store.recent() == []
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_url_verification_and_events_from_the_real_payloads(slackbot: SlackBot) -> None:
+    challenge = (PAYLOADS / "url_verification.json").read_text()
+    answer = slackbot.post(challenge, "application/json")
+    assert answer.status_code == 200
+    assert answer.json()["challenge"] == json.loads(challenge)["challenge"]
+    mention = (PAYLOADS / "event_callback_app_mention.json").read_text()
+    assert slackbot.post(mention, "application/json").status_code == 200
+    reply = slackbot.api.wait_for(lambda api: api.called("chat.postMessage"), timeout=30)[0].args
+    assert reply["thread_ts"] == "1595926230.009600" and "wasmbot commands" in reply["text"]
+    message = (PAYLOADS / "event_callback_message.json").read_text()
+    assert slackbot.post(message, "application/json").status_code == 200  # ignored, without error
+
+
+# -- commands --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_help_and_errors_are_ephemeral_to_the_caller(slackbot: SlackBot) -> None:
+    helped = slackbot.command("help build")
+    assert helped.status_code == 200
+    assert helped.json()["response_type"] == "ephemeral" and "usage: /wasm build SOURCE" in helped.json()["text"]
+    wrong = slackbot.command("build ../../etc --tag 'x;rm'")
+    assert wrong.json()["response_type"] == "ephemeral"
+    assert ":warning: invalid --tag: invalid reference 'x;rm'" in wrong.json()["text"]
+    assert "usage: `/wasm build SOURCE" in wrong.json()["text"]
+    assert slackbot.api.called("chat.postMessage") == [] and slackbot.bot.store.recent() == []
+
+
+@pytest.mark.parametrize("wasmbot", ["redis"], indirect=True)
+def test_one_message_edited_in_place_through_a_whole_pipeline(slackbot: SlackBot, registry: Service) -> None:
+    slackbot.bot.start_worker()
+    ref = f"{registry_host(registry)}/slack/hello:v1"
+    acked = slackbot.command(f"build examples/hello-c --tag {ref}")
+    assert acked.status_code == 200 and acked.text == ""
+    final = final_message(slackbot.api, "succeeded")
+    posted = slackbot.api.called("chat.postMessage")
+    assert len(posted) == 1 and posted[0].args["channel"] == "C111"
+    updates = slackbot.api.called("chat.update")
+    ts = {(u.args["channel"], u.args["ts"]) for u in updates}
+    assert len(ts) == 1  # every edit is of the one message
+    job = slackbot.bot.store.recent()[0]
+    assert job.state is State.SUCCEEDED and job.reports["slack"]["ts"] in {t for _, t in ts}
+    assert len(updates) <= 2 * len(job.stages) + 2  # state changes only, throttled: no log-line edits
+    shown = text_of(final["blocks"])
+    for stage in ("build", "test", "push"):
+        assert f"*{stage}* succeeded" in shown
+    assert job.artifacts["digest"] in shown and ref in shown
+    assert "/jobs/" + job.id + "/log?sig=" in shown
+    link = next(b for b in final["blocks"] if "full log" in json.dumps(b))["elements"][0]["text"]
+    log_url = link[1:].split("|")[0]
+    assert requests.get(log_url, timeout=10).status_code == 200
+    assert requests.get(log_url.split("?")[0] + "?sig=0000", timeout=10).status_code == 403
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_a_retried_slash_command_makes_one_job(slackbot: SlackBot, source_dir: Path) -> None:
+    (source_dir / "filter.c").write_text("int main(void) { return 0; }\n")
+    text = f"build tests/.sources/{source_dir.name}"
+    first = slackbot.command(text, trigger="4711.42.retried")
+    again = slackbot.command(text, trigger="4711.42.retried", extra_headers={"X-Slack-Retry-Num": "1",
+                                                                             "X-Slack-Retry-Reason": "http_timeout"})
+    assert first.status_code == again.status_code == 200
+    slackbot.api.wait_for(lambda api: api.called("chat.postMessage"), timeout=30)
+    assert len(slackbot.bot.store.recent()) == 1
+    assert len(slackbot.api.called("chat.postMessage")) == 1
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_buttons_recheck_permissions_and_the_requester_may_cancel(slackbot: SlackBot, source_dir: Path) -> None:
+    (source_dir / "filter.c").write_text("int main(void) { return 0; }\n")
+    slackbot.command(f"build tests/.sources/{source_dir.name}")  # no worker: it stays queued
+    slackbot.api.wait_for(lambda api: api.called("chat.postMessage"), timeout=30)
+    job = slackbot.bot.store.recent()[0]
+    blocks = slackbot.api.called("chat.postMessage")[0].args["blocks"]
+    assert any(e.get("action_id") == "wasmbot_cancel" for b in blocks for e in b.get("elements", []))
+
+    pressed, name = slackbot.click("wasmbot_cancel", job.id, user="W222")
+    assert pressed.status_code == 200
+    denial = slackbot.api.wait_for(lambda api: [a for n, a in api.responses if n == name], timeout=30)[0]
+    assert denial["text"] == ":lock: you may not cancel: that needs being the job's requester"
+    assert slackbot.bot.store.get(job.id).state is State.QUEUED  # type: ignore[union-attr]
+
+    slackbot.click("wasmbot_cancel", job.id, user="W111")
+    final = final_message(slackbot.api, "cancelled")
+    assert slackbot.bot.store.get(job.id).state is State.CANCELLED  # type: ignore[union-attr]
+    assert any(e.get("action_id") == "wasmbot_retry" for b in final["blocks"] for e in b.get("elements", []))
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_group_permissions_and_denials_that_say_what_is_missing(wasmbot: Wasmbot, slack_api: SlackStandIn,
+                                                                 tmp_path: Path) -> None:
+    slack_api.groups["S0BUILDERS"] = ["W111"]
+    bot = start_slackbot(wasmbot, slack_api, tmp_path,
+                         WASMBOT_PERMISSIONS=json.dumps({"build": ["group:S0BUILDERS"], "search": ["user:W999"]}))
+    try:
+        denied = bot.command("build examples/hello-c", user="W222")
+        assert denied.json() == {"response_type": "ephemeral",
+                                 "text": ":lock: you may not build: that needs membership of <!subteam^S0BUILDERS>"}
+        assert bot.command("build examples/hello-c", user="W111").text == ""
+        bot.api.wait_for(lambda api: api.called("chat.postMessage"), timeout=30)
+        assert [c.args["usergroup"] for c in bot.api.called("usergroups.users.list")] == ["S0BUILDERS"]
+        refused = bot.command("search add-header", user="W111")
+        assert refused.json()["text"] == ":lock: you may not search: that needs <@W999>"
+    finally:
+        bot.process.terminate()
+        bot.process.wait(30)
+
+
+@pytest.mark.parametrize("wasmbot", ["redis"], indirect=True)
+def test_rate_limited_edits_are_retried_and_a_release_is_announced(slackbot: SlackBot, registry: Service) -> None:
+    slackbot.api.ratelimit["chat.update"] = 1
+    slackbot.bot.start_worker()
+    ref = f"{registry_host(registry)}/slack/release:1.4.0"
+    slackbot.command(f"build examples/hello-c --tag {ref} --release")
+    final_message(slackbot.api, "succeeded")
+    limited = slackbot.api.called("chat.update:ratelimited")
+    assert len(limited) == 1
+    after = [c for c in slackbot.api.called("chat.update") if c.at > limited[0].at]
+    assert after and after[0].at - limited[0].at >= 0.9  # waited Retry-After (1 s) before the retry
+    announced = slackbot.api.wait_for(
+        lambda api: [c.args for c in api.called("chat.postMessage") if c.args["channel"] == "#wasm"], timeout=60)[0]
+    job = slackbot.bot.store.recent()[0]
+    shown = text_of(announced["blocks"])
+    assert "hello-c v1" not in shown and "hello-c 1.4.0 released" in shown
+    assert f"`{ref}`" in shown and f"`{job.artifacts['digest']}`" in shown
+    assert "*ABI versions*\\n0.2.0" in shown and "*Root ids*\\nhello-c" in shown
+    assert "bytes (compat layout)" in shown
