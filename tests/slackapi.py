@@ -9,6 +9,7 @@ for calls on a condition variable, never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -31,17 +32,22 @@ class Call:
     method: str
     args: dict[str, Any]
     at: float = field(default_factory=time.monotonic)
+    token: str = ""
 
 
 class SlackStandIn:
     def __init__(self, token: str = BOT_TOKEN) -> None:
-        self.token = token
+        self.tokens = {token}  # bot tokens it accepts; an OAuth install adds its own
+        self.client_id, self.client_secret = "111.222", "oauth-client-secret"
         self.calls: list[Call] = []
         self.responses: list[tuple[str, dict[str, Any]]] = []  # posts to response URLs
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.groups: dict[str, list[str]] = {}
         self.ratelimit: dict[str, int] = {}  # method -> how many calls to refuse with 429
         self.retry_after = 1
+        self.app_token = "xapp-1-wasmbot-test"
+        self.socket_acks: list[dict[str, Any]] = []
+        self._sockets: list[web.WebSocketResponse] = []
         self._changed = threading.Condition()
         self._seq = 0
 
@@ -57,6 +63,7 @@ class SlackStandIn:
             app = web.Application()
             app.router.add_post("/api/{method}", self._api)
             app.router.add_get("/api/{method}", self._api)
+            app.router.add_get("/socket", self._socket)
             app.router.add_post("/response/{rest:.*}", self._response)
             self.runner = web.AppRunner(app, access_log=None)
             self.loop.run_until_complete(self.runner.setup())
@@ -123,7 +130,14 @@ class SlackStandIn:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args = await self._args(request)
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if method == "oauth.v2.access":  # client credentials as HTTP Basic auth, or form fields
+            basic = request.headers.get("Authorization", "").removeprefix("Basic ")
+            given = tuple(base64.b64decode(basic).decode().split(":", 1)) if basic else \
+                (args.get("client_id"), args.get("client_secret"))
+            if given != (self.client_id, self.client_secret):
+                return web.json_response({"ok": False, "error": "invalid_client_id"})
+        elif token not in ({self.app_token} if method == "apps.connections.open" else self.tokens):
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if self.ratelimit.get(method, 0) > 0:
             self.ratelimit[method] -= 1
@@ -131,7 +145,9 @@ class SlackStandIn:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(self.retry_after)})
         answer = self._answer(method, args)
-        self._record(method, args)
+        with self._changed:
+            self.calls.append(Call(method, args, token=token))
+            self._changed.notify_all()
         return web.json_response(answer)
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -151,6 +167,15 @@ class SlackStandIn:
                 return {"ok": False, "error": "message_not_found"}
             self.messages[key] = args
             return {"ok": True, "channel": args["channel"], "ts": args["ts"], "text": args.get("text", "")}
+        if method == "oauth.v2.access":
+            token = f"xoxb-installed-{args['code']}"
+            self.tokens.add(token)
+            return {"ok": True, "access_token": token, "token_type": "bot", "scope": "commands,chat:write",
+                    "bot_user_id": "U0BOT", "app_id": "A111", "team": {"id": "T111", "name": "Test"},
+                    "enterprise": {"id": "E111", "name": "Org Name"}, "is_enterprise_install": False,
+                    "authed_user": {"id": "W111"}}
+        if method == "apps.connections.open":
+            return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket"}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{int(time.time())}.000001"}
         if method == "usergroups.users.list":
@@ -159,6 +184,31 @@ class SlackStandIn:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": self.groups[group]}
         return {"ok": False, "error": "unknown_method"}
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode: say hello, then relay envelopes; record the app's acknowledgements."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"type": "hello", "num_connections": 1,
+                            "connection_info": {"app_id": "A111"}, "debug_info": {"host": "stand-in"}})
+        with self._changed:
+            self._sockets.append(ws)
+            self._changed.notify_all()
+        async for message in ws:
+            if message.type.name == "TEXT":
+                with self._changed:
+                    self.socket_acks.append(json.loads(message.data))
+                    self._changed.notify_all()
+        return ws
+
+    def send_envelope(self, kind: str, payload: dict[str, Any]) -> str:
+        """Deliver ``payload`` over the open Socket Mode connection; return its envelope id."""
+        envelope_id = f"env-{time.monotonic_ns()}"
+        envelope = {"envelope_id": envelope_id, "type": kind, "payload": payload,
+                    "accepts_response_payload": kind == "slash_commands"}
+        ws = self.wait_for(lambda api: api._sockets and api._sockets[-1], timeout=30)
+        asyncio.run_coroutine_threadsafe(ws.send_json(envelope), self.loop).result(10)
+        return envelope_id
 
     async def _response(self, request: web.Request) -> web.Response:
         args = await self._args(request)

@@ -5,6 +5,7 @@ and a stand-in of Slack's Web API that the real slack_sdk client talks to."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -251,3 +252,61 @@ def test_rate_limited_edits_are_retried_and_a_release_is_announced(slackbot: Sla
     assert f"`{ref}`" in shown and f"`{job.artifacts['digest']}`" in shown
     assert "*ABI versions*\\n0.2.0" in shown and "*Root ids*\\nhello-c" in shown
     assert "bytes (compat layout)" in shown
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_oauth_install_then_commands_use_that_workspaces_token(wasmbot: Wasmbot, slack_api: SlackStandIn,
+                                                               tmp_path: Path) -> None:
+    bot = start_slackbot(wasmbot, slack_api, tmp_path, SLACK_BOT_TOKEN="", SLACK_CLIENT_ID=slack_api.client_id,
+                         SLACK_CLIENT_SECRET=slack_api.client_secret)
+    try:
+        session = requests.Session()
+        page = session.get(f"{bot.url}/slack/install", timeout=10)
+        assert page.status_code == 200
+        state = re.search(r"state=([^&\"]+)", page.text).group(1)  # type: ignore[union-attr]
+        assert "scope=commands%2Cchat%3Awrite" in page.text.replace(",", "%2C").replace(":", "%3A")
+        # The state cookie is Secure (a browser sends it back over https); send it as the browser would.
+        cookie = page.headers["Set-Cookie"].split(";")[0]
+        done = session.get(f"{bot.url}/slack/oauth_redirect", params={"code": "c0de", "state": state},
+                           headers={"Cookie": cookie}, timeout=10)
+        assert done.status_code == 200, done.text
+        assert slack_api.called("oauth.v2.access")[0].args["code"] == "c0de"
+        forged = requests.get(f"{bot.url}/slack/oauth_redirect", params={"code": "x", "state": "forged"}, timeout=10)
+        assert forged.status_code != 200 and len(slack_api.called("oauth.v2.access")) == 1
+
+        assert bot.command("build examples/hello-c").text == ""
+        posted = slack_api.wait_for(lambda api: api.called("chat.postMessage"), timeout=30)[0]
+        assert posted.token == "xoxb-installed-c0de"  # the installation's token, not a global one
+    finally:
+        bot.process.terminate()
+        bot.process.wait(30)
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_socket_mode_takes_the_same_commands(wasmbot: Wasmbot, slack_api: SlackStandIn, tmp_path: Path) -> None:
+    bot = start_slackbot(wasmbot, slack_api, tmp_path, SLACK_APP_TOKEN=slack_api.app_token)
+    try:
+        fields = json.loads((PAYLOADS / "slash_command.json").read_text()) | {"command": "/wasm", "text": "help"}
+        envelope = slack_api.send_envelope("slash_commands", fields)
+        ack = slack_api.wait_for(lambda api: [a for a in api.socket_acks if a.get("envelope_id") == envelope],
+                                 timeout=30)[0]
+        assert "wasmbot commands" in ack["payload"]["text"]
+    finally:
+        bot.process.terminate()
+        bot.process.wait(30)
+
+
+def test_the_app_manifest_matches_what_wasmbot_serves() -> None:
+    import yaml
+
+    from bot.slack.app import SCOPES
+
+    manifest = yaml.safe_load((ROOT / "deploy" / "slack-app-manifest.yaml").read_text())
+    assert manifest["oauth_config"]["scopes"]["bot"] == SCOPES
+    command = manifest["features"]["slash_commands"][0]
+    assert command["command"] == "/wasm"
+    urls = {command["url"], manifest["settings"]["event_subscriptions"]["request_url"],
+            manifest["settings"]["interactivity"]["request_url"]}
+    assert urls == {"https://wasmbot.example.com/slack/events"}
+    assert manifest["oauth_config"]["redirect_urls"] == ["https://wasmbot.example.com/slack/oauth_redirect"]
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_mention"]

@@ -46,6 +46,11 @@ def configured(settings: Settings) -> bool:
         settings.slack_bot_token is not None or settings.slack_client_id is not None)
 
 
+def workspace(enterprise: str | None, team: str | None) -> str:
+    """One key for a workspace: ``ENTERPRISE/TEAM`` (either part may be empty)."""
+    return f"{enterprise or ''}/{team or ''}"
+
+
 class SlackFrontEnd:
     def __init__(self, settings: Settings, store: JobStore | None = None) -> None:
         assert settings.slack_signing_secret is not None
@@ -68,6 +73,7 @@ class SlackFrontEnd:
                             client=self.client, oauth_settings=oauth)
         self.reporter = Reporter(settings, self.store, self.client_for)
         self._groups: dict[tuple[str, str], tuple[float, set[str]]] = {}
+        self.socket: Any = None
         self.app.command("/wasm")(self.on_command)
         self.app.action(blocks.RETRY)(self.on_retry)
         self.app.action(blocks.CANCEL)(self.on_cancel)
@@ -83,6 +89,8 @@ class SlackFrontEnd:
             web_app.router.add_get(flow.install_path, self.handle_install)
             web_app.router.add_get(flow.redirect_uri_path, self.handle_callback)
         web_app.on_startup.append(self._resume)
+        if self.settings.slack_app_token is not None:
+            web_app.on_startup.append(self._connect_socket)
         web_app.on_cleanup.append(self._stop)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -105,17 +113,34 @@ class SlackFrontEnd:
             if "slack" in job.reports:
                 self.reporter.follow(job.id)
 
+    async def _connect_socket(self, _app: web.Application) -> None:
+        """Socket Mode, for workspaces that cannot reach wasmbot over HTTPS: the same listeners,
+        fed over a websocket wasmbot opens to Slack with the app-level token."""
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        assert self.settings.slack_app_token is not None
+        self.socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token.get_secret_value(),
+                                             web_client=self.client)
+        await self.socket.connect_async()
+
     async def _stop(self, _app: web.Application) -> None:
+        if self.socket is not None:
+            await self.socket.close_async()
         await self.reporter.close()
 
-    async def client_for(self, team: str | None) -> AsyncWebClient:
-        """The Web API client for ``team``: the bot token, or the team's installation (OAuth)."""
+    async def client_for(self, workspace: str | None) -> AsyncWebClient:
+        """The Web API client for ``workspace`` (``ENTERPRISE/TEAM``): the bot token, or that
+        workspace's installation when installed through OAuth (several workspaces)."""
         store = self.app.installation_store
         if self.app.oauth_flow is None or store is None:
             return self.client
-        bot = await store.async_find_bot(enterprise_id=None, team_id=team)
+        enterprise, _, team = (workspace or "/").partition("/")
+        bot = await store.async_find_bot(enterprise_id=enterprise or None, team_id=team or None)
+        if bot is None and enterprise:  # an org-wide installation serves every team of the org
+            bot = await store.async_find_bot(enterprise_id=enterprise, team_id=None,
+                                             is_enterprise_install=True)
         if bot is None or not bot.bot_token:
-            raise LookupError(f"wasmbot is not installed in Slack team {team}")
+            raise LookupError(f"wasmbot is not installed in Slack workspace {workspace}")
         return AsyncWebClient(token=bot.bot_token, base_url=self.settings.slack_api_url,
                               retry_handlers=self.client.retry_handlers)
 
@@ -156,7 +181,8 @@ class SlackFrontEnd:
             await ack(response_type="ephemeral", text=commands.help_text(parsed.topic),
                       blocks=blocks.help_blocks(commands.help_text(parsed.topic)))
             return
-        user, channel, team = command["user_id"], command.get("channel_id"), command.get("team_id")
+        user, channel = command["user_id"], command.get("channel_id")
+        team = workspace(command.get("enterprise_id"), command.get("team_id"))
         reason = await self.allowed(parsed.name, user, channel, team)
         if reason:
             await ack(response_type="ephemeral", text=f":lock: {reason}")
@@ -198,7 +224,9 @@ class SlackFrontEnd:
         job_id = body["actions"][0]["value"]
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id")
-        team = (body.get("team") or {}).get("id") or body["user"].get("team_id")
+        organisation = body.get("enterprise") or {}
+        team = workspace((body.get("team") or {}).get("enterprise_id") or organisation.get("id"),
+                         (body.get("team") or {}).get("id") or body["user"].get("team_id"))
         job = await asyncio.to_thread(self.store.get, job_id)
         if job is None:
             await respond(response_type="ephemeral", replace_original=False, text=f"no job {job_id}")
