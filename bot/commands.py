@@ -8,6 +8,7 @@ in step with what the parser accepts.  Parsing never touches the shell: the text
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -65,8 +66,8 @@ SPECS: dict[str, CommandSpec] = {
         CommandSpec("test", "/wasm test SOURCE", "run the ABI tests of a filter", available=False),
         CommandSpec("push", "/wasm push JOB|SOURCE --tag REF [--release]",
                     "push a built module as an OCI image", available=False),
-        CommandSpec("deploy", "/wasm deploy IMAGE|JOB --env ENV [--config JSON]",
-                    "deploy a module to an environment", available=False),
+        CommandSpec("deploy", "/wasm deploy IMAGE|JOB --env ENV [--config JSON] [--root-id ID] [--dry-run]",
+                    "deploy a pushed module to an environment (--dry-run shows what would be applied)"),
         CommandSpec("undeploy", "/wasm undeploy ENV FILTER", "remove a deployed filter",
                     available=False),
         CommandSpec("status", "/wasm status [ENV]", "show what is deployed where", available=False),
@@ -125,13 +126,25 @@ class SearchCommand(BaseModel):
     registry: str | None = None
 
 
+class DeployCommand(BaseModel):
+    """Deploy ``target`` (an image reference, or the id of a job that pushed one) to ``env``."""
+
+    model_config = ConfigDict(frozen=True)
+    name: Literal["deploy"] = "deploy"
+    target: str
+    env: str
+    config: str | None = None  # JSON given to the plugin
+    root_id: str | None = None
+    dry_run: bool = False
+
+
 class CancelCommand(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: Literal["cancel"] = "cancel"
     job: str
 
 
-Command = BuildCommand | InitCommand | HelpCommand | SearchCommand | CancelCommand
+Command = BuildCommand | InitCommand | HelpCommand | SearchCommand | CancelCommand | DeployCommand
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
@@ -167,6 +180,35 @@ def check_reference(tag: str, usage: str) -> str:
         raise CommandError(f"invalid --tag {tag!r}: name where to push, REGISTRY/REPOSITORY[:TAG], "
                            "without @DIGEST", usage)
     return tag
+
+
+def _parse_deploy(args: list[str]) -> DeployCommand:
+    spec = SPECS["deploy"]
+    parser = _Parser(spec)
+    parser.add_argument("target")
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--config")
+    parser.add_argument("--root-id")
+    parser.add_argument("--dry-run", action="store_true")
+    ns = parser.parse_args(args)
+    if not _JOB_ID.match(ns.target):
+        try:
+            reference.parse(ns.target)
+        except reference.InvalidReference as exc:
+            raise CommandError(f"invalid IMAGE: {exc} (or give the id of a job that pushed one)",
+                               spec.usage) from None
+    if not _NAME.match(ns.env):
+        raise CommandError(f"invalid --env {ns.env!r}: environments are named like dev, staging, prod",
+                           spec.usage)
+    if ns.config is not None:
+        try:
+            json.loads(ns.config)
+        except ValueError as exc:
+            raise CommandError(f"--config is not JSON: {exc}", spec.usage) from None
+    if ns.root_id is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", ns.root_id):
+        raise CommandError(f"invalid --root-id {ns.root_id!r}", spec.usage)
+    return DeployCommand(target=ns.target, env=ns.env, config=ns.config, root_id=ns.root_id,
+                         dry_run=ns.dry_run)
 
 
 def _parse_search(args: list[str]) -> SearchCommand:
@@ -263,6 +305,8 @@ def parse(text: str) -> Command:
         return _parse_init(args)
     if name == "search":
         return _parse_search(args)
+    if name == "deploy":
+        return _parse_deploy(args)
     if name == "cancel":
         if len(args) != 1 or not _JOB_ID.match(args[0]):
             raise CommandError("cancel takes one JOB id (12 hex digits, as wasmbot printed it)", spec.usage)

@@ -45,6 +45,35 @@ class RegistryConfig(BaseModel):
         return self
 
 
+class Environment(BaseModel):
+    """Where ``/wasm deploy --env NAME`` puts a filter (workers/deploy/, docs/deploy.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Literal["istio", "gloo", "envoy"] = "istio"
+    platform_version: str | None = None  # for the ABI check; default: the newest wasmbot knows
+    kubeconfig: Path | None = None  # None: the in-cluster service account
+    context: str | None = None
+    namespace: str = "default"
+    # Istio: at most one of selector (workload labels) and target_refs.
+    selector: dict[str, str] = {}
+    target_refs: list[dict[str, str]] = []
+    # Gloo: the Gateway resources to add the filter to, by name.
+    gateways: list[str] = []
+    phase: Literal["UNSPECIFIED_PHASE", "AUTHN", "AUTHZ", "STATS"] | None = None
+    priority: int | None = None
+    fail_strategy: Literal["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"] | None = None
+    pull_policy: Literal["UNSPECIFIED_POLICY", "IfNotPresent", "Always"] | None = None
+    pull_secret: str | None = None
+    protected: bool = False  # deploys wait for an approval
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Environment:
+        if self.selector and self.target_refs:
+            raise ValueError("give selector or target_refs, not both (Istio allows one)")
+        return self
+
+
 class ConfigError(Exception):
     """Configuration that wasmbot cannot start with; the message names the setting."""
 
@@ -113,6 +142,7 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(default=3600, gt=0)
     worker_concurrency: int = Field(default=2, gt=0)
 
+    environments: dict[str, Environment] = {}
     # Chat front ends.  SOURCE paths in chat commands resolve below ``source_root`` (default:
     # DATA_DIR/sources), where /wasm init also creates new filters.
     source_root: Path | None = None

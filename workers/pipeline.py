@@ -23,6 +23,7 @@ from workers.celery_app import app, settings
 from workers.jobs import Job, Stage, State
 from workers.stages import StageContext, StageError, StageFn, StageSkipped
 from workers.stages import build as build_stage
+from workers.stages import deploy as deploy_stage
 from workers.stages import push as push_stage
 from workers.stages import scaffold as scaffold_stage
 from workers.stages import test as test_stage
@@ -35,11 +36,13 @@ STAGES: dict[str, StageFn] = {
     "build": build_stage.run,
     "test": test_stage.run,
     "push": push_stage.run,
+    "deploy": deploy_stage.run,
 }
 # The stages each command's job runs, in order.
 PIPELINES: dict[str, tuple[str, ...]] = {
     "build": ("build", "test", "push"),
     "init": ("scaffold", "build", "test"),
+    "deploy": ("deploy",),
 }
 Claim = Literal["run", "done", "busy", "stopped"]
 
