@@ -68,8 +68,10 @@ SPECS: dict[str, CommandSpec] = {
                     "push a built module as an OCI image", available=False),
         CommandSpec("deploy", "/wasm deploy IMAGE|JOB --env ENV [--config JSON] [--root-id ID] [--dry-run]",
                     "deploy a pushed module to an environment (--dry-run shows what would be applied)"),
-        CommandSpec("undeploy", "/wasm undeploy ENV FILTER", "remove a deployed filter",
-                    available=False),
+        CommandSpec("rollback", "/wasm rollback ENV [FILTER]",
+                    "deploy again the digest that was deployed before the current one"),
+        CommandSpec("undeploy", "/wasm undeploy ENV FILTER",
+                    "remove a filter's WasmPlugin (or Gloo filter entry), and nothing else"),
         CommandSpec("status", "/wasm status [ENV]", "show what is deployed where", available=False),
         CommandSpec("jobs", "/wasm jobs", "list recent jobs", available=False),
         CommandSpec("search", "/wasm search [REGISTRY/]TEXT",
@@ -138,13 +140,30 @@ class DeployCommand(BaseModel):
     dry_run: bool = False
 
 
+class RollbackCommand(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: Literal["rollback"] = "rollback"
+    env: str
+    filter: str | None = None
+
+
+class UndeployCommand(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: Literal["undeploy"] = "undeploy"
+    env: str
+    filter: str
+
+
 class CancelCommand(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: Literal["cancel"] = "cancel"
     job: str
 
 
-Command = BuildCommand | InitCommand | HelpCommand | SearchCommand | CancelCommand | DeployCommand
+Command = (BuildCommand | InitCommand | HelpCommand | SearchCommand | CancelCommand | DeployCommand
+           | RollbackCommand | UndeployCommand)
+# Commands that change an environment; their permission is checked as "deploy:ENV".
+ENVIRONMENT_COMMANDS = ("deploy", "rollback", "undeploy")
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
@@ -209,6 +228,19 @@ def _parse_deploy(args: list[str]) -> DeployCommand:
         raise CommandError(f"invalid --root-id {ns.root_id!r}", spec.usage)
     return DeployCommand(target=ns.target, env=ns.env, config=ns.config, root_id=ns.root_id,
                          dry_run=ns.dry_run)
+
+
+def _parse_environment_change(name: str, args: list[str]) -> RollbackCommand | UndeployCommand:
+    spec = SPECS[name]
+    if not 1 <= len(args) <= 2 or (name == "undeploy" and len(args) != 2):
+        raise CommandError(f"{name} takes ENV{' FILTER' if name == 'undeploy' else ' [FILTER]'}", spec.usage)
+    for value, what in zip(args, ("ENV", "FILTER"), strict=False):
+        if not _NAME.match(value):
+            raise CommandError(f"invalid {what} {value!r}: a DNS label (lower-case letters, digits, '-')",
+                               spec.usage)
+    if name == "rollback":
+        return RollbackCommand(env=args[0], filter=args[1] if len(args) > 1 else None)
+    return UndeployCommand(env=args[0], filter=args[1])
 
 
 def _parse_search(args: list[str]) -> SearchCommand:
@@ -307,6 +339,8 @@ def parse(text: str) -> Command:
         return _parse_search(args)
     if name == "deploy":
         return _parse_deploy(args)
+    if name in ("rollback", "undeploy"):
+        return _parse_environment_change(name, args)
     if name == "cancel":
         if len(args) != 1 or not _JOB_ID.match(args[0]):
             raise CommandError("cancel takes one JOB id (12 hex digits, as wasmbot printed it)", spec.usage)

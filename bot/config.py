@@ -58,8 +58,10 @@ class Environment(BaseModel):
     # Istio: at most one of selector (workload labels) and target_refs.
     selector: dict[str, str] = {}
     target_refs: list[dict[str, str]] = []
-    # Gloo: the Gateway resources to add the filter to, by name.
+    # Gloo: the Gateway resources to add the filter to, by name, and where in the chain.
     gateways: list[str] = []
+    gloo_stage: str = "AuthNStage"
+    gloo_predicate: Literal["During", "Before", "After"] = "After"
     phase: Literal["UNSPECIFIED_PHASE", "AUTHN", "AUTHZ", "STATS"] | None = None
     priority: int | None = None
     fail_strategy: Literal["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"] | None = None

@@ -4,6 +4,7 @@ driven by the official kubernetes client through a kubeconfig, with images from 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,3 +155,121 @@ def test_protected_and_unknown_environments(kube: KubeStandIn, registry: Service
     job = Job(requester="t", origin="t", text="", source_root="/", command=command.model_dump(), stages=[])
     with pytest.raises(StageError, match="no environment 'prod' \\(known: staging\\)"):
         deploy_stage.run(StageContext(job=job, settings=settings, workdir=tmp_path, log=print))
+
+
+def run_job(settings: Settings, command: object, tmp: Path, log: list[str] | None = None) -> dict[str, str]:
+    """Run the command's one stage as the pipeline would, recording the job (the deploy history)."""
+    from workers.pipeline import PIPELINES, STAGES
+    from workers.store import open_store
+
+    store = open_store(settings)
+    name = PIPELINES[command.name][0]  # type: ignore[attr-defined]
+    job = Job(requester="slack:W111", origin="t", text="", source_root="/",
+              command=command.model_dump(), stages=[Stage(name=name)])  # type: ignore[attr-defined]
+    store.create(job)
+    result = STAGES[name](StageContext(job=job, settings=settings, workdir=tmp,
+                                       log=(log.append if log is not None else print)))
+
+    def finish(stored: Job) -> None:
+        stored.state, stored.artifacts = State.SUCCEEDED, result
+    store.update(job.id, finish)
+    return result
+
+
+def test_rollback_redeploys_the_previous_digest(kube: KubeStandIn, registry: Service, tmp_path: Path) -> None:
+    from bot.commands import RollbackCommand
+
+    settings = settings_for(tmp_path, kube)
+    first = pushed(registry, tmp_path, "deploy/roll:v1", module_bytes(padding=30))
+    second = pushed(registry, tmp_path, "deploy/roll:v2", module_bytes(padding=40))
+    with pytest.raises(StageError, match="nothing was deployed to staging as roll by wasmbot yet"):
+        run_job(settings, RollbackCommand(env="staging", filter="roll"), tmp_path)
+    run_job(settings, DeployCommand(target=first, env="staging"), tmp_path)
+    run_job(settings, DeployCommand(target=second, env="staging"), tmp_path)
+    log: list[str] = []
+    result = run_job(settings, RollbackCommand(env="staging", filter="roll"), tmp_path, log)
+    assert result["deployed_digest"] == first.split("@")[1]
+    assert kube.objects[("wasmplugins", "shop", "roll")]["spec"]["sha256"] == first.split("@sha256:")[1]
+    assert any(line.startswith(f"rolling roll in staging back from {second.split('@')[1]} to {first.split('@')[1]}")
+               for line in log)
+
+
+def test_undeploy_removes_only_wasmbots_plugin(kube: KubeStandIn, registry: Service, tmp_path: Path) -> None:
+    from bot.commands import UndeployCommand
+
+    settings = settings_for(tmp_path, kube)
+    run_job(settings, DeployCommand(target=pushed(registry, tmp_path, "deploy/gone:v1"), env="staging"), tmp_path)
+    run_job(settings, DeployCommand(target=pushed(registry, tmp_path, "deploy/stays:v1"), env="staging"), tmp_path)
+    kube.objects[("wasmplugins", "shop", "hand-made")] = {
+        "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
+        "metadata": {"name": "hand-made", "namespace": "shop", "resourceVersion": "1", "generation": 1, "uid": "u"},
+        "spec": {"url": "oci://example.com/x:v1"}}
+    result = run_job(settings, UndeployCommand(env="staging", filter="gone"), tmp_path)
+    assert result["removed"] == "WasmPlugin shop/gone"
+    assert sorted(n for _, _, n in kube.objects) == ["hand-made", "stays"]
+    with pytest.raises(StageError, match="WasmPlugin hand-made in staging was not deployed by wasmbot; it is left alone"):
+        run_job(settings, UndeployCommand(env="staging", filter="hand-made"), tmp_path)
+
+
+GATEWAY = {
+    "apiVersion": "gateway.solo.io/v1", "kind": "Gateway",
+    "metadata": {"name": "gateway-proxy", "namespace": "gloo-system", "resourceVersion": "7", "generation": 3,
+                 "uid": "gw", "labels": {"app": "gloo"}},
+    "spec": {"bindAddress": "::", "bindPort": 8080, "proxyNames": ["gateway-proxy"], "useProxyProto": False,
+             "httpGateway": {"options": {
+                 "gzip": {"compressionLevel": "BEST"},
+                 "wasm": {"filters": [{"name": "someone-elses", "image": "webassemblyhub.io/team/auth:v3",
+                                       "rootId": "auth", "config": {"@type": "x", "value": "{}"}}]}}}},
+}
+
+
+def gloo_settings(tmp: Path, kube: KubeStandIn) -> Settings:
+    return Settings(data_dir=tmp / "data", docker_config=tmp / "none.json", environments={"edge": Environment(
+        platform="gloo", platform_version="1.18", kubeconfig=kube.kubeconfig(tmp / "kubeconfig"),
+        namespace="gloo-system", gateways=["gateway-proxy"], fail_strategy="FAIL_OPEN")})
+
+
+def test_gloo_gateway_keeps_everything_else_and_retries_a_conflict(
+        kube: KubeStandIn, registry: Service, tmp_path: Path) -> None:
+    import copy
+
+    from bot.commands import UndeployCommand
+
+    kube.objects[("gateways", "gloo-system", "gateway-proxy")] = copy.deepcopy(GATEWAY)
+    settings = gloo_settings(tmp_path, kube)
+    solo = push(client(registry, tmp_path), reference.parse(f"{host_of(registry)}/edge/add-header:v1"),
+                built("oci")).pinned
+    kube.conflicts = 1  # someone else writes the Gateway between wasmbot's read and write
+    result = run_job(settings, DeployCommand(target=solo, env="edge", config='{"header": "x-edge"}'), tmp_path)
+    assert result["resource"] == "filter add-header in Gateway gloo-system/gateway-proxy"
+    stored = kube.objects[("gateways", "gloo-system", "gateway-proxy")]
+    filters = stored["spec"]["httpGateway"]["options"]["wasm"]["filters"]
+    assert filters[0] == GATEWAY["spec"]["httpGateway"]["options"]["wasm"]["filters"][0]  # type: ignore[index]
+    assert filters[1] == {"name": "add-header", "image": f"{host_of(registry)}/edge/add-header@{solo.split('@')[1]}",
+                          "rootId": "add-header", "vmType": "V8",
+                          "filterStage": {"stage": "AuthNStage", "predicate": "After"}, "failOpen": True,
+                          "config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                     "value": '{"header": "x-edge"}'}}
+    assert stored["spec"]["httpGateway"]["options"]["gzip"] == {"compressionLevel": "BEST"}
+    assert {k: v for k, v in stored["spec"].items() if k != "httpGateway"} == \
+        {k: v for k, v in GATEWAY["spec"].items() if k != "httpGateway"}  # type: ignore[attr-defined]
+    assert [w.verb for w in kube.writes] == ["update"]  # the 409 was answered, then one write landed
+    assert kube.conflicts == 0
+
+    run_job(settings, DeployCommand(target=solo, env="edge"), tmp_path)  # replaces, never duplicates
+    assert [f["name"] for f in kube.objects[("gateways", "gloo-system", "gateway-proxy")]["spec"]["httpGateway"]
+            ["options"]["wasm"]["filters"]] == ["someone-elses", "add-header"]
+    run_job(settings, UndeployCommand(env="edge", filter="add-header"), tmp_path)
+    left = kube.objects[("gateways", "gloo-system", "gateway-proxy")]["spec"]["httpGateway"]["options"]
+    assert left["wasm"]["filters"] == GATEWAY["spec"]["httpGateway"]["options"]["wasm"]["filters"]  # type: ignore[index]
+    assert left["gzip"] == {"compressionLevel": "BEST"}
+
+
+def test_gloo_refuses_the_compat_layout(kube: KubeStandIn, registry: Service, tmp_path: Path) -> None:
+    import copy
+
+    kube.objects[("gateways", "gloo-system", "gateway-proxy")] = copy.deepcopy(GATEWAY)
+    compat = pushed(registry, tmp_path, "edge/compat:v1")
+    with pytest.raises(StageError, match=re.escape("is in the compat layout, but Gloo pulls the solo.io layout")):
+        run_job(gloo_settings(tmp_path, kube), DeployCommand(target=compat, env="edge"), tmp_path)
+    assert kube.writes == []

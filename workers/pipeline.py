@@ -37,12 +37,15 @@ STAGES: dict[str, StageFn] = {
     "test": test_stage.run,
     "push": push_stage.run,
     "deploy": deploy_stage.run,
+    "undeploy": deploy_stage.undeploy,
 }
 # The stages each command's job runs, in order.
 PIPELINES: dict[str, tuple[str, ...]] = {
     "build": ("build", "test", "push"),
     "init": ("scaffold", "build", "test"),
     "deploy": ("deploy",),
+    "rollback": ("deploy",),
+    "undeploy": ("undeploy",),
 }
 Claim = Literal["run", "done", "busy", "stopped"]
 

@@ -183,7 +183,8 @@ class SlackFrontEnd:
             return
         user, channel = command["user_id"], command.get("channel_id")
         team = workspace(command.get("enterprise_id"), command.get("team_id"))
-        action = f"deploy:{parsed.env}" if isinstance(parsed, commands.DeployCommand) else parsed.name
+        env = getattr(parsed, "env", None)
+        action = f"deploy:{env}" if parsed.name in commands.ENVIRONMENT_COMMANDS else parsed.name
         reason = await self.allowed(action, user, channel, team)
         if reason:
             await ack(response_type="ephemeral", text=f":lock: {reason}")

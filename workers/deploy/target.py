@@ -25,6 +25,7 @@ class Target:
     digest: str
     abi_versions: list[str]
     root_ids: list[str]
+    variant: str = "compat"
     source: str = ""
     revision: str = ""
 
@@ -46,7 +47,7 @@ def resolve(settings: Settings, text: str) -> Target:
     ref = reference.parse(text)
     found = inspect(connect(settings, ref.registry), ref)
     pinned = reference.Reference(ref.registry, ref.repository, ref.tag, found.digest)
-    return Target(pinned, found.digest, found.abi_versions, found.root_ids,
+    return Target(pinned, found.digest, found.abi_versions, found.root_ids, found.variant,
                   found.annotations.get("org.opencontainers.image.source", ""),
                   found.annotations.get("org.opencontainers.image.revision", ""))
 

@@ -1,61 +1,206 @@
-"""Deploy stage: put a pushed module into an environment's mesh.
+"""Deploy stage: put a pushed module into an environment, or take it out again.
 
-Resolves the image to its digest, checks its ABI against the environment's platform, builds
-the resource, and applies it with server-side apply; a dry run sends the same apply with
-``dryRun=All`` (the API server validates it and stores nothing) and logs the YAML.  After a
-real apply the stored object is read back and compared with what was sent.
+``deploy`` (and ``rollback``, which deploys the digest deployed before the current one):
+resolve the image to its digest, check its ABI against the environment's platform, then
+- Istio: server-side apply a ``WasmPlugin`` (workers/deploy/istio.py) and read it back;
+- Gloo: add or replace the filter in each selected ``Gateway`` (workers/deploy/gloo.py).
+``--dry-run`` sends the same writes with ``dryRun=All``: the API server validates them and
+stores nothing; the log shows the YAML.  ``undeploy`` removes the WasmPlugin or the Gloo
+filter entry, and nothing else.  Every deploy job is the history record rollback reads.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import yaml
 
-from workers.deploy import istio
+from bot.config import Environment
+from workers.deploy import gloo, istio
 from workers.deploy.cluster import Cluster
-from workers.deploy.target import DeployError, check_abi, resolve
+from workers.deploy.target import DeployError, Target, check_abi, resolve
+from workers.jobs import State
 from workers.oci.reference import InvalidReference
 from workers.oci.registry import RegistryError
 from workers.stages import StageContext, StageError
+from workers.store import open_store
+
+
+def _environment(ctx: StageContext) -> tuple[str, Environment]:
+    env_name = str(ctx.job.command["env"])
+    env = ctx.settings.environments.get(env_name)
+    if env is None:
+        known = ", ".join(sorted(ctx.settings.environments)) or "none are configured"
+        raise StageError(
+            f"no environment {env_name!r} (known: {known}); see [environments] in docs/deploy.md"
+        )
+    if env.platform not in ("istio", "gloo"):
+        raise StageError(f"environment {env_name} is on {env.platform}; wasmbot deploys to Istio and Gloo")
+    return env_name, env
 
 
 def run(ctx: StageContext) -> dict[str, str]:
     command = ctx.job.command
-    env_name = str(command["env"])
-    env = ctx.settings.environments.get(env_name)
-    if env is None:
-        known = ", ".join(sorted(ctx.settings.environments)) or "none are configured"
-        raise StageError(f"no environment {env_name!r} (known: {known}); "
-                         "see [environments] in docs/deploy.md")
-    if env.platform != "istio":
-        raise StageError(f"environment {env_name} is on {env.platform}; wasmbot deploys to Istio only so far")
-    if env.protected and not command.get("dry_run"):
-        raise StageError(f"environment {env_name} is protected: its deploys need an approval, which wasmbot "
-                         "cannot collect yet; use --dry-run to see what would be applied")
+    env_name, env = _environment(ctx)
     dry_run = bool(command.get("dry_run"))
+    if env.protected and not dry_run:
+        raise StageError(
+            f"environment {env_name} is protected: its deploys need an approval, which wasmbot "
+            "cannot collect yet; use --dry-run to see what would be applied"
+        )
     try:
-        target = resolve(ctx.settings, str(command["target"]))
+        text = previous_digest(ctx, env_name) if command.get("name") == "rollback" else str(command["target"])
+        target = resolve(ctx.settings, text)
         check_abi(target, env_name, env)
         config = json.loads(command["config"]) if command.get("config") else None
-        plugin = istio.wasm_plugin(target, env_name, env, root_id=command.get("root_id"), config=config,
-                                   job=ctx.job.id, requester=ctx.job.requester)
-        ctx.log(("dry run: this would be applied" if dry_run else "applying") + f" to {env_name}:\n"
-                + yaml.safe_dump(plugin, sort_keys=False).rstrip())
         cluster = Cluster(env_name, env)
-        # The client returns the object for 200 only; an apply that creates answers 201.
-        stored = cluster.apply(plugin, istio.GROUP, istio.VERSION, istio.PLURAL, dry_run=dry_run) or {}
-        if not dry_run:
-            stored = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name) or {}
-            if stored.get("spec") != plugin["spec"]:
-                raise DeployError(f"environment {env_name}: the cluster stored WasmPlugin "
-                                  f"{target.filter_name} with another spec than was sent (an admission "
-                                  "webhook may have changed it)")
+        if env.platform == "istio":
+            where, generation = _istio(ctx, cluster, target, env_name, env, config, dry_run)
+        else:
+            where, generation = _gloo(ctx, cluster, target, env_name, env, config, dry_run)
     except (DeployError, RegistryError, InvalidReference) as exc:
         raise StageError(str(exc)) from None
-    where = f"{env.namespace}/{target.filter_name}"
     done = "validated (dry run, nothing changed)" if dry_run else "deployed"
-    ctx.log(f"{done}: WasmPlugin {where} pinned to {target.digest}")
-    return {"environment": env_name, "resource": f"WasmPlugin {where}", "deployed_image": str(target.image),
-            "deployed_digest": target.digest, "dry_run": str(dry_run).lower(),
-            "generation": str(stored.get("metadata", {}).get("generation", ""))}
+    ctx.log(f"{done}: {where} pinned to {target.digest}")
+    return {
+        "environment": env_name,
+        "filter": target.filter_name,
+        "resource": where,
+        "deployed_image": str(target.image),
+        "deployed_digest": target.digest,
+        "dry_run": str(dry_run).lower(),
+        "generation": generation,
+    }
+
+
+def _show(ctx: StageContext, env_name: str, dry_run: bool, objects: list[dict[str, Any]]) -> None:
+    verb = "dry run: this would be applied" if dry_run else "applying"
+    ctx.log(f"{verb} to {env_name}:\n" + yaml.safe_dump_all(objects, sort_keys=False).rstrip())
+
+
+def _istio(
+    ctx: StageContext,
+    cluster: Cluster,
+    target: Target,
+    env_name: str,
+    env: Environment,
+    config: Any,
+    dry_run: bool,
+) -> tuple[str, str]:
+    plugin = istio.wasm_plugin(
+        target,
+        env_name,
+        env,
+        root_id=ctx.job.command.get("root_id"),
+        config=config,
+        job=ctx.job.id,
+        requester=ctx.job.requester,
+    )
+    _show(ctx, env_name, dry_run, [plugin])
+    # The client returns the object for 200 only; an apply that creates answers 201.
+    stored = cluster.apply(plugin, istio.GROUP, istio.VERSION, istio.PLURAL, dry_run=dry_run) or {}
+    if not dry_run:
+        stored = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name) or {}
+        if stored.get("spec") != plugin["spec"]:
+            raise DeployError(
+                f"environment {env_name}: the cluster stored WasmPlugin {target.filter_name} with "
+                "another spec than was sent (an admission webhook may have changed it)"
+            )
+    return f"WasmPlugin {env.namespace}/{target.filter_name}", str(
+        stored.get("metadata", {}).get("generation", "")
+    )
+
+
+def _gloo(
+    ctx: StageContext,
+    cluster: Cluster,
+    target: Target,
+    env_name: str,
+    env: Environment,
+    config: Any,
+    dry_run: bool,
+) -> tuple[str, str]:
+    entry = gloo.filter_entry(target, env, root_id=ctx.job.command.get("root_id"), config=config)
+    _show(ctx, env_name, dry_run, [{"gateways": env.gateways, "filter": entry}])
+    stored = gloo.update(
+        cluster, env_name, env, lambda gateway: gloo.with_filter(gateway, entry), dry_run=dry_run
+    )
+    if not dry_run:
+        for gateway in env.gateways:
+            back = cluster.get(gloo.GROUP, gloo.VERSION, gloo.PLURAL, gateway) or {}
+            if entry not in gloo.filters_of(back):
+                raise DeployError(
+                    f"environment {env_name}: Gateway {gateway} does not hold the filter after the update"
+                )
+    names = ", ".join(f"Gateway {env.namespace}/{g}" for g in env.gateways)
+    return f"filter {target.filter_name} in {names}", ",".join(
+        str(s.get("metadata", {}).get("generation", "")) for s in stored
+    )
+
+
+def history(ctx: StageContext, env_name: str, name: str | None) -> list[dict[str, str]]:
+    """Successful deploys to ``env_name`` (of filter ``name``), newest first, from the job store."""
+    found = []
+    for job in open_store(ctx.settings).recent(limit=2000):
+        art = job.artifacts
+        if (
+            job.id != ctx.job.id
+            and job.state is State.SUCCEEDED
+            and art.get("environment") == env_name
+            and art.get("dry_run") == "false"
+            and art.get("deployed_digest")
+            and (name is None or art.get("filter") == name)
+        ):
+            found.append(art | {"job": job.id, "requester": job.requester})
+    return found
+
+
+def previous_digest(ctx: StageContext, env_name: str) -> str:
+    name = ctx.job.command.get("filter")
+    deploys = history(ctx, env_name, name)
+    if not deploys:
+        raise DeployError(f"nothing was deployed to {env_name}{' as ' + name if name else ''} by wasmbot yet")
+    current = deploys[0]
+    if name is None and len({d["filter"] for d in deploys}) > 1:
+        raise DeployError(
+            f"several filters are deployed to {env_name}; name one: /wasm rollback {env_name} FILTER"
+        )
+    before = next((d for d in deploys if d["deployed_digest"] != current["deployed_digest"]), None)
+    if before is None:
+        raise DeployError(
+            f"{current['filter']} in {env_name} has only ever been deployed at "
+            f"{current['deployed_digest']}: there is nothing to roll back to"
+        )
+    ctx.log(
+        f"rolling {current['filter']} in {env_name} back from {current['deployed_digest']} to "
+        f"{before['deployed_digest']} (deployed by job {before['job']})"
+    )
+    image = before["deployed_image"].split("@")[0]
+    return f"{image}@{before['deployed_digest']}"
+
+
+def undeploy(ctx: StageContext) -> dict[str, str]:
+    env_name, env = _environment(ctx)
+    name = str(ctx.job.command["filter"])
+    try:
+        cluster = Cluster(env_name, env)
+        if env.platform == "istio":
+            current = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, name)
+            if current is None:
+                raise DeployError(f"there is no WasmPlugin {name} in {env_name} ({env.namespace})")
+            if current["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") != "wasmbot":
+                raise DeployError(
+                    f"WasmPlugin {name} in {env_name} was not deployed by wasmbot; it is left alone"
+                )
+            cluster.delete(istio.GROUP, istio.VERSION, istio.PLURAL, name)
+            where = f"WasmPlugin {env.namespace}/{name}"
+        else:
+            gloo.update(
+                cluster, env_name, env, lambda gateway: gloo.without_filter(gateway, name), dry_run=False
+            )
+            where = f"filter {name} from " + ", ".join(f"Gateway {env.namespace}/{g}" for g in env.gateways)
+    except DeployError as exc:
+        raise StageError(str(exc)) from None
+    ctx.log(f"removed {where}")
+    return {"environment": env_name, "filter": name, "removed": where}

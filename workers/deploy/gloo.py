@@ -1,0 +1,107 @@
+"""Gloo Edge: the filter as an entry of ``spec.httpGateway.options.wasm.filters[]`` in each
+selected ``Gateway`` (gateway.solo.io/v1), everything else in the Gateway left as it was.
+
+Another controller (or person) may write the same Gateway, so each change is read, modified
+and written back with its ``resourceVersion``; a 409 means someone was faster, and the change
+is made again on a fresh read.  Gloo pulls the solo.io image layout.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+from bot.config import Environment
+from workers.deploy.cluster import Cluster, Conflict
+from workers.deploy.target import DeployError, Target
+
+GROUP, VERSION, PLURAL = "gateway.solo.io", "v1", "gateways"
+MAX_CONFLICTS = 5
+
+
+def filter_entry(target: Target, env: Environment, *, root_id: str | None, config: Any) -> dict[str, Any]:
+    if target.variant != "oci":
+        raise DeployError(
+            f"{target.image} is in the {target.variant} layout, but Gloo pulls the solo.io layout: "
+            'push with variant "oci" or "both" and deploy that image (TAG-oci for both)'
+        )
+    entry: dict[str, Any] = {
+        "name": target.filter_name,
+        "image": f"{target.image.registry}/{target.image.repository}@{target.digest}",
+        "rootId": root_id or (target.root_ids[0] if target.root_ids else target.filter_name),
+        "vmType": "V8",
+        "filterStage": {"stage": env.gloo_stage, "predicate": env.gloo_predicate},
+        "failOpen": env.fail_strategy == "FAIL_OPEN",
+    }
+    if config is not None:
+        entry["config"] = {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": json.dumps(config),
+        }
+    return entry
+
+
+def with_filter(gateway: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The Gateway with ``entry`` added, or replacing the filter of the same name."""
+    changed = copy.deepcopy(gateway)
+    options = changed["spec"]["httpGateway"].setdefault("options", {})
+    filters = options.setdefault("wasm", {}).setdefault("filters", [])
+    names = [f.get("name") for f in filters]
+    if entry["name"] in names:
+        filters[names.index(entry["name"])] = entry
+    else:
+        filters.append(entry)
+    return changed
+
+
+def without_filter(gateway: dict[str, Any], name: str) -> dict[str, Any]:
+    changed = copy.deepcopy(gateway)
+    wasm = changed["spec"]["httpGateway"].get("options", {}).get("wasm", {})
+    wasm["filters"] = [f for f in wasm.get("filters", []) if f.get("name") != name]
+    return changed
+
+
+def update(
+    cluster: Cluster,
+    env_name: str,
+    env: Environment,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    dry_run: bool,
+) -> list[dict[str, Any]]:
+    """Apply ``change`` to every selected Gateway, retrying on conflicts; return what was stored."""
+    if not env.gateways:
+        raise DeployError(f'environment {env_name} names no Gloo gateways (gateways = ["gateway-proxy"])')
+    stored = []
+    for name in env.gateways:
+        for _ in range(MAX_CONFLICTS):
+            current = cluster.get(GROUP, VERSION, PLURAL, name)
+            if current is None:
+                raise DeployError(
+                    f"environment {env_name}: there is no Gateway {name} in namespace {env.namespace}"
+                )
+            if "httpGateway" not in current.get("spec", {}):
+                raise DeployError(
+                    f"environment {env_name}: Gateway {name} is not an HTTP gateway; WASM filters "
+                    "go on spec.httpGateway"
+                )
+            try:
+                stored.append(cluster.replace(change(current), GROUP, VERSION, PLURAL, dry_run=dry_run))
+                break
+            except Conflict:
+                continue
+        else:
+            raise DeployError(
+                f"environment {env_name}: Gateway {name} kept changing under wasmbot "
+                f"({MAX_CONFLICTS} conflicts in a row); retry the job"
+            )
+    return stored
+
+
+def filters_of(gateway: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = (
+        gateway["spec"]["httpGateway"].get("options", {}).get("wasm", {}).get("filters", [])
+    )
+    return found
