@@ -117,6 +117,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     if isinstance(command, commands.HelpCommand):
         print(commands.help_text(command.topic))
         return 0
+    if isinstance(command, commands.ApproveCommand):
+        from workers.pipeline import approve, cancel
+
+        try:
+            if command.name == "approve":
+                job = approve(command.job, by=getpass.getuser())
+            else:
+                job = cancel(command.job, by=getpass.getuser())
+        except (KeyError, ValueError) as exc:
+            print(f"wasmbot: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        if command.name == "deny":
+            print(f"job {job.id} turned down")
+            return 0
+        print(f"job {job.id} approved", flush=True)
+        with worker_if_needed(settings):
+            job = follow(job.id)
+        print(summary(job))
+        return 0 if job.state is State.SUCCEEDED else EXIT_FAILED
     if isinstance(command, commands.CancelCommand):
         from workers.pipeline import cancel
 
@@ -140,9 +159,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from workers.pipeline import submit
 
     with worker_if_needed(settings):
-        job = submit(command, requester=getpass.getuser(), origin="cli", text=args.text,
-                     source_root=os.getcwd())
+        try:
+            job = submit(command, requester=getpass.getuser(), origin="cli", text=args.text,
+                         source_root=os.getcwd())
+        except ValueError as exc:
+            print(f"wasmbot: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         print(f"job {job.id} submitted: {args.text}", flush=True)
+        if job.awaiting_approval:
+            print(f"job {job.id} waits for an approval: someone else allowed to {job.approval['action']} "
+                  f"runs /wasm approve {job.id}")
+            return 0
         if args.detach:
             return 0
         job = follow(job.id)

@@ -77,6 +77,9 @@ SPECS: dict[str, CommandSpec] = {
         CommandSpec("search", "/wasm search [REGISTRY/]TEXT",
                     "find module images whose repository name contains TEXT, with their tags"),
         CommandSpec("cancel", "/wasm cancel JOB", "stop a queued or running job after its current stage"),
+        CommandSpec("approve", "/wasm approve JOB",
+                    "approve a change to a protected environment (not your own)"),
+        CommandSpec("deny", "/wasm deny JOB", "turn down a change to a protected environment"),
     )
 }
 
@@ -160,8 +163,14 @@ class CancelCommand(BaseModel):
     job: str
 
 
+class ApproveCommand(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: Literal["approve", "deny"] = "approve"
+    job: str
+
+
 Command = (BuildCommand | InitCommand | HelpCommand | SearchCommand | CancelCommand | DeployCommand
-           | RollbackCommand | UndeployCommand)
+           | RollbackCommand | UndeployCommand | ApproveCommand)
 # Commands that change an environment; their permission is checked as "deploy:ENV".
 ENVIRONMENT_COMMANDS = ("deploy", "rollback", "undeploy")
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -341,10 +350,11 @@ def parse(text: str) -> Command:
         return _parse_deploy(args)
     if name in ("rollback", "undeploy"):
         return _parse_environment_change(name, args)
-    if name == "cancel":
+    if name in ("cancel", "approve", "deny"):
         if len(args) != 1 or not _JOB_ID.match(args[0]):
-            raise CommandError("cancel takes one JOB id (12 hex digits, as wasmbot printed it)", spec.usage)
-        return CancelCommand(job=args[0])
+            raise CommandError(f"{name} takes one JOB id (12 hex digits, as wasmbot printed it)", spec.usage)
+        return CancelCommand(job=args[0]) if name == "cancel" else ApproveCommand.model_validate(
+            {"name": name, "job": args[0]})
     return _parse_help(args)
 
 

@@ -145,6 +145,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=2, gt=0)
 
     environments: dict[str, Environment] = {}
+    approval_ttl: float = Field(default=3600.0, gt=0)  # seconds an approval request stays open
     # Chat front ends.  SOURCE paths in chat commands resolve below ``source_root`` (default:
     # DATA_DIR/sources), where /wasm init also creates new filters.
     source_root: Path | None = None

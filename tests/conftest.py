@@ -70,9 +70,10 @@ class Wasmbot:
     workdir: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def cli(self, *args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, timeout: float = 300, cwd: Path = ROOT,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """The CLI; its working directory is the source root of the jobs it submits."""
-        return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=self.env, cwd=cwd,
+        return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=self.env | (env or {}), cwd=cwd,
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def submit(self, text: str) -> str:

@@ -147,7 +147,7 @@ def test_deploy_by_job_id_uses_the_digest_the_job_pushed(kube: KubeStandIn, regi
 
 def test_protected_and_unknown_environments(kube: KubeStandIn, registry: Service, tmp_path: Path) -> None:
     ref = pushed(registry, tmp_path, "deploy/guarded:v1")
-    with pytest.raises(StageError, match="environment staging is protected: its deploys need an approval"):
+    with pytest.raises(StageError, match="environment staging is protected: this change needs an approval first"):
         deploy(settings_for(tmp_path, kube, protected=True), ref, tmp_path)
     assert deploy(settings_for(tmp_path, kube, protected=True), ref, tmp_path, dry_run=True)["dry_run"] == "true"
     settings = settings_for(tmp_path, kube)

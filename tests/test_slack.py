@@ -310,3 +310,53 @@ def test_the_app_manifest_matches_what_wasmbot_serves() -> None:
     assert urls == {"https://wasmbot.example.com/slack/events"}
     assert manifest["oauth_config"]["redirect_urls"] == ["https://wasmbot.example.com/slack/oauth_redirect"]
     assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_mention"]
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_a_protected_deploy_needs_someone_else_allowed_to_approve(
+        wasmbot: Wasmbot, slack_api: SlackStandIn, registry: Service, tmp_path: Path) -> None:
+    from kubeapi import CRD, KubeStandIn
+    from ocihelp import built, client, host_of
+
+    from workers.oci import reference
+    from workers.oci.push import push
+
+    kube = KubeStandIn([CRD.load(SHARED / "testdata" / "k8s" / "istio-wasmplugin-crd.yaml")])
+    kube.start()
+    ref = push(client(registry, tmp_path), reference.parse(f"{host_of(registry)}/slack/guarded:v1"), built()).pinned
+    environments = {"prod": {"kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")), "protected": True}}
+    wasmbot.env["WASMBOT_ENVIRONMENTS"] = json.dumps(environments)  # the worker deploys, so it needs them too
+    wasmbot.start_worker()
+    policy = {"deploy:prod": ["*"], "approve:prod": ["user:W111", "user:W222"]}
+    bot = start_slackbot(wasmbot, slack_api, tmp_path, WASMBOT_PERMISSIONS=json.dumps(policy))
+    try:
+        assert bot.command(f"deploy {ref} --env prod", user="W111").text == ""
+        posted = slack_api.wait_for(lambda api: api.called("chat.postMessage"), timeout=30)[0].args
+        shown = text_of(posted["blocks"])
+        assert "waiting for approval* to deploy:prod" in shown and ref in shown
+        job = wasmbot.store.recent()[0]
+        assert job.state is State.PENDING
+
+        def answer(name: str) -> dict[str, Any]:
+            found: dict[str, Any] = slack_api.wait_for(
+                lambda api: [a for n, a in api.responses if n == name], timeout=30)[0]
+            return found
+
+        _, name = bot.click("wasmbot_approve", job.id, user="W111")  # the requester
+        assert answer(name)["text"] == ":warning: you asked for this change: someone else who may approve must " \
+                                       "approve it"
+        _, name = bot.click("wasmbot_approve", job.id, user="W333")  # not an approver
+        assert answer(name)["text"] == ":lock: you may not approve:prod: that needs <@W111>, <@W222>"
+        assert wasmbot.store.get(job.id).state is State.PENDING  # type: ignore[union-attr]
+        assert kube.writes == []
+
+        bot.click("wasmbot_approve", job.id, user="W222")
+        done = wasmbot.wait(job.id)
+        assert done.state is State.SUCCEEDED, done.stage("deploy").error
+        final = final_message(slack_api, "succeeded")
+        assert "approved by <@W222>" in text_of(final["blocks"])
+        assert kube.objects[("wasmplugins", "default", "guarded")]["spec"]["sha256"] == ref.split("@sha256:")[1]
+    finally:
+        bot.process.terminate()
+        bot.process.wait(30)
+        kube.stop()

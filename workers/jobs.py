@@ -61,6 +61,12 @@ class Job(BaseModel):
     artifacts: dict[str, str] = Field(default_factory=dict)
     # Where front ends report on this job, e.g. {"slack": {"team": …, "channel": …, "ts": …}}.
     reports: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # A change to a protected environment: {"action", "digest", "expires_at", "approved_by", …}.
+    approval: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def awaiting_approval(self) -> bool:
+        return bool(self.approval) and "approved_by" not in self.approval and self.state is State.PENDING
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:

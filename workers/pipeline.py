@@ -17,10 +17,12 @@ from typing import Literal
 from celery import chain
 from celery.exceptions import Ignore
 
-from bot.commands import Command
+from bot.commands import ENVIRONMENT_COMMANDS, Command
 from workers import lease
 from workers.celery_app import app, settings
 from workers.jobs import Job, Stage, State
+from workers.oci.reference import InvalidReference
+from workers.oci.registry import RegistryError
 from workers.stages import StageContext, StageError, StageFn, StageSkipped
 from workers.stages import build as build_stage
 from workers.stages import deploy as deploy_stage
@@ -73,6 +75,9 @@ def submit_once(command: Command, *, requester: str, origin: str, text: str,
     """
     job = Job(requester=requester, origin=origin, command=command.model_dump(), text=text,
               source_root=source_root, stages=[Stage(name=name) for name in PIPELINES[command.name]])
+    approval = approval_needed(job)
+    if approval:
+        job.state, job.approval = State.PENDING, approval
     if dedupe_key is not None:
         holder = store().claim_key(f"submit:{dedupe_key}", job.id, DEDUPE_TTL)
         if holder != job.id:
@@ -83,8 +88,66 @@ def submit_once(command: Command, *, requester: str, origin: str, text: str,
                                    "which was never created")
             return existing, False
     store().create(job)
-    enqueue(job.id, job.stages[0].name)
+    if not job.approval:
+        enqueue(job.id, job.stages[0].name)
     return job, True
+
+
+def approval_needed(job: Job) -> dict[str, str]:
+    """The approval a job must wait for: a non-dry-run change to a protected environment.
+
+    A deploy's image is resolved to its digest now, so approvers see what they approve and the
+    deploy stage can refuse to deploy anything else (a tag moved in between).
+    """
+    from workers.deploy.target import DeployError, resolve
+
+    command = job.command
+    env = settings().environments.get(str(command.get("env", "")))
+    if command.get("name") not in ENVIRONMENT_COMMANDS or env is None or not env.protected \
+            or command.get("dry_run"):
+        return {}
+    approval = {"action": f"deploy:{command['env']}",
+                "expires_at": str(time.time() + settings().approval_ttl)}
+    if command.get("name") == "deploy":
+        try:
+            target = resolve(settings(), str(command["target"]))
+        except (DeployError, RegistryError, InvalidReference) as exc:
+            raise ValueError(f"cannot ask for approval: {exc}") from None
+        approval |= {"digest": target.digest, "image": str(target.image)}
+    return approval
+
+
+def approve(job_id: str, by: str) -> Job:
+    """Let a job that waits for approval run.  The caller has checked ``by`` may approve."""
+    def grant(job: Job) -> None:
+        if not job.awaiting_approval:
+            raise ValueError(f"job {job_id} is not waiting for an approval (it is {job.state.value})")
+        if by == job.requester:
+            raise ValueError("you asked for this change: someone else who may approve must approve it")
+        if time.time() > float(job.approval["expires_at"]):
+            raise ApprovalExpired(f"the approval request for job {job_id} expired; ask again")
+        job.approval = job.approval | {"approved_by": by, "approved_at": str(time.time())}
+
+    try:
+        store().update(job_id, grant)
+    except ApprovalExpired:
+        store().update(job_id, _expire)
+        raise
+    store().log(job_id, None, f"approved by {by}")
+    enqueue(job_id, store().get(job_id).stages[0].name)  # type: ignore[union-attr]
+    job = store().get(job_id)
+    assert job is not None
+    return job
+
+
+class ApprovalExpired(ValueError):
+    pass
+
+
+def _expire(job: Job) -> None:
+    job.state = State.CANCELLED
+    for stage in job.stages:
+        stage.state, stage.error = State.CANCELLED, "the approval request expired"
 
 
 def enqueue(job_id: str, first: str) -> None:
@@ -129,7 +192,7 @@ def cancel(job_id: str, by: str) -> Job:
     """Stop a queued or running job: no further stage starts.  A stage already running finishes
     (its sandbox has its own limits) and its result is kept, but nothing follows it."""
     def stop(job: Job) -> None:
-        if job.state.finished:
+        if job.state.finished:  # a job waiting for approval is PENDING: denying it is cancelling it
             raise ValueError(f"job {job_id} already {job.state.value}; there is nothing to cancel")
         job.state = State.CANCELLED
         for stage in job.stages:

@@ -77,6 +77,8 @@ class SlackFrontEnd:
         self.app.command("/wasm")(self.on_command)
         self.app.action(blocks.RETRY)(self.on_retry)
         self.app.action(blocks.CANCEL)(self.on_cancel)
+        self.app.action(blocks.APPROVE)(self.on_approve)
+        self.app.action(blocks.DENY)(self.on_deny)
         self.app.event("app_mention")(self.on_mention)
         self.app.event("message")(self.ignore)  # the app sees channel messages; it acts on none
 
@@ -218,6 +220,14 @@ class SlackFrontEnd:
         await ack()
         await self._button(body, respond, "cancel")
 
+    async def on_approve(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        await self._button(body, respond, "approve")
+
+    async def on_deny(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        await self._button(body, respond, "deny")
+
     # -- work ------------------------------------------------------------------------------
 
     async def _button(self, body: dict[str, Any], respond: AsyncRespond, action: str) -> None:
@@ -234,17 +244,24 @@ class SlackFrontEnd:
             await respond(response_type="ephemeral", replace_original=False, text=f"no job {job_id}")
             return
         requester = job.requester.removeprefix("slack:")
-        reason = await self.allowed(action, user, channel, team, requester=requester)
+        # Approving and denying act on an environment: "approve:ENV", checked like any other action.
+        checked = job.approval.get("action", "").replace("deploy:", "approve:") \
+            if action in ("approve", "deny") else action
+        reason = await self.allowed(checked, user, channel, team,
+                                    requester=requester if action != "approve" else None)
         if reason:
             await respond(response_type="ephemeral", replace_original=False, text=f":lock: {reason}")
             return
         try:
             if action == "retry":
                 await asyncio.to_thread(pipeline.retry, job_id)
+            elif action == "approve":
+                await asyncio.to_thread(pipeline.approve, job_id, f"slack:{user}")
             else:
                 await asyncio.to_thread(pipeline.cancel, job_id, f"<@{user}>")
         except (KeyError, ValueError) as exc:
             await respond(response_type="ephemeral", replace_original=False, text=f":warning: {exc}")
+            self.reporter.follow(job_id)  # an expired request changed the job: show it
             return
         self.reporter.follow(job_id)
 

@@ -15,7 +15,7 @@ from workers.jobs import Job, State
 ICONS = {State.PENDING: ":white_circle:", State.QUEUED: ":hourglass_flowing_sand:",
          State.RUNNING: ":arrows_counterclockwise:", State.SUCCEEDED: ":white_check_mark:",
          State.FAILED: ":x:", State.SKIPPED: ":fast_forward:", State.CANCELLED: ":no_entry_sign:"}
-RETRY, CANCEL = "wasmbot_retry", "wasmbot_cancel"
+RETRY, CANCEL, APPROVE, DENY = "wasmbot_retry", "wasmbot_cancel", "wasmbot_approve", "wasmbot_deny"
 MAX_ERROR = 600
 
 Blocks = list[dict[str, Any]]
@@ -68,9 +68,18 @@ def job_message(job: Job, log_url: str | None = None, now: float | None = None) 
     if log_url:
         blocks.append(_context(f"<{log_url}|full log>"))
     buttons = []
+    if job.awaiting_approval:
+        digest = job.approval.get("digest")
+        what = job.approval.get("image", "") + (f"@{digest}" if digest else "")
+        expires = time.strftime("%H:%M UTC", time.gmtime(float(job.approval["expires_at"])))
+        blocks.append(_section(f":raised_hand: *waiting for approval* to {job.approval['action']} {what}\n"
+                               f"someone other than <@{requester}> who may approve there; expires {expires}"))
+        buttons += [_button("Approve", APPROVE, job.id, "primary"), _button("Deny", DENY, job.id, "danger")]
+    elif job.approval.get("approved_by"):
+        blocks.append(_context(f"approved by <@{job.approval['approved_by'].removeprefix('slack:')}>"))
     if job.state is State.FAILED or job.state is State.CANCELLED:
         buttons.append(_button("Retry", RETRY, job.id, "primary"))
-    if not job.state.finished:
+    if not job.state.finished and not job.awaiting_approval:
         buttons.append(_button("Cancel", CANCEL, job.id, "danger"))
     if buttons:
         blocks.append({"type": "actions", "block_id": f"job-{job.id}", "elements": buttons})

@@ -9,6 +9,7 @@ after their ``Retry-After`` by the client's retry handler.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import hmac
 import logging
@@ -35,6 +36,10 @@ class Reporter:
         self.store = store
         self.clients = clients
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        # Following blocks a thread per job for up to FOLLOW_POLL; keep that off the default
+        # executor, which the request handlers use.
+        self.threads = concurrent.futures.ThreadPoolExecutor(max_workers=64,
+                                                             thread_name_prefix="slack-report")
         self.updates: dict[str, int] = {}  # chat.update calls per job, for tests and benchmarks
 
     def follow(self, job_id: str) -> None:
@@ -51,6 +56,7 @@ class Reporter:
         for task in self.tasks.values():
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.threads.shutdown(wait=False, cancel_futures=True)
 
     def log_url(self, job: Job) -> str | None:
         if not self.settings.public_url:
@@ -62,7 +68,8 @@ class Reporter:
         interval = self.settings.slack_update_interval
         while True:
             wait = max(0.0, interval - (time.monotonic() - last)) if pending else FOLLOW_POLL
-            events = await asyncio.to_thread(self.store.events, job_id, after, wait)
+            events = await asyncio.get_running_loop().run_in_executor(
+                self.threads, self.store.events, job_id, after, wait)
             if events:
                 after = events[-1].seq
                 pending = pending or any(e.kind != "log" for e in events)
@@ -72,8 +79,8 @@ class Reporter:
             if pending and (job.state.finished or time.monotonic() - last >= interval):
                 await self._update(job)
                 last, pending = time.monotonic(), False
-            if job.state.finished and not pending:
-                break
+            if (job.state.finished or job.awaiting_approval) and not pending:
+                break  # an approval restarts following
         if job.state is State.SUCCEEDED and job.command.get("release"):
             await self.announce(job)
 

@@ -44,14 +44,17 @@ def run(ctx: StageContext) -> dict[str, str]:
     command = ctx.job.command
     env_name, env = _environment(ctx)
     dry_run = bool(command.get("dry_run"))
-    if env.protected and not dry_run:
-        raise StageError(
-            f"environment {env_name} is protected: its deploys need an approval, which wasmbot "
-            "cannot collect yet; use --dry-run to see what would be applied"
-        )
+    approval = ctx.job.approval
+    if env.protected and not dry_run and not approval.get("approved_by"):
+        raise StageError(f"environment {env_name} is protected: this change needs an approval first")
     try:
         text = previous_digest(ctx, env_name) if command.get("name") == "rollback" else str(command["target"])
         target = resolve(ctx.settings, text)
+        if approval.get("digest") and approval["digest"] != target.digest:
+            raise DeployError(
+                f"{command['target']} is now {target.digest}, not the {approval['digest']} that "
+                f"{approval.get('approved_by')} approved: nothing was deployed; ask again"
+            )
         check_abi(target, env_name, env)
         config = json.loads(command["config"]) if command.get("config") else None
         cluster = Cluster(env_name, env)
@@ -182,6 +185,8 @@ def previous_digest(ctx: StageContext, env_name: str) -> str:
 
 def undeploy(ctx: StageContext) -> dict[str, str]:
     env_name, env = _environment(ctx)
+    if env.protected and not ctx.job.approval.get("approved_by"):
+        raise StageError(f"environment {env_name} is protected: this change needs an approval first")
     name = str(ctx.job.command["filter"])
     try:
         cluster = Cluster(env_name, env)
