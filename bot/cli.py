@@ -169,6 +169,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if job.awaiting_approval:
             print(f"job {job.id} waits for an approval: someone else allowed to {job.approval['action']} "
                   f"runs /wasm approve {job.id}")
+            if job.approval.get("diff"):
+                print(job.approval["diff"])
             return 0
         if args.detach:
             return 0

@@ -41,6 +41,9 @@ def ask(bot: Wasmbot, env: dict[str, str], ref: str) -> str:
     match = re.search(r"job ([0-9a-f]{12}) waits for an approval: someone else allowed to deploy:prod runs "
                       r"/wasm approve \1", asked.stdout)
     assert match, asked.stdout
+    # The approver sees the server-side dry run as a diff of what would change.
+    assert "--- in the cluster now\n+++ after this deploy" in asked.stdout
+    assert re.search(r"^\+  url: oci://", asked.stdout, re.M) or re.search(r"^\+url: oci://", asked.stdout, re.M)
     return match.group(1)
 
 
@@ -52,7 +55,8 @@ def test_approval_by_someone_else_deploys_the_approved_digest(
     job_id = ask(wasmbot, env, ref.split("@")[0])
     job = wasmbot.store.get(job_id)
     assert job is not None and job.state is State.PENDING and job.approval["digest"] == ref.split("@")[1]
-    assert kube.writes == []
+    assert [(w.verb, w.dry_run) for w in kube.writes] == [("apply", True)]  # the preview, stored nowhere
+    assert kube.objects == {}
 
     own = wasmbot.cli("run", f"/wasm approve {job_id}", env=env)
     assert own.returncode == 1
@@ -75,7 +79,7 @@ def test_an_expired_approval_is_refused(wasmbot: Wasmbot, kube: KubeStandIn, reg
     late = wasmbot.cli("run", f"/wasm approve {job_id}", env=env | {"LOGNAME": "bob"})
     assert late.returncode == 1 and f"the approval request for job {job_id} expired; ask again" in late.stderr
     assert wasmbot.store.get(job_id).state is State.CANCELLED  # type: ignore[union-attr]
-    assert kube.writes == []
+    assert kube.objects == {}
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
@@ -94,4 +98,4 @@ def test_a_tag_moved_after_approval_is_not_deployed(wasmbot: Wasmbot, kube: Kube
     assert job.stage("deploy").error == (
         f"{first.reference} is now {moved.digest}, not the {first.digest} that bob approved: nothing was "
         "deployed; ask again")
-    assert kube.writes == []
+    assert kube.objects == {}

@@ -273,3 +273,26 @@ def test_gloo_refuses_the_compat_layout(kube: KubeStandIn, registry: Service, tm
     with pytest.raises(StageError, match=re.escape("is in the compat layout, but Gloo pulls the solo.io layout")):
         run_job(gloo_settings(tmp_path, kube), DeployCommand(target=compat, env="edge"), tmp_path)
     assert kube.writes == []
+
+
+def test_deploy_envoy_writes_a_bootstrap_with_the_filter_before_the_router(registry: Service, tmp_path: Path) -> None:
+    import yaml
+
+    module = module_bytes(padding=77)
+    ref = pushed(registry, tmp_path, "deploy/local:v1", module)
+    settings = Settings(data_dir=tmp_path / "data", docker_config=tmp_path / "none.json")
+    command = DeployCommand(target=ref, env="envoy", config='{"header": "x-local"}')
+    job = Job(requester="t", origin="t", text="", source_root="/", command=command.model_dump(), stages=[])
+    workdir = tmp_path / "job"
+    result = deploy_stage.run(StageContext(job=job, settings=settings, workdir=workdir, log=print))
+    assert result["resource"] == f"Envoy bootstrap {workdir / 'envoy.yaml'}"
+    assert (workdir / "plugin.wasm").read_bytes() == module
+    boot = yaml.safe_load((workdir / "envoy.yaml").read_text())
+    manager = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    names = [f["name"] for f in manager["http_filters"]]
+    assert names == ["envoy.filters.http.wasm", "envoy.filters.http.router"]
+    plugin = manager["http_filters"][0]["typed_config"]["config"]
+    assert plugin["root_id"] == "add-header" and plugin["vm_config"]["runtime"] == "envoy.wasm.runtime.v8"
+    assert plugin["vm_config"]["code"]["local"]["filename"] == str(workdir / "plugin.wasm")
+    assert json.loads(plugin["configuration"]["value"]) == {"header": "x-local"}
+    assert yaml.safe_load((workdir / "envoy-filter.yaml").read_text()) == manager["http_filters"][0]

@@ -348,7 +348,8 @@ def test_a_protected_deploy_needs_someone_else_allowed_to_approve(
         _, name = bot.click("wasmbot_approve", job.id, user="W333")  # not an approver
         assert answer(name)["text"] == ":lock: you may not approve:prod: that needs <@W111>, <@W222>"
         assert wasmbot.store.get(job.id).state is State.PENDING  # type: ignore[union-attr]
-        assert kube.writes == []
+        assert kube.objects == {}
+        assert "--- in the cluster now" in shown and "+++ after this deploy" in shown
 
         bot.click("wasmbot_approve", job.id, user="W222")
         done = wasmbot.wait(job.id)

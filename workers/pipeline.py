@@ -99,7 +99,8 @@ def approval_needed(job: Job) -> dict[str, str]:
     A deploy's image is resolved to its digest now, so approvers see what they approve and the
     deploy stage can refuse to deploy anything else (a tag moved in between).
     """
-    from workers.deploy.target import DeployError, resolve
+    from workers.deploy.target import DeployError
+    from workers.stages.deploy import preview
 
     command = job.command
     env = settings().environments.get(str(command.get("env", "")))
@@ -110,10 +111,10 @@ def approval_needed(job: Job) -> dict[str, str]:
                 "expires_at": str(time.time() + settings().approval_ttl)}
     if command.get("name") == "deploy":
         try:
-            target = resolve(settings(), str(command["target"]))
+            target, diff = preview(settings(), command, job.requester, job.id)
         except (DeployError, RegistryError, InvalidReference) as exc:
             raise ValueError(f"cannot ask for approval: {exc}") from None
-        approval |= {"digest": target.digest, "image": str(target.image)}
+        approval |= {"digest": target.digest, "image": str(target.image), "diff": diff[:2500]}
     return approval
 
 

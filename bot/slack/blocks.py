@@ -74,6 +74,8 @@ def job_message(job: Job, log_url: str | None = None, now: float | None = None) 
         expires = time.strftime("%H:%M UTC", time.gmtime(float(job.approval["expires_at"])))
         blocks.append(_section(f":raised_hand: *waiting for approval* to {job.approval['action']} {what}\n"
                                f"someone other than <@{requester}> who may approve there; expires {expires}"))
+        if job.approval.get("diff"):
+            blocks.append(_section(f"```{job.approval['diff']}```"))
         buttons += [_button("Approve", APPROVE, job.id, "primary"), _button("Deny", DENY, job.id, "danger")]
     elif job.approval.get("approved_by"):
         blocks.append(_context(f"approved by <@{job.approval['approved_by'].removeprefix('slack:')}>"))

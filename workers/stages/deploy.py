@@ -11,13 +11,14 @@ filter entry, and nothing else.  Every deploy job is the history record rollback
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
 import yaml
 
-from bot.config import Environment
-from workers.deploy import gloo, istio
+from bot.config import Environment, Settings
+from workers.deploy import envoy, gloo, istio
 from workers.deploy.cluster import Cluster
 from workers.deploy.target import DeployError, Target, check_abi, resolve
 from workers.jobs import State
@@ -30,13 +31,13 @@ from workers.store import open_store
 def _environment(ctx: StageContext) -> tuple[str, Environment]:
     env_name = str(ctx.job.command["env"])
     env = ctx.settings.environments.get(env_name)
+    if env is None and env_name == "envoy":
+        env = Environment(platform="envoy")  # always there: a local Envoy needs no configuration
     if env is None:
         known = ", ".join(sorted(ctx.settings.environments)) or "none are configured"
         raise StageError(
             f"no environment {env_name!r} (known: {known}); see [environments] in docs/deploy.md"
         )
-    if env.platform not in ("istio", "gloo"):
-        raise StageError(f"environment {env_name} is on {env.platform}; wasmbot deploys to Istio and Gloo")
     return env_name, env
 
 
@@ -57,11 +58,12 @@ def run(ctx: StageContext) -> dict[str, str]:
             )
         check_abi(target, env_name, env)
         config = json.loads(command["config"]) if command.get("config") else None
-        cluster = Cluster(env_name, env)
-        if env.platform == "istio":
-            where, generation = _istio(ctx, cluster, target, env_name, env, config, dry_run)
+        if env.platform == "envoy":
+            where, generation = _envoy(ctx, target, env, config)
+        elif env.platform == "istio":
+            where, generation = _istio(ctx, Cluster(env_name, env), target, env_name, env, config, dry_run)
         else:
-            where, generation = _gloo(ctx, cluster, target, env_name, env, config, dry_run)
+            where, generation = _gloo(ctx, Cluster(env_name, env), target, env_name, env, config, dry_run)
     except (DeployError, RegistryError, InvalidReference) as exc:
         raise StageError(str(exc)) from None
     done = "validated (dry run, nothing changed)" if dry_run else "deployed"
@@ -80,6 +82,32 @@ def run(ctx: StageContext) -> dict[str, str]:
 def _show(ctx: StageContext, env_name: str, dry_run: bool, objects: list[dict[str, Any]]) -> None:
     verb = "dry run: this would be applied" if dry_run else "applying"
     ctx.log(f"{verb} to {env_name}:\n" + yaml.safe_dump_all(objects, sort_keys=False).rstrip())
+
+
+def _envoy(ctx: StageContext, target: Target, env: Environment, config: Any) -> tuple[str, str]:
+    """Pull the module and write envoy.yaml (a bootstrap) and envoy-filter.yaml (the filter alone)."""
+    from workers.oci.connect import connect
+    from workers.oci.pull import pull
+    from workers.oci.store import Store
+
+    pulled = pull(
+        connect(ctx.settings, target.image.registry),
+        target.image,
+        Store(ctx.settings.data_dir / "oci"),
+        ctx.settings.test_max_module_mb << 20,
+    )
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    module = ctx.workdir / "plugin.wasm"
+    module.write_bytes(pulled.module)
+    wasm = envoy.wasm_filter(target, env, module, root_id=ctx.job.command.get("root_id"), config=config)
+    (ctx.workdir / "envoy-filter.yaml").write_text(yaml.safe_dump(wasm, sort_keys=False))
+    bootstrap = ctx.workdir / "envoy.yaml"
+    bootstrap.write_text(yaml.safe_dump(envoy.bootstrap(wasm), sort_keys=False))
+    ctx.log(
+        f"wrote {bootstrap} (run: envoy -c {bootstrap}; then curl -i localhost:10000/) and the filter "
+        f"alone in {ctx.workdir / 'envoy-filter.yaml'}; module {module} ({pulled.module_digest})"
+    )
+    return f"Envoy bootstrap {bootstrap}", ""
 
 
 def _istio(
@@ -140,6 +168,50 @@ def _gloo(
     return f"filter {target.filter_name} in {names}", ",".join(
         str(s.get("metadata", {}).get("generation", "")) for s in stored
     )
+
+
+def preview(settings: Settings, command: dict[str, Any], requester: str, job_id: str) -> tuple[Target, str]:
+    """What a deploy would change, from a server-side dry run: a unified diff of the spec (Istio)
+    or of the Gateways' wasm filters (Gloo).  Shown to approvers before they approve."""
+    env_name = str(command["env"])
+    env = settings.environments[env_name]
+    target = resolve(settings, str(command["target"]))
+    check_abi(target, env_name, env)
+    config = json.loads(command["config"]) if command.get("config") else None
+    cluster = Cluster(env_name, env)
+    before: list[Any] = []
+    after: list[Any] = []
+    if env.platform == "istio":
+        plugin = istio.wasm_plugin(
+            target,
+            env_name,
+            env,
+            root_id=command.get("root_id"),
+            config=config,
+            job=job_id,
+            requester=requester,
+        )
+        current = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name)
+        simulated = cluster.apply(plugin, istio.GROUP, istio.VERSION, istio.PLURAL, dry_run=True) or plugin
+        before, after = [current["spec"]] if current else [], [simulated["spec"]]
+    elif env.platform == "gloo":
+        entry = gloo.filter_entry(target, env, root_id=command.get("root_id"), config=config)
+        for name in env.gateways:
+            current = cluster.get(gloo.GROUP, gloo.VERSION, gloo.PLURAL, name) or {
+                "spec": {"httpGateway": {}}
+            }
+            changed = gloo.with_filter(current, entry)
+            cluster.replace(changed, gloo.GROUP, gloo.VERSION, gloo.PLURAL, dry_run=True)
+            before.append({name: gloo.filters_of(current)})
+            after.append({name: gloo.filters_of(changed)})
+    lines = difflib.unified_diff(
+        yaml.safe_dump_all(before, sort_keys=False).splitlines(),
+        yaml.safe_dump_all(after, sort_keys=False).splitlines(),
+        "in the cluster now",
+        "after this deploy",
+        lineterm="",
+    )
+    return target, "\n".join(lines)
 
 
 def history(ctx: StageContext, env_name: str, name: str | None) -> list[dict[str, str]]:
