@@ -117,6 +117,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if isinstance(command, commands.HelpCommand):
         print(commands.help_text(command.topic))
         return 0
+    if isinstance(command, commands.ListCommand):
+        from bot.answers import jobs_text, status_text
+
+        print(jobs_text(settings) if command.name == "jobs" else status_text(settings, command.env))
+        return 0
     if isinstance(command, commands.ApproveCommand):
         from workers.pipeline import approve, cancel
 
@@ -147,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"job {job.id} cancelled")
         return 0
     if isinstance(command, commands.SearchCommand):
-        from bot.imagecli import search_text
+        from bot.answers import search_text
         from workers.oci.registry import RegistryError
 
         try:

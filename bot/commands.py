@@ -63,17 +63,18 @@ SPECS: dict[str, CommandSpec] = {
         CommandSpec("init", "/wasm init NAME --lang " + "|".join(TEMPLATE_LANGUAGES)
                     + " [--platform " + "|".join(PLATFORMS) + "[:VERSION]]",
                     "scaffold a new filter from a template, then build and test it"),
-        CommandSpec("test", "/wasm test SOURCE", "run the ABI tests of a filter", available=False),
-        CommandSpec("push", "/wasm push JOB|SOURCE --tag REF [--release]",
-                    "push a built module as an OCI image", available=False),
+        CommandSpec("test", "/wasm test SOURCE [--lang " + "|".join(LANGUAGES) + "]",
+                    "build SOURCE and run its ABI tests under wasmtime, without pushing"),
+        CommandSpec("push", "/wasm push JOB --tag REGISTRY/REPOSITORY[:TAG] [--release]",
+                    "push the module a build or test job made and tested (--release announces it)"),
         CommandSpec("deploy", "/wasm deploy IMAGE|JOB --env ENV [--config JSON] [--root-id ID] [--dry-run]",
                     "deploy a pushed module to an environment (--dry-run shows what would be applied)"),
         CommandSpec("rollback", "/wasm rollback ENV [FILTER]",
                     "deploy again the digest that was deployed before the current one"),
         CommandSpec("undeploy", "/wasm undeploy ENV FILTER",
                     "remove a filter's WasmPlugin (or Gloo filter entry), and nothing else"),
-        CommandSpec("status", "/wasm status [ENV]", "show what is deployed where", available=False),
-        CommandSpec("jobs", "/wasm jobs", "list recent jobs", available=False),
+        CommandSpec("status", "/wasm status [ENV]", "show what wasmbot has deployed where"),
+        CommandSpec("jobs", "/wasm jobs", "list recent jobs"),
         CommandSpec("search", "/wasm search [REGISTRY/]TEXT",
                     "find module images whose repository name contains TEXT, with their tags"),
         CommandSpec("cancel", "/wasm cancel JOB", "stop a queued or running job after its current stage"),
@@ -157,6 +158,32 @@ class UndeployCommand(BaseModel):
     filter: str
 
 
+class TestCommand(BaseModel):
+    __test__ = False  # not a pytest class
+    model_config = ConfigDict(frozen=True)
+    name: Literal["test"] = "test"
+    source: str
+    lang: str | None = None
+
+
+class PushCommand(BaseModel):
+    """Push the module job ``job`` built and tested, to ``tag``."""
+
+    model_config = ConfigDict(frozen=True)
+    name: Literal["push"] = "push"
+    job: str
+    tag: str
+    release: bool = False
+
+
+class ListCommand(BaseModel):
+    """``jobs`` and ``status [ENV]``: answered at once from the job store."""
+
+    model_config = ConfigDict(frozen=True)
+    name: Literal["jobs", "status"] = "jobs"
+    env: str | None = None
+
+
 class CancelCommand(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: Literal["cancel"] = "cancel"
@@ -170,7 +197,7 @@ class ApproveCommand(BaseModel):
 
 
 Command = (BuildCommand | InitCommand | HelpCommand | SearchCommand | CancelCommand | DeployCommand
-           | RollbackCommand | UndeployCommand | ApproveCommand)
+           | RollbackCommand | UndeployCommand | ApproveCommand | TestCommand | PushCommand | ListCommand)
 # Commands that change an environment; their permission is checked as "deploy:ENV".
 ENVIRONMENT_COMMANDS = ("deploy", "rollback", "undeploy")
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -335,6 +362,7 @@ def parse(text: str) -> Command:
     if not words:
         return HelpCommand()
     name, args = words[0], words[1:]
+    name = "search" if name == "list" else name
     spec = SPECS.get(name)
     if spec is None:
         raise CommandError(f"unknown command {name!r}", overview)
@@ -342,6 +370,27 @@ def parse(text: str) -> Command:
         raise CommandError(f"/wasm {name} is not available yet", spec.usage)
     if name == "build":
         return _parse_build(args)
+    if name == "test":
+        parser = _Parser(spec)
+        parser.add_argument("source")
+        parser.add_argument("--lang", choices=LANGUAGES)
+        ns = parser.parse_args(args)
+        return TestCommand(source=_check_source(ns.source, spec.usage), lang=ns.lang)
+    if name == "push":
+        parser = _Parser(spec)
+        parser.add_argument("job")
+        parser.add_argument("--tag", required=True)
+        parser.add_argument("--release", action="store_true")
+        ns = parser.parse_args(args)
+        if not _JOB_ID.match(ns.job):
+            raise CommandError(f"invalid JOB {ns.job!r}: the id of a build or test job (12 hex digits)",
+                               spec.usage)
+        return PushCommand(job=ns.job, tag=check_reference(ns.tag, spec.usage), release=ns.release)
+    if name in ("jobs", "status"):
+        if len(args) > (1 if name == "status" else 0) or (args and not _NAME.match(args[0])):
+            raise CommandError(f"{name} takes {'at most one ENV' if name == 'status' else 'no arguments'}",
+                               spec.usage)
+        return ListCommand.model_validate({"name": name, "env": args[0] if args else None})
     if name == "init":
         return _parse_init(args)
     if name == "search":

@@ -122,20 +122,6 @@ def cmd_tag(args: argparse.Namespace) -> int:
                           lambda settings, ref, registry: f"tagged {tag(registry, ref, args.tag).pinned}")
 
 
-def search_text(settings: Settings, command: commands.SearchCommand) -> str:
-    """The answer to ``/wasm search``, for every front end."""
-    from workers.oci.search import search
-
-    host = command.registry or settings.default_registry
-    if not host:
-        raise RegistryError("no registry named and no default_registry configured: "
-                            "search REGISTRY/TEXT, e.g. /wasm search localhost:5000/add-header")
-    found = search(connect(settings, host), command.text)
-    if not found:
-        return f"no repository in {host} matches {command.text!r}"
-    return "\n".join(f"{host}/{f.repository}: {', '.join(f.tags) or '(no tags)'}" for f in found)
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
@@ -143,6 +129,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     except commands.CommandError as exc:
         return _fail(str(exc), EXIT_USAGE)
     assert isinstance(command, commands.SearchCommand)
+    from bot.answers import search_text
+
     try:
         print(search_text(settings, command))
     except RegistryError as exc:

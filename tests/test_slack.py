@@ -361,3 +361,44 @@ def test_a_protected_deploy_needs_someone_else_allowed_to_approve(
         bot.process.terminate()
         bot.process.wait(30)
         kube.stop()
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_deploy_button_on_a_pushed_job(wasmbot: Wasmbot, slack_api: SlackStandIn, registry: Service,
+                                       tmp_path: Path) -> None:
+    from kubeapi import CRD, KubeStandIn
+
+    kube = KubeStandIn([CRD.load(SHARED / "testdata" / "k8s" / "istio-wasmplugin-crd.yaml")])
+    kube.start()
+    environments = {"dev": {"kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")), "namespace": "dev"}}
+    wasmbot.env["WASMBOT_ENVIRONMENTS"] = json.dumps(environments)
+    wasmbot.start_worker()
+    bot = start_slackbot(wasmbot, slack_api, tmp_path,
+                         WASMBOT_PERMISSIONS=json.dumps({"deploy:dev": ["user:W222"]}))
+    try:
+        bot.command(f"build examples/hello-c --tag {registry_host(registry)}/slack/button:v1")
+        final = final_message(slack_api, "succeeded")
+        build = wasmbot.store.recent()[0]
+        deploy_buttons = [e for b in final["blocks"] for e in b.get("elements", [])
+                          if e.get("action_id") == "wasmbot_deploy"]
+        assert [(b["text"]["text"], b["value"]) for b in deploy_buttons] == [("Deploy to dev", f"{build.id}:dev")]
+
+        _, name = bot.click("wasmbot_deploy", f"{build.id}:dev", user="W111")
+        denied = slack_api.wait_for(lambda api: [a for n, a in api.responses if n == name], timeout=30)[0]
+        assert denied["text"] == ":lock: you may not deploy:dev: that needs <@W222>"
+
+        bot.click("wasmbot_deploy", f"{build.id}:dev", user="W222")
+        slack_api.wait_for(lambda api: len(api.called("chat.postMessage")) == 2, timeout=30)
+        deploy = wasmbot.wait(wasmbot.store.recent()[0].id)
+        assert deploy.state is State.SUCCEEDED and deploy.requester == "slack:W222", deploy.stage("deploy").error
+        assert kube.objects[("wasmplugins", "dev", "button")]["spec"]["sha256"] == \
+            build.artifacts["digest"].removeprefix("sha256:")
+        status = bot.command("status dev")
+        assert status.status_code == 200
+        answer = slack_api.wait_for(lambda api: [a for n, a in api.responses if "dev: button at" in a["text"]],
+                                    timeout=30)[0]
+        assert build.artifacts["digest"] in answer["text"]
+    finally:
+        bot.process.terminate()
+        bot.process.wait(30)
+        kube.stop()

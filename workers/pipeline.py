@@ -45,6 +45,8 @@ STAGES: dict[str, StageFn] = {
 PIPELINES: dict[str, tuple[str, ...]] = {
     "build": ("build", "test", "push"),
     "init": ("scaffold", "build", "test"),
+    "test": ("build", "test"),
+    "push": ("build", "test", "push"),  # build and test come done from the job named
     "deploy": ("deploy",),
     "rollback": ("deploy",),
     "undeploy": ("undeploy",),
@@ -75,6 +77,8 @@ def submit_once(command: Command, *, requester: str, origin: str, text: str,
     """
     job = Job(requester=requester, origin=origin, command=command.model_dump(), text=text,
               source_root=source_root, stages=[Stage(name=name) for name in PIPELINES[command.name]])
+    if command.name == "push":
+        _from_tested_job(job)
     approval = approval_needed(job)
     if approval:
         job.state, job.approval = State.PENDING, approval
@@ -89,8 +93,25 @@ def submit_once(command: Command, *, requester: str, origin: str, text: str,
             return existing, False
     store().create(job)
     if not job.approval:
-        enqueue(job.id, job.stages[0].name)
+        first = job.next_stage()
+        assert first is not None
+        enqueue(job.id, first.name)
     return job, True
+
+
+def _from_tested_job(job: Job) -> None:
+    """``/wasm push JOB``: take the build and test the job named did, and push what they made."""
+    source = store().get(str(job.command["job"]))
+    if source is None:
+        raise ValueError(f"no job {job.command['job']}")
+    done = {s.name: s for s in source.stages if s.state is State.SUCCEEDED}
+    if "build" not in done or "test" not in done:
+        raise ValueError(f"job {source.id} has no passed build and test to push (it is {source.state.value})")
+    job.command = source.command | {"name": "push", "job": source.id, "tag": job.command["tag"],
+                                    "release": job.command["release"]}
+    job.source_root = source.source_root
+    job.stages = [done["build"].model_copy(), done["test"].model_copy(), Stage(name="push")]
+    job.artifacts = {k: v for k, v in source.artifacts.items() if k not in ("image", "digest")}
 
 
 def approval_needed(job: Job) -> dict[str, str]:

@@ -43,7 +43,8 @@ GROUP_CACHE_SECONDS = 300.0
 def configured(settings: Settings) -> bool:
     """Slack is served only with a signing secret: never accept unverifiable requests."""
     return settings.slack_signing_secret is not None and (
-        settings.slack_bot_token is not None or settings.slack_client_id is not None)
+        settings.slack_bot_token is not None or settings.slack_client_id is not None
+    )
 
 
 def workspace(enterprise: str | None, team: str | None) -> str:
@@ -64,13 +65,19 @@ class SlackFrontEnd:
             folder = settings.data_dir / "slack"
             oauth = AsyncOAuthSettings(
                 client_id=settings.slack_client_id,
-                client_secret=settings.slack_client_secret.get_secret_value(), scopes=SCOPES,
+                client_secret=settings.slack_client_secret.get_secret_value(),
+                scopes=SCOPES,
                 installation_store=FileInstallationStore(base_dir=str(folder / "installations")),
                 state_store=FileOAuthStateStore(expiration_seconds=600, base_dir=str(folder / "states")),
-                install_path="/slack/install", redirect_uri_path="/slack/oauth_redirect")
+                install_path="/slack/install",
+                redirect_uri_path="/slack/oauth_redirect",
+            )
             self.client.token = None  # each team's own installation token is used instead
-        self.app = AsyncApp(signing_secret=settings.slack_signing_secret.get_secret_value(),
-                            client=self.client, oauth_settings=oauth)
+        self.app = AsyncApp(
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            client=self.client,
+            oauth_settings=oauth,
+        )
         self.reporter = Reporter(settings, self.store, self.client_for)
         self._groups: dict[tuple[str, str], tuple[float, set[str]]] = {}
         self.socket: Any = None
@@ -79,6 +86,7 @@ class SlackFrontEnd:
         self.app.action(blocks.CANCEL)(self.on_cancel)
         self.app.action(blocks.APPROVE)(self.on_approve)
         self.app.action(blocks.DENY)(self.on_deny)
+        self.app.action(blocks.DEPLOY)(self.on_deploy)
         self.app.event("app_mention")(self.on_mention)
         self.app.event("message")(self.ignore)  # the app sees channel messages; it acts on none
 
@@ -101,13 +109,15 @@ class SlackFrontEnd:
 
     async def handle_install(self, request: web.Request) -> web.Response:
         assert self.app.oauth_flow is not None
-        return await to_aiohttp_response(await self.app.oauth_flow.handle_installation(
-            await to_bolt_request(request)))
+        return await to_aiohttp_response(
+            await self.app.oauth_flow.handle_installation(await to_bolt_request(request))
+        )
 
     async def handle_callback(self, request: web.Request) -> web.Response:
         assert self.app.oauth_flow is not None
-        return await to_aiohttp_response(await self.app.oauth_flow.handle_callback(
-            await to_bolt_request(request)))
+        return await to_aiohttp_response(
+            await self.app.oauth_flow.handle_callback(await to_bolt_request(request))
+        )
 
     async def _resume(self, _app: web.Application) -> None:
         """Pick up the messages of jobs still running when the process last stopped."""
@@ -121,8 +131,9 @@ class SlackFrontEnd:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
         assert self.settings.slack_app_token is not None
-        self.socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token.get_secret_value(),
-                                             web_client=self.client)
+        self.socket = AsyncSocketModeHandler(
+            self.app, self.settings.slack_app_token.get_secret_value(), web_client=self.client
+        )
         await self.socket.connect_async()
 
     async def _stop(self, _app: web.Application) -> None:
@@ -139,17 +150,22 @@ class SlackFrontEnd:
         enterprise, _, team = (workspace or "/").partition("/")
         bot = await store.async_find_bot(enterprise_id=enterprise or None, team_id=team or None)
         if bot is None and enterprise:  # an org-wide installation serves every team of the org
-            bot = await store.async_find_bot(enterprise_id=enterprise, team_id=None,
-                                             is_enterprise_install=True)
+            bot = await store.async_find_bot(
+                enterprise_id=enterprise, team_id=None, is_enterprise_install=True
+            )
         if bot is None or not bot.bot_token:
             raise LookupError(f"wasmbot is not installed in Slack workspace {workspace}")
-        return AsyncWebClient(token=bot.bot_token, base_url=self.settings.slack_api_url,
-                              retry_handlers=self.client.retry_handlers)
+        return AsyncWebClient(
+            token=bot.bot_token,
+            base_url=self.settings.slack_api_url,
+            retry_handlers=self.client.retry_handlers,
+        )
 
     # -- permissions -----------------------------------------------------------------------
 
-    async def allowed(self, action: str, user: str, channel: str | None, team: str | None,
-                      requester: str | None = None) -> str | None:
+    async def allowed(
+        self, action: str, user: str, channel: str | None, team: str | None, requester: str | None = None
+    ) -> str | None:
         async def members(group: str) -> set[str]:
             key = (team or "", group)
             cached = self._groups.get(key)
@@ -162,13 +178,19 @@ class SlackFrontEnd:
             return users
 
         try:
-            return await permissions.check(self.settings.permissions, action,
-                                           permissions.Principal(user, channel), requester=requester,
-                                           members=members)
+            return await permissions.check(
+                self.settings.permissions,
+                action,
+                permissions.Principal(user, channel),
+                requester=requester,
+                members=members,
+            )
         except SlackApiError as exc:  # fail closed, and say why
             log.warning("permission check for %s failed: %s", action, exc.response.get("error"))
-            return (f"wasmbot could not check who may {action} (Slack answered "
-                    f"{exc.response.get('error') or exc.response.status_code}); ask an admin")
+            return (
+                f"wasmbot could not check who may {action} (Slack answered "
+                f"{exc.response.get('error') or exc.response.status_code}); ask an admin"
+            )
 
     # -- listeners -------------------------------------------------------------------------
 
@@ -180,8 +202,11 @@ class SlackFrontEnd:
             await ack(response_type="ephemeral", text=f":warning: {exc.message}\nusage: `{exc.usage}`")
             return
         if isinstance(parsed, commands.HelpCommand):
-            await ack(response_type="ephemeral", text=commands.help_text(parsed.topic),
-                      blocks=blocks.help_blocks(commands.help_text(parsed.topic)))
+            await ack(
+                response_type="ephemeral",
+                text=commands.help_text(parsed.topic),
+                blocks=blocks.help_blocks(commands.help_text(parsed.topic)),
+            )
             return
         user, channel = command["user_id"], command.get("channel_id")
         team = workspace(command.get("enterprise_id"), command.get("team_id"))
@@ -198,9 +223,20 @@ class SlackFrontEnd:
             elif isinstance(parsed, commands.CancelCommand):
                 answer = await self._cancel(parsed.job, user, channel, team)
                 await respond(response_type="ephemeral", text=answer)
+            elif isinstance(parsed, commands.ListCommand):
+                from bot.answers import jobs_text, status_text
+
+                text_ = await asyncio.to_thread(
+                    jobs_text if parsed.name == "jobs" else lambda s: status_text(s, parsed.env),
+                    self.settings,
+                )
+                await respond(response_type="ephemeral", text=f"```{text_}```")
+            elif isinstance(parsed, commands.ApproveCommand):
+                await respond(response_type="ephemeral", text=await self._decide(parsed, user, channel, team))
             else:
-                await self._submit(parsed, f"/wasm {text}", user, channel, team, command.get("trigger_id"),
-                                   respond)
+                await self._submit(
+                    parsed, f"/wasm {text}", user, channel, team, command.get("trigger_id"), respond
+                )
         except Exception as exc:  # tell the caller; never leave them in silence
             log.exception("/wasm %s failed", parsed.name)
             await respond(response_type="ephemeral", text=f":x: wasmbot could not do that: {exc}")
@@ -228,6 +264,35 @@ class SlackFrontEnd:
         await ack()
         await self._button(body, respond, "deny")
 
+    async def on_deploy(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """*Deploy to ENV* on a pushed job: a deploy job of its own, asked for by whoever clicked."""
+        await ack()
+        job_id, _, env = body["actions"][0]["value"].partition(":")
+        user = body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id")
+        organisation = body.get("enterprise") or {}
+        team = workspace(
+            (body.get("team") or {}).get("enterprise_id") or organisation.get("id"),
+            (body.get("team") or {}).get("id") or body["user"].get("team_id"),
+        )
+        reason = await self.allowed(f"deploy:{env}", user, channel, team)
+        if reason:
+            await respond(response_type="ephemeral", replace_original=False, text=f":lock: {reason}")
+            return
+        command = commands.DeployCommand(target=job_id, env=env)
+        try:
+            await self._submit(
+                command,
+                f"/wasm deploy {job_id} --env {env}",
+                user,
+                channel,
+                team,
+                body.get("trigger_id"),
+                respond,
+            )
+        except ValueError as exc:
+            await respond(response_type="ephemeral", replace_original=False, text=f":warning: {exc}")
+
     # -- work ------------------------------------------------------------------------------
 
     async def _button(self, body: dict[str, Any], respond: AsyncRespond, action: str) -> None:
@@ -237,18 +302,24 @@ class SlackFrontEnd:
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id")
         organisation = body.get("enterprise") or {}
-        team = workspace((body.get("team") or {}).get("enterprise_id") or organisation.get("id"),
-                         (body.get("team") or {}).get("id") or body["user"].get("team_id"))
+        team = workspace(
+            (body.get("team") or {}).get("enterprise_id") or organisation.get("id"),
+            (body.get("team") or {}).get("id") or body["user"].get("team_id"),
+        )
         job = await asyncio.to_thread(self.store.get, job_id)
         if job is None:
             await respond(response_type="ephemeral", replace_original=False, text=f"no job {job_id}")
             return
         requester = job.requester.removeprefix("slack:")
         # Approving and denying act on an environment: "approve:ENV", checked like any other action.
-        checked = job.approval.get("action", "").replace("deploy:", "approve:") \
-            if action in ("approve", "deny") else action
-        reason = await self.allowed(checked, user, channel, team,
-                                    requester=requester if action != "approve" else None)
+        checked = (
+            job.approval.get("action", "").replace("deploy:", "approve:")
+            if action in ("approve", "deny")
+            else action
+        )
+        reason = await self.allowed(
+            checked, user, channel, team, requester=requester if action != "approve" else None
+        )
         if reason:
             await respond(response_type="ephemeral", replace_original=False, text=f":lock: {reason}")
             return
@@ -282,8 +353,37 @@ class SlackFrontEnd:
         self.reporter.follow(job_id)
         return f"job `{job_id}` cancelled"
 
+    async def _decide(
+        self, command: commands.ApproveCommand, user: str, channel: str | None, team: str | None
+    ) -> str:
+        """``/wasm approve|deny JOB``: the same checks as the buttons."""
+        from workers import pipeline
+
+        job = await asyncio.to_thread(self.store.get, command.job)
+        if job is None or not job.approval:
+            return f"job {command.job} is not waiting for an approval"
+        reason = await self.allowed(
+            job.approval["action"].replace("deploy:", "approve:"),
+            user,
+            channel,
+            team,
+            requester=None if command.name == "approve" else job.requester.removeprefix("slack:"),
+        )
+        if reason:
+            return f":lock: {reason}"
+        try:
+            if command.name == "approve":
+                await asyncio.to_thread(pipeline.approve, command.job, f"slack:{user}")
+            else:
+                await asyncio.to_thread(pipeline.cancel, command.job, f"<@{user}>")
+        except (KeyError, ValueError) as exc:
+            return f":warning: {exc}"
+        finally:
+            self.reporter.follow(command.job)
+        return f"job `{command.job}` {'approved' if command.name == 'approve' else 'turned down'}"
+
     async def _search(self, command: commands.SearchCommand) -> str:
-        from bot.imagecli import search_text
+        from bot.answers import search_text
         from workers.oci.registry import RegistryError
 
         try:
@@ -291,29 +391,49 @@ class SlackFrontEnd:
         except RegistryError as exc:
             return f":warning: {exc}"
 
-    async def _submit(self, command: commands.Command, text: str, user: str, channel: str | None,
-                      team: str | None, trigger: str | None, respond: AsyncRespond) -> None:
+    async def _submit(
+        self,
+        command: commands.Command,
+        text: str,
+        user: str,
+        channel: str | None,
+        team: str | None,
+        trigger: str | None,
+        respond: AsyncRespond,
+    ) -> None:
         from workers.pipeline import submit_once
 
         root = self.settings.chat_source_root
         Path(root).mkdir(parents=True, exist_ok=True)
         job, new = await asyncio.to_thread(
-            submit_once, command, requester=f"slack:{user}", origin=f"slack:{team}:{channel}", text=text,
-            source_root=str(root), dedupe_key=f"slack:{team}:{trigger}" if trigger else None)
+            submit_once,
+            command,
+            requester=f"slack:{user}",
+            origin=f"slack:{team}:{channel}",
+            text=text,
+            source_root=str(root),
+            dedupe_key=f"slack:{team}:{trigger}" if trigger else None,
+        )
         if not new:
             return  # Slack sent this request again; the first delivery reports on the job
         client = await self.client_for(team)
         try:
-            posted = await client.chat_postMessage(channel=channel or user, text=blocks.summary(job),
-                                                   blocks=blocks.job_message(job, self.reporter.log_url(job)))
+            posted = await client.chat_postMessage(
+                channel=channel or user,
+                text=blocks.summary(job),
+                blocks=blocks.job_message(job, self.reporter.log_url(job)),
+            )
         except Exception as exc:
-            await respond(response_type="ephemeral",
-                          text=f"job `{job.id}` queued, but its message could not be posted here ({exc}); "
-                               "invite wasmbot to this channel to see its progress")
+            await respond(
+                response_type="ephemeral",
+                text=f"job `{job.id}` queued, but its message could not be posted here ({exc}); "
+                "invite wasmbot to this channel to see its progress",
+            )
             return
         where = {"team": team or "", "channel": str(posted["channel"]), "ts": str(posted["ts"])}
 
         def record(stored: Job) -> None:
             stored.reports["slack"] = where
+
         await asyncio.to_thread(self.store.update, job.id, record)
         self.reporter.follow(job.id)

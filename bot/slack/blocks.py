@@ -12,10 +12,17 @@ from typing import Any
 
 from workers.jobs import Job, State
 
-ICONS = {State.PENDING: ":white_circle:", State.QUEUED: ":hourglass_flowing_sand:",
-         State.RUNNING: ":arrows_counterclockwise:", State.SUCCEEDED: ":white_check_mark:",
-         State.FAILED: ":x:", State.SKIPPED: ":fast_forward:", State.CANCELLED: ":no_entry_sign:"}
+ICONS = {
+    State.PENDING: ":white_circle:",
+    State.QUEUED: ":hourglass_flowing_sand:",
+    State.RUNNING: ":arrows_counterclockwise:",
+    State.SUCCEEDED: ":white_check_mark:",
+    State.FAILED: ":x:",
+    State.SKIPPED: ":fast_forward:",
+    State.CANCELLED: ":no_entry_sign:",
+}
 RETRY, CANCEL, APPROVE, DENY = "wasmbot_retry", "wasmbot_cancel", "wasmbot_approve", "wasmbot_deny"
+DEPLOY = "wasmbot_deploy"
 MAX_ERROR = 600
 
 Blocks = list[dict[str, Any]]
@@ -30,8 +37,12 @@ def _context(text: str) -> dict[str, Any]:
 
 
 def _button(text: str, action: str, value: str, style: str | None = None) -> dict[str, Any]:
-    button: dict[str, Any] = {"type": "button", "text": {"type": "plain_text", "text": text},
-                              "action_id": action, "value": value}
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action,
+        "value": value,
+    }
     if style:
         button["style"] = style
     return button
@@ -42,7 +53,10 @@ def summary(job: Job) -> str:
     return f"wasmbot job {job.id} {job.state.value}: {job.text}"
 
 
-def job_message(job: Job, log_url: str | None = None, now: float | None = None) -> Blocks:
+def job_message(
+    job: Job, log_url: str | None = None, now: float | None = None, environments: list[str] | None = None
+) -> Blocks:
+    """The job's message; ``environments`` get a *Deploy to* button once an image is pushed."""
     now = time.time() if now is None else now
     requester = job.requester.removeprefix("slack:")
     elapsed = (job.updated_at if job.state.finished else now) - job.created_at
@@ -72,8 +86,12 @@ def job_message(job: Job, log_url: str | None = None, now: float | None = None) 
         digest = job.approval.get("digest")
         what = job.approval.get("image", "") + (f"@{digest}" if digest else "")
         expires = time.strftime("%H:%M UTC", time.gmtime(float(job.approval["expires_at"])))
-        blocks.append(_section(f":raised_hand: *waiting for approval* to {job.approval['action']} {what}\n"
-                               f"someone other than <@{requester}> who may approve there; expires {expires}"))
+        blocks.append(
+            _section(
+                f":raised_hand: *waiting for approval* to {job.approval['action']} {what}\n"
+                f"someone other than <@{requester}> who may approve there; expires {expires}"
+            )
+        )
         if job.approval.get("diff"):
             blocks.append(_section(f"```{job.approval['diff']}```"))
         buttons += [_button("Approve", APPROVE, job.id, "primary"), _button("Deny", DENY, job.id, "danger")]
@@ -83,6 +101,14 @@ def job_message(job: Job, log_url: str | None = None, now: float | None = None) 
         buttons.append(_button("Retry", RETRY, job.id, "primary"))
     if not job.state.finished and not job.awaiting_approval:
         buttons.append(_button("Cancel", CANCEL, job.id, "danger"))
+    if (
+        job.state is State.SUCCEEDED
+        and job.artifacts.get("digest")
+        and "deployed_digest" not in job.artifacts
+    ):
+        buttons += [
+            _button(f"Deploy to {env}", DEPLOY, f"{job.id}:{env}") for env in (environments or [])[:4]
+        ]
     if buttons:
         blocks.append({"type": "actions", "block_id": f"job-{job.id}", "elements": buttons})
     return blocks
@@ -101,8 +127,10 @@ def announcement(job: Job, inspected: dict[str, Any]) -> Blocks:
         ("Size", f"{inspected.get('size', 0):,} bytes ({inspected.get('variant', '')} layout)"),
     ]
     return [
-        {"type": "header",
-         "text": {"type": "plain_text", "text": f":rocket: {name} {version} released"[:150]}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f":rocket: {name} {version} released"[:150]},
+        },
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
         _context(f"job `{job.id}` · asked by <@{job.requester.removeprefix('slack:')}>"),
     ]

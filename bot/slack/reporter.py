@@ -30,16 +30,18 @@ FOLLOW_POLL = 5.0  # seconds one wait for new events may block a thread
 
 
 class Reporter:
-    def __init__(self, settings: Settings, store: JobStore,
-                 clients: Callable[[str | None], Awaitable[AsyncWebClient]]) -> None:
+    def __init__(
+        self, settings: Settings, store: JobStore, clients: Callable[[str | None], Awaitable[AsyncWebClient]]
+    ) -> None:
         self.settings = settings
         self.store = store
         self.clients = clients
         self.tasks: dict[str, asyncio.Task[None]] = {}
         # Following blocks a thread per job for up to FOLLOW_POLL; keep that off the default
         # executor, which the request handlers use.
-        self.threads = concurrent.futures.ThreadPoolExecutor(max_workers=64,
-                                                             thread_name_prefix="slack-report")
+        self.threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=64, thread_name_prefix="slack-report"
+        )
         self.updates: dict[str, int] = {}  # chat.update calls per job, for tests and benchmarks
 
     def follow(self, job_id: str) -> None:
@@ -69,7 +71,8 @@ class Reporter:
         while True:
             wait = max(0.0, interval - (time.monotonic() - last)) if pending else FOLLOW_POLL
             events = await asyncio.get_running_loop().run_in_executor(
-                self.threads, self.store.events, job_id, after, wait)
+                self.threads, self.store.events, job_id, after, wait
+            )
             if events:
                 after = events[-1].seq
                 pending = pending or any(e.kind != "log" for e in events)
@@ -88,8 +91,14 @@ class Reporter:
         where = job.reports["slack"]
         try:
             client = await self.clients(where.get("team") or None)
-            await client.chat_update(channel=where["channel"], ts=where["ts"], text=blocks.summary(job),
-                                     blocks=blocks.job_message(job, self.log_url(job)))
+            await client.chat_update(
+                channel=where["channel"],
+                ts=where["ts"],
+                text=blocks.summary(job),
+                blocks=blocks.job_message(
+                    job, self.log_url(job), environments=list(self.settings.environments)
+                ),
+            )
             self.updates[job.id] = self.updates.get(job.id, 0) + 1
         except Exception:  # a lost edit must not stop the next one
             log.exception("could not update the Slack message of job %s", job.id)
@@ -108,8 +117,10 @@ class Reporter:
             return None
         client = await self.clients(job.reports.get("slack", {}).get("team") or None)
         answer = await client.chat_postMessage(
-            channel=self.settings.slack_announce_channel, text=f"released {found.reference}@{found.digest}",
-            blocks=blocks.announcement(job, found.as_dict()))
+            channel=self.settings.slack_announce_channel,
+            text=f"released {found.reference}@{found.digest}",
+            blocks=blocks.announcement(job, found.as_dict()),
+        )
         return dict(answer.data) if isinstance(answer.data, dict) else None
 
 
