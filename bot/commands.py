@@ -46,7 +46,6 @@ class CommandSpec:
     name: str
     usage: str
     summary: str
-    available: bool = True
 
 
 SPECS: dict[str, CommandSpec] = {
@@ -366,8 +365,6 @@ def parse(text: str) -> Command:
     spec = SPECS.get(name)
     if spec is None:
         raise CommandError(f"unknown command {name!r}", overview)
-    if not spec.available:
-        raise CommandError(f"/wasm {name} is not available yet", spec.usage)
     if name == "build":
         return _parse_build(args)
     if name == "test":
@@ -411,12 +408,10 @@ def help_text(topic: str | None = None) -> str:
     """Help for every command, or the usage and summary of one."""
     if topic is not None:
         spec = SPECS[topic]
-        note = "" if spec.available else " (not available yet)"
-        return f"usage: {spec.usage}\n{spec.summary}{note}"
+        return f"usage: {spec.usage}\n{spec.summary}"
     width = max(len(s.name) for s in SPECS.values())
     lines = ["wasmbot commands:"]
     for spec in SPECS.values():
-        note = "" if spec.available else " (coming soon)"
-        lines.append(f"  {spec.name:<{width}}  {spec.summary}{note}")
+        lines.append(f"  {spec.name:<{width}}  {spec.summary}")
     lines.append("Run /wasm help COMMAND for its usage.")
     return "\n".join(lines)
