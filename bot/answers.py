@@ -6,7 +6,6 @@ import time
 
 from bot import commands
 from bot.config import Settings
-from workers.jobs import State
 from workers.oci.connect import connect
 from workers.oci.registry import RegistryError
 from workers.oci.search import search
@@ -27,6 +26,16 @@ def search_text(settings: Settings, command: commands.SearchCommand) -> str:
     return "\n".join(f"{host}/{f.repository}: {', '.join(f.tags) or '(no tags)'}" for f in found)
 
 
+def list_text(settings: Settings, command: commands.ListCommand) -> str:
+    """The answer to ``/wasm jobs``, ``/wasm status`` and ``/wasm history``."""
+    if command.name == "jobs":
+        return jobs_text(settings)
+    if command.name == "status":
+        return status_text(settings, command.env)
+    assert command.env is not None  # the parser requires ENV for history
+    return history_text(settings, command.env, command.filter)
+
+
 def jobs_text(settings: Settings, limit: int = 15) -> str:
     jobs = open_store(settings).recent(limit)
     if not jobs:
@@ -38,22 +47,36 @@ def jobs_text(settings: Settings, limit: int = 15) -> str:
 
 
 def status_text(settings: Settings, env: str | None = None) -> str:
-    """What wasmbot last did to each filter in each environment, from the job history."""
-    latest: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
-    for job in open_store(settings).recent(limit=2000):
-        art = job.artifacts
-        if job.state is not State.SUCCEEDED or not art.get("environment") or art.get("dry_run") == "true":
-            continue
-        if env is not None and art["environment"] != env:
-            continue
-        key = (art["environment"], art.get("filter", ""))
-        latest.setdefault(key, (job.id, art))  # recent() is newest first
-    lines = []
-    for (environment, name), (job_id, art) in sorted(latest.items()):
-        if art.get("removed"):
-            continue
-        lines.append(
-            f"{environment}: {name} at {art['deployed_digest']} ({art['deployed_image']}; job {job_id})"
-        )
+    """What is deployed to each environment now, from the deploy history."""
+    latest: dict[tuple[str, str], dict[str, str]] = {}
+    for record in open_store(settings).deploys(env):  # newest first
+        latest.setdefault((record["environment"], record["filter"]), record)
+    lines = [
+        f"{environment}: {name} at {r['digest']} ({r['image']}; job {r['job']}, {_ago(r)})"
+        for (environment, name), r in sorted(latest.items())
+        if r["action"] != "undeploy"
+    ]
     where = f"in {env}" if env else "anywhere"
     return "\n".join(lines) or f"wasmbot has nothing deployed {where}"
+
+
+def history_text(settings: Settings, env: str, name: str | None = None, limit: int = 20) -> str:
+    """Who changed what in ``env`` and when, with the approver, newest first."""
+    records = [r for r in open_store(settings).deploys(env) if name is None or r["filter"] == name][:limit]
+    if not records:
+        return f"no deploys to {env}{' of ' + name if name else ''} yet"
+    lines = []
+    for r in records:
+        what = f"{r['digest']} ({r['image']})" if r["action"] != "undeploy" else "removed"
+        approved = f", approved by {r['approver']}" if r.get("approver") else ""
+        lines.append(f"{_ago(r)}  {r['action']:<8} {r['filter']} {what}  job {r['job']} by "
+                     f"{r['requester']}{approved}")
+    return "\n".join(lines)
+
+
+def _ago(record: dict[str, str]) -> str:
+    seconds = time.time() - float(record["at"])
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"

@@ -118,9 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(commands.help_text(command.topic))
         return 0
     if isinstance(command, commands.ListCommand):
-        from bot.answers import jobs_text, status_text
+        from bot.answers import list_text
 
-        print(jobs_text(settings) if command.name == "jobs" else status_text(settings, command.env))
+        print(list_text(settings, command))
         return 0
     if isinstance(command, commands.ApproveCommand):
         from workers.pipeline import approve, cancel

@@ -73,6 +73,8 @@ SPECS: dict[str, CommandSpec] = {
         CommandSpec("undeploy", "/wasm undeploy ENV FILTER",
                     "remove a filter's WasmPlugin (or Gloo filter entry), and nothing else"),
         CommandSpec("status", "/wasm status [ENV]", "show what wasmbot has deployed where"),
+        CommandSpec("history", "/wasm history ENV [FILTER]",
+                    "show who deployed, rolled back or removed what in ENV, and who approved it"),
         CommandSpec("jobs", "/wasm jobs", "list recent jobs"),
         CommandSpec("search", "/wasm search [REGISTRY/]TEXT",
                     "find module images whose repository name contains TEXT, with their tags"),
@@ -176,11 +178,12 @@ class PushCommand(BaseModel):
 
 
 class ListCommand(BaseModel):
-    """``jobs`` and ``status [ENV]``: answered at once from the job store."""
+    """``jobs``, ``status [ENV]`` and ``history ENV [FILTER]``: answered at once from the store."""
 
     model_config = ConfigDict(frozen=True)
-    name: Literal["jobs", "status"] = "jobs"
+    name: Literal["jobs", "status", "history"] = "jobs"
     env: str | None = None
+    filter: str | None = None
 
 
 class CancelCommand(BaseModel):
@@ -388,6 +391,10 @@ def parse(text: str) -> Command:
             raise CommandError(f"{name} takes {'at most one ENV' if name == 'status' else 'no arguments'}",
                                spec.usage)
         return ListCommand.model_validate({"name": name, "env": args[0] if args else None})
+    if name == "history":
+        if not 1 <= len(args) <= 2 or not all(_NAME.match(a) for a in args):
+            raise CommandError("history takes ENV and an optional FILTER (DNS labels)", spec.usage)
+        return ListCommand(name="history", env=args[0], filter=args[1] if len(args) > 1 else None)
     if name == "init":
         return _parse_init(args)
     if name == "search":

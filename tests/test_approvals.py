@@ -68,6 +68,10 @@ def test_approval_by_someone_else_deploys_the_approved_digest(
     job = wasmbot.store.get(job_id)
     assert job is not None and job.state is State.SUCCEEDED and job.approval["approved_by"] == "bob"
     assert kube.objects[("wasmplugins", "shop", "filter")]["spec"]["sha256"] == ref.split("@sha256:")[1]
+    history = wasmbot.cli("run", "/wasm history prod", env=env)
+    assert history.returncode == 0, history.stderr
+    assert re.fullmatch(rf"\d+s ago  deploy   filter {ref.split('@')[1]} \({re.escape(ref)}\)  job {job_id} by "
+                        r"alice, approved by bob\n", history.stdout), history.stdout
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)

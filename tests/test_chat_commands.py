@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import Wasmbot, manifest_puts, registry_host
 
-from bot.commands import ListCommand, PushCommand, SearchCommand, TestCommand, parse
+from bot.commands import CommandError, ListCommand, PushCommand, SearchCommand, TestCommand, parse
 from bot.localservices import Service
 from workers.jobs import State
 
@@ -18,6 +18,9 @@ def test_parser_accepts_the_new_commands() -> None:
         job="0123456789ab", tag="localhost:5000/x:v1", release=True)
     assert parse("/wasm jobs") == ListCommand(name="jobs")
     assert parse("/wasm status prod") == ListCommand(name="status", env="prod")
+    assert parse("/wasm history prod add-header") == ListCommand(name="history", env="prod", filter="add-header")
+    with pytest.raises(CommandError, match="history takes ENV and an optional FILTER"):
+        parse("/wasm history")
     assert parse("/wasm list add-header") == SearchCommand(text="add-header")
 
 

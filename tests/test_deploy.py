@@ -13,6 +13,7 @@ from conftest import SHARED
 from kubeapi import CRD, KubeStandIn
 from ocihelp import built, client, host_of, module_bytes
 
+from bot.answers import history_text, status_text
 from bot.commands import DeployCommand
 from bot.config import Environment, Settings
 from bot.localservices import Service, free_port
@@ -192,6 +193,13 @@ def test_rollback_redeploys_the_previous_digest(kube: KubeStandIn, registry: Ser
     assert kube.objects[("wasmplugins", "shop", "roll")]["spec"]["sha256"] == first.split("@sha256:")[1]
     assert any(line.startswith(f"rolling roll in staging back from {second.split('@')[1]} to {first.split('@')[1]}")
                for line in log)
+    # The history is the deploy record, not the job list: it holds who did what, newest first.
+    lines = history_text(settings, "staging", "roll").splitlines()
+    assert [line.split()[2] for line in lines] == ["rollback", "deploy", "deploy"]
+    assert [line.split()[4] for line in lines] == [first.split("@")[1], second.split("@")[1], first.split("@")[1]]
+    assert all(line.endswith("by slack:W111") for line in lines)
+    assert re.fullmatch(rf"staging: roll at {first.split('@')[1]} \({re.escape(first)}; job "
+                        rf"{lines[0].split()[-3]}, \d+s ago\)", status_text(settings)), status_text(settings)
 
 
 def test_undeploy_removes_only_wasmbots_plugin(kube: KubeStandIn, registry: Service, tmp_path: Path) -> None:
@@ -209,6 +217,12 @@ def test_undeploy_removes_only_wasmbots_plugin(kube: KubeStandIn, registry: Serv
     assert sorted(n for _, _, n in kube.objects) == ["hand-made", "stays"]
     with pytest.raises(StageError, match="WasmPlugin hand-made in staging was not deployed by wasmbot; it is left alone"):
         run_job(settings, UndeployCommand(env="staging", filter="hand-made"), tmp_path)
+    from bot.commands import RollbackCommand
+
+    with pytest.raises(StageError, match=r"gone was undeployed from staging by job [0-9a-f]{12}: deploy it again"):
+        run_job(settings, RollbackCommand(env="staging", filter="gone"), tmp_path)
+    assert [line.split(":")[1].split()[0] for line in status_text(settings, "staging").splitlines()] == ["stays"]
+    assert history_text(settings, "staging", "gone").splitlines()[0].split()[2:5] == ["undeploy", "gone", "removed"]
 
 
 GATEWAY = {

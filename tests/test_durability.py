@@ -123,3 +123,13 @@ def test_a_retired_worker_is_no_longer_live(store: JobStore) -> None:
     assert store.live_workers() == ["w1", "w2"]
     store.retire("w1")
     assert store.live_workers() == ["w2"]
+
+
+def test_the_deploy_history_is_kept_per_environment_newest_first(store: JobStore) -> None:
+    for i, env in enumerate(["staging", "prod", "staging"]):
+        store.record_deploy({"action": "deploy", "environment": env, "filter": "f", "digest": f"sha256:{i}",
+                             "at": str(time.time() + i)})
+    assert [r["digest"] for r in store.deploys("staging")] == ["sha256:2", "sha256:0"]
+    assert [r["digest"] for r in store.deploys()] == ["sha256:2", "sha256:1", "sha256:0"]
+    assert [r["digest"] for r in store.deploys(limit=1)] == ["sha256:2"]
+    assert store.deploys("dev") == []

@@ -43,6 +43,8 @@ class JobStore(Protocol):
     def retire(self, worker: str) -> None: ...
     def ping(self) -> None: ...
     def claim_key(self, key: str, value: str, ttl: float) -> str: ...
+    def record_deploy(self, record: dict[str, str]) -> None: ...
+    def deploys(self, env: str | None = None, limit: int = 1000) -> list[dict[str, str]]: ...
 
 
 class RedisStore:
@@ -141,6 +143,21 @@ class RedisStore:
         held = self.redis.get(name)
         return str(held) if held is not None else self.claim_key(key, value, ttl)
 
+    def record_deploy(self, record: dict[str, str]) -> None:
+        """Append to the environment's deploy history (kept whole: rollback reads it)."""
+        env = record["environment"]
+        with self.redis.pipeline() as pipe:
+            pipe.sadd(self._key("deploy-envs"), env)
+            pipe.lpush(self._key("deploys", env), json.dumps(record))
+            pipe.execute()
+
+    def deploys(self, env: str | None = None, limit: int = 1000) -> list[dict[str, str]]:
+        envs = [env] if env is not None else sorted(map(str, self.redis.smembers(self._key("deploy-envs"))))
+        found: list[dict[str, str]] = []
+        for name in envs:
+            found += [json.loads(r) for r in self.redis.lrange(self._key("deploys", name), 0, limit - 1)]
+        return sorted(found, key=lambda r: float(r["at"]), reverse=True)[:limit]
+
     def heartbeat(self, worker: str, ttl: float) -> None:
         self.redis.set(self._key("worker", worker), str(time.time()), px=int(ttl * 1000))
 
@@ -179,6 +196,9 @@ class SqliteStore:
                 CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, expires REAL NOT NULL);
                 CREATE TABLE IF NOT EXISTS once (
                     key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
+                CREATE TABLE IF NOT EXISTS deploys (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, env TEXT NOT NULL, data TEXT NOT NULL);
+                CREATE INDEX IF NOT EXISTS deploys_env ON deploys(env, seq);
                 """
             )
 
@@ -281,6 +301,19 @@ class SqliteStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def record_deploy(self, record: dict[str, str]) -> None:
+        self._connect().execute("INSERT INTO deploys(env, data) VALUES (?, ?)",
+                                (record["environment"], json.dumps(record)))
+
+    def deploys(self, env: str | None = None, limit: int = 1000) -> list[dict[str, str]]:
+        if env is None:
+            rows = self._connect().execute(
+                "SELECT data FROM deploys ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+        else:
+            rows = self._connect().execute(
+                "SELECT data FROM deploys WHERE env = ? ORDER BY seq DESC LIMIT ?", (env, limit)).fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     def heartbeat(self, worker: str, ttl: float) -> None:
         self._connect().execute(

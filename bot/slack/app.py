@@ -224,12 +224,9 @@ class SlackFrontEnd:
                 answer = await self._cancel(parsed.job, user, channel, team)
                 await respond(response_type="ephemeral", text=answer)
             elif isinstance(parsed, commands.ListCommand):
-                from bot.answers import jobs_text, status_text
+                from bot.answers import list_text
 
-                text_ = await asyncio.to_thread(
-                    jobs_text if parsed.name == "jobs" else lambda s: status_text(s, parsed.env),
-                    self.settings,
-                )
+                text_ = await asyncio.to_thread(list_text, self.settings, parsed)
                 await respond(response_type="ephemeral", text=f"```{text_}```")
             elif isinstance(parsed, commands.ApproveCommand):
                 await respond(response_type="ephemeral", text=await self._decide(parsed, user, channel, team))

@@ -6,13 +6,16 @@ resolve the image to its digest, check its ABI against the environment's platfor
 - Gloo: add or replace the filter in each selected ``Gateway`` (workers/deploy/gloo.py).
 ``--dry-run`` sends the same writes with ``dryRun=All``: the API server validates them and
 stores nothing; the log shows the YAML.  ``undeploy`` removes the WasmPlugin or the Gloo
-filter entry, and nothing else.  Every deploy job is the history record rollback reads.
+filter entry, and nothing else.  Each change is recorded in the store's deploy history
+(environment, filter, digest, job, requester, approver, time): ``/wasm history`` shows it and
+rollback reads it.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import time
 from typing import Any
 
 import yaml
@@ -21,7 +24,6 @@ from bot.config import Environment, Settings
 from workers.deploy import envoy, gloo, istio
 from workers.deploy.cluster import Cluster
 from workers.deploy.target import DeployError, Target, check_abi, resolve
-from workers.jobs import State
 from workers.oci.reference import InvalidReference
 from workers.oci.registry import RegistryError
 from workers.stages import StageContext, StageError
@@ -68,6 +70,9 @@ def run(ctx: StageContext) -> dict[str, str]:
         raise StageError(str(exc)) from None
     done = "validated (dry run, nothing changed)" if dry_run else "deployed"
     ctx.log(f"{done}: {where} pinned to {target.digest}")
+    if not dry_run:
+        _record(ctx, str(command.get("name", "deploy")), env_name, target.filter_name,
+                image=str(target.image), digest=target.digest, resource=where)
     return {
         "environment": env_name,
         "filter": target.filter_name,
@@ -214,45 +219,43 @@ def preview(settings: Settings, command: dict[str, Any], requester: str, job_id:
     return target, "\n".join(lines)
 
 
-def history(ctx: StageContext, env_name: str, name: str | None) -> list[dict[str, str]]:
-    """Successful deploys to ``env_name`` (of filter ``name``), newest first, from the job store."""
-    found = []
-    for job in open_store(ctx.settings).recent(limit=2000):
-        art = job.artifacts
-        if (
-            job.id != ctx.job.id
-            and job.state is State.SUCCEEDED
-            and art.get("environment") == env_name
-            and art.get("dry_run") == "false"
-            and art.get("deployed_digest")
-            and (name is None or art.get("filter") == name)
-        ):
-            found.append(art | {"job": job.id, "requester": job.requester})
-    return found
+def _record(ctx: StageContext, action: str, env_name: str, name: str, **what: str) -> None:
+    """Add this change to the environment's deploy history (who, when, approved by whom)."""
+    job = ctx.job
+    open_store(ctx.settings).record_deploy(
+        {"action": action, "environment": env_name, "filter": name, "job": job.id,
+         "requester": job.requester, "approver": str(job.approval.get("approved_by", "")),
+         "at": str(time.time())} | what
+    )
 
 
 def previous_digest(ctx: StageContext, env_name: str) -> str:
     name = ctx.job.command.get("filter")
-    deploys = history(ctx, env_name, name)
-    if not deploys:
+    records = [r for r in open_store(ctx.settings).deploys(env_name) if name is None or r["filter"] == name]
+    if not records:
         raise DeployError(f"nothing was deployed to {env_name}{' as ' + name if name else ''} by wasmbot yet")
-    current = deploys[0]
-    if name is None and len({d["filter"] for d in deploys}) > 1:
+    current = records[0]
+    if name is None and len({r["filter"] for r in records}) > 1:
         raise DeployError(
             f"several filters are deployed to {env_name}; name one: /wasm rollback {env_name} FILTER"
         )
-    before = next((d for d in deploys if d["deployed_digest"] != current["deployed_digest"]), None)
+    if current["action"] == "undeploy":
+        raise DeployError(
+            f"{current['filter']} was undeployed from {env_name} by job {current['job']}: "
+            "deploy it again with /wasm deploy IMAGE --env " + env_name
+        )
+    earlier = (r for r in records if r["action"] != "undeploy" and r["digest"] != current["digest"])
+    before = next(earlier, None)
     if before is None:
         raise DeployError(
             f"{current['filter']} in {env_name} has only ever been deployed at "
-            f"{current['deployed_digest']}: there is nothing to roll back to"
+            f"{current['digest']}: there is nothing to roll back to"
         )
     ctx.log(
-        f"rolling {current['filter']} in {env_name} back from {current['deployed_digest']} to "
-        f"{before['deployed_digest']} (deployed by job {before['job']})"
+        f"rolling {current['filter']} in {env_name} back from {current['digest']} to "
+        f"{before['digest']} (deployed by job {before['job']})"
     )
-    image = before["deployed_image"].split("@")[0]
-    return f"{image}@{before['deployed_digest']}"
+    return f"{before['image'].split('@')[0]}@{before['digest']}"
 
 
 def undeploy(ctx: StageContext) -> dict[str, str]:
@@ -280,4 +283,5 @@ def undeploy(ctx: StageContext) -> dict[str, str]:
     except DeployError as exc:
         raise StageError(str(exc)) from None
     ctx.log(f"removed {where}")
+    _record(ctx, "undeploy", env_name, name, resource=where)
     return {"environment": env_name, "filter": name, "removed": where}
