@@ -117,6 +117,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if isinstance(command, commands.HelpCommand):
         print(commands.help_text(command.topic))
         return 0
+    if isinstance(command, commands.PullRequestCommand):
+        print(f"wasmbot: /wasm {command.name} works in a pull request comment on GitHub", file=sys.stderr)
+        return EXIT_USAGE
     if isinstance(command, commands.ListCommand):
         from bot.answers import list_text
 

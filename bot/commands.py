@@ -82,6 +82,10 @@ SPECS: dict[str, CommandSpec] = {
         CommandSpec("approve", "/wasm approve JOB",
                     "approve a change to a protected environment (not your own)"),
         CommandSpec("deny", "/wasm deny JOB", "turn down a change to a protected environment"),
+        CommandSpec("retest", "/wasm retest",
+                    "in a pull request: build and test its head commit again (also /wasm build, /wasm test)"),
+        CommandSpec("ok-to-test", "/wasm ok-to-test",
+                    "in a pull request from a fork or a new contributor: a member lets its head commit run"),
     )
 }
 
@@ -186,6 +190,13 @@ class ListCommand(BaseModel):
     filter: str | None = None
 
 
+class PullRequestCommand(BaseModel):
+    """Commands that only make sense in a pull request comment (bot/github/)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: Literal["retest", "ok-to-test"] = "retest"
+
+
 class CancelCommand(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: Literal["cancel"] = "cancel"
@@ -199,7 +210,8 @@ class ApproveCommand(BaseModel):
 
 
 Command = (BuildCommand | InitCommand | HelpCommand | SearchCommand | CancelCommand | DeployCommand
-           | RollbackCommand | UndeployCommand | ApproveCommand | TestCommand | PushCommand | ListCommand)
+           | RollbackCommand | UndeployCommand | ApproveCommand | TestCommand | PushCommand | ListCommand
+           | PullRequestCommand)
 # Commands that change an environment; their permission is checked as "deploy:ENV".
 ENVIRONMENT_COMMANDS = ("deploy", "rollback", "undeploy")
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -395,6 +407,10 @@ def parse(text: str) -> Command:
         if not 1 <= len(args) <= 2 or not all(_NAME.match(a) for a in args):
             raise CommandError("history takes ENV and an optional FILTER (DNS labels)", spec.usage)
         return ListCommand(name="history", env=args[0], filter=args[1] if len(args) > 1 else None)
+    if name in ("retest", "ok-to-test"):
+        if args:
+            raise CommandError(f"{name} takes no arguments", spec.usage)
+        return PullRequestCommand.model_validate({"name": name})
     if name == "init":
         return _parse_init(args)
     if name == "search":

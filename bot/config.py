@@ -166,6 +166,30 @@ class Settings(BaseSettings):
     slack_announce_channel: str = "#wasm"
     slack_update_interval: float = Field(default=1.0, ge=0)  # least seconds between message edits
     public_url: str | None = None  # where wasmbot serve is reachable, for links to job logs
+    # GitHub (bot/github/, docs/github.md).  The GITHUB_* names follow GitHub's conventions.
+    github_webhook_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
+        "GITHUB_WEBHOOK_SECRET", "WASMBOT_GITHUB_WEBHOOK_SECRET", "github_webhook_secret"))
+    github_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
+        "GITHUB_TOKEN", "WASMBOT_GITHUB_TOKEN", "github_token"))
+    github_app_id: int | None = Field(default=None, validation_alias=AliasChoices(
+        "GITHUB_APP_ID", "WASMBOT_GITHUB_APP_ID", "github_app_id"))
+    github_app_private_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
+        "GITHUB_APP_PRIVATE_KEY", "WASMBOT_GITHUB_APP_PRIVATE_KEY", "github_app_private_key"))
+    github_api_url: str = Field(default="https://api.github.com", validation_alias=AliasChoices(
+        "GITHUB_API_URL", "WASMBOT_GITHUB_API_URL", "github_api_url"))
+    # Where /wasm init creates repositories (an organisation, or the token user's login);
+    # None: it creates none.
+    github_repo_owner: str | None = None
+    # Tags whose push runs the release pipeline (an fnmatch pattern such as "v*"), for
+    # repositories that tag without publishing GitHub releases; None: releases only.
+    github_release_tags: str | None = None
+    # PR authors trusted to have their code built without `/wasm ok-to-test`, and the
+    # commenters who may say it (GitHub's author_association values).
+    github_trusted: list[str] = ["OWNER", "MEMBER", "COLLABORATOR"]
+    github_retries: int = Field(default=3, ge=0, le=10)
+    github_backoff: float = Field(default=1.0, ge=0)  # seconds, doubled on each retry
+    # Least seconds between writes, as GitHub asks of integrations to avoid secondary limits.
+    github_write_interval: float = Field(default=1.0, ge=0)
 
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)

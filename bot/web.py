@@ -2,7 +2,8 @@
 
 It serves the probes a deployment needs (``/healthz``: the process answers; ``/readyz``: the
 broker and the job store answer too), a job's log behind a signed link (``/jobs/ID/log``), and
-the Slack front end at ``/slack/events`` when Slack is configured.
+the Slack front end at ``/slack/events`` and the GitHub one at ``/github/webhook`` when each
+is configured.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from workers.store import open_store
 
 SETTINGS = web.AppKey("settings", Settings)
 SLACK: web.AppKey[Any] = web.AppKey("slack")
+GITHUB: web.AppKey[Any] = web.AppKey("github")
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -63,7 +65,7 @@ async def job_log(request: web.Request) -> web.Response:
 
 
 def make_app(settings: Settings) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=26 * 2**20)  # GitHub sends payloads up to 25 MB
     app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -73,4 +75,14 @@ def make_app(settings: Settings) -> web.Application:
     if slack.configured(settings):
         app[SLACK] = slack.SlackFrontEnd(settings)
         app[SLACK].mount(app)
+    from bot.github import app as github
+
+    if github.configured(settings):
+        from bot.slack.reporter import log_url
+
+        app[GITHUB] = github.GitHubFrontEnd(settings, log_url=lambda job: log_url(settings, job.id))
+        app[GITHUB].mount(app)
+        if SLACK in app:  # releases published on GitHub are announced in Slack
+            app[GITHUB].announce = app[SLACK].reporter.announce_when_released
     return app
+

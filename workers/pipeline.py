@@ -26,6 +26,7 @@ from workers.oci.registry import RegistryError
 from workers.stages import StageContext, StageError, StageFn, StageSkipped
 from workers.stages import build as build_stage
 from workers.stages import deploy as deploy_stage
+from workers.stages import github as github_stages
 from workers.stages import push as push_stage
 from workers.stages import scaffold as scaffold_stage
 from workers.stages import test as test_stage
@@ -40,6 +41,9 @@ STAGES: dict[str, StageFn] = {
     "push": push_stage.run,
     "deploy": deploy_stage.run,
     "undeploy": deploy_stage.undeploy,
+    "fetch": github_stages.fetch,
+    "attach": github_stages.attach,
+    "repository": github_stages.create_repository,
 }
 # The stages each command's job runs, in order.
 PIPELINES: dict[str, tuple[str, ...]] = {
@@ -69,14 +73,21 @@ def submit(command: Command, *, requester: str, origin: str, text: str,
 
 
 def submit_once(command: Command, *, requester: str, origin: str, text: str,
-                source_root: str, dedupe_key: str | None = None) -> tuple[Job, bool]:
+                source_root: str, dedupe_key: str | None = None,
+                github: dict[str, str] | None = None) -> tuple[Job, bool]:
     """Like ``submit``, and say whether the job is new.
 
     ``dedupe_key`` names the request that asked (a Slack trigger id, a GitHub delivery id): a
     second submission with the same key within a day returns the first job, not a new one.
+    ``github`` names a commit to build (``repo``, ``sha``, ``installation``; ``release`` and
+    ``tag`` for a release): the job first checks it out, and reports to GitHub.
     """
     job = Job(requester=requester, origin=origin, command=command.model_dump(), text=text,
-              source_root=source_root, stages=[Stage(name=name) for name in PIPELINES[command.name]])
+              source_root=source_root, stages=[Stage(name=name) for name in stages_for(command, github)])
+    if github is not None:
+        job.reports["github"] = github
+        if "fetch" in [s.name for s in job.stages]:
+            job.source_root = str(settings().artifacts_dir / job.id / "checkout")
     if command.name == "push":
         _from_tested_job(job)
     approval = approval_needed(job)
@@ -97,6 +108,18 @@ def submit_once(command: Command, *, requester: str, origin: str, text: str,
         assert first is not None
         enqueue(job.id, first.name)
     return job, True
+
+
+def stages_for(command: Command, github: dict[str, str] | None = None) -> list[str]:
+    """The stages of ``command``'s job: its pipeline, with the GitHub steps it needs."""
+    names = list(PIPELINES[command.name])
+    if github is not None and command.name in ("build", "test"):
+        names.insert(0, "fetch")
+        if github.get("release"):
+            names.append("attach")
+    if command.name == "init" and settings().github_repo_owner:
+        names.append("repository")
+    return names
 
 
 def _from_tested_job(job: Job) -> None:

@@ -208,6 +208,10 @@ class SlackFrontEnd:
                 blocks=blocks.help_blocks(commands.help_text(parsed.topic)),
             )
             return
+        if isinstance(parsed, commands.PullRequestCommand):
+            await ack(response_type="ephemeral",
+                      text=f"`/wasm {parsed.name}` works in a pull request comment on GitHub")
+            return
         user, channel = command["user_id"], command.get("channel_id")
         team = workspace(command.get("enterprise_id"), command.get("team_id"))
         env = getattr(parsed, "env", None)

@@ -14,19 +14,25 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from bot.follow import follow
 from bot.slack import blocks
 from workers.jobs import Job, State
 from workers.store import JobStore
 
 log = logging.getLogger(__name__)
-FOLLOW_POLL = 5.0  # seconds one wait for new events may block a thread
+
+
+POLL_ONLY = 0.0
+
+
+async def _nothing(_job: Job) -> None:
+    return None
 
 
 class Reporter:
@@ -37,8 +43,7 @@ class Reporter:
         self.store = store
         self.clients = clients
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        # Following blocks a thread per job for up to FOLLOW_POLL; keep that off the default
-        # executor, which the request handlers use.
+        # Following blocks a thread per job for a few seconds at a time (bot/follow.py).
         self.threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=64, thread_name_prefix="slack-report"
         )
@@ -61,30 +66,21 @@ class Reporter:
         self.threads.shutdown(wait=False, cancel_futures=True)
 
     def log_url(self, job: Job) -> str | None:
-        if not self.settings.public_url:
-            return None
-        return f"{self.settings.public_url.rstrip('/')}/jobs/{job.id}/log?sig={sign(self.settings, job.id)}"
+        return log_url(self.settings, job.id)
+
+    def announce_when_released(self, job_id: str) -> None:
+        """For jobs from other front ends (a GitHub release): no job message, just the announcement."""
+        async def run() -> None:
+            job = await follow(self.store, job_id, self.threads, POLL_ONLY, _nothing)
+            if job is not None and job.state is State.SUCCEEDED:
+                await self.announce(job)
+
+        self.tasks[job_id] = asyncio.create_task(run(), name=f"slack-announce-{job_id}")
 
     async def _follow(self, job_id: str) -> None:
-        after, last, pending = 0, 0.0, True
-        interval = self.settings.slack_update_interval
-        while True:
-            wait = max(0.0, interval - (time.monotonic() - last)) if pending else FOLLOW_POLL
-            events = await asyncio.get_running_loop().run_in_executor(
-                self.threads, self.store.events, job_id, after, wait
-            )
-            if events:
-                after = events[-1].seq
-                pending = pending or any(e.kind != "log" for e in events)
-            job = await asyncio.to_thread(self.store.get, job_id)
-            if job is None or "slack" not in job.reports:
-                return
-            if pending and (job.state.finished or time.monotonic() - last >= interval):
-                await self._update(job)
-                last, pending = time.monotonic(), False
-            if (job.state.finished or job.awaiting_approval) and not pending:
-                break  # an approval restarts following
-        if job.state is State.SUCCEEDED and job.command.get("release"):
+        job = await follow(self.store, job_id, self.threads, self.settings.slack_update_interval,
+                           self._update, wanted=lambda job: "slack" in job.reports)
+        if job is not None and job.state is State.SUCCEEDED and job.command.get("release"):
             await self.announce(job)
 
     async def _update(self, job: Job) -> None:
@@ -136,6 +132,13 @@ def _key(settings: Settings) -> bytes:
 def sign(settings: Settings, job_id: str) -> str:
     """A link signature, so a job's log is readable only by whoever was shown the link."""
     return hmac.new(_key(settings), job_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def log_url(settings: Settings, job_id: str) -> str | None:
+    """The signed link to a job's log, where wasmbot has a public URL."""
+    if not settings.public_url:
+        return None
+    return f"{settings.public_url.rstrip('/')}/jobs/{job_id}/log?sig={sign(settings, job_id)}"
 
 
 def verify(settings: Settings, job_id: str, signature: str) -> bool:

@@ -101,6 +101,7 @@ def run(ctx: StageContext) -> dict[str, str]:
     digest = hashlib.sha256(module.read_bytes()).hexdigest()
     ctx.log(f"filter.wasm: {module.stat().st_size} bytes, sha256:{digest}")
     return {"module": str(module), "module_sha256": f"sha256:{digest}", "lang": lang,
+            "module_size": str(module.stat().st_size),
             "root_ids": ",".join(root_ids(source, config))}
 
 

@@ -1,0 +1,100 @@
+"""``POST /github/webhook``: verify, de-duplicate, route (the bedevere/gidgethub pattern).
+
+The ``X-Hub-Signature-256`` HMAC of the raw body is checked in constant time before the body
+is parsed; without a configured secret the endpoint is not served at all (fail closed).  A
+delivery id seen before is answered 200 and not handled again, so a redelivery never starts
+a second job.  Events without a handler are answered 202 and ignored.  Handlers
+(bot/github/handlers.py) only submit jobs; workers do the slow part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from typing import Any
+
+from aiohttp import web
+from gidgethub import sansio
+
+from bot.config import Settings
+from bot.github import client as github_client
+from bot.github.handlers import router
+from bot.github.reporter import Reporter
+from workers.store import JobStore, open_store
+
+log = logging.getLogger(__name__)
+DELIVERY_TTL = 7 * 24 * 3600.0  # GitHub lets a delivery be redelivered for a few days
+
+
+def configured(settings: Settings) -> bool:
+    return settings.github_webhook_secret is not None and github_client.configured(settings)
+
+
+def signature_ok(secret: str, body: bytes, header: str) -> bool:
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.encode())
+
+
+class GitHubFrontEnd:
+    def __init__(self, settings: Settings, store: JobStore | None = None, log_url: Any = None) -> None:
+        assert settings.github_webhook_secret is not None
+        self.settings = settings
+        self.secret = settings.github_webhook_secret.get_secret_value()
+        self.store = store or open_store(settings)
+        self.reporter = Reporter(settings, self.store, log_url)
+        self.announce: Any = None  # set by the Slack front end: announce(job_id) for releases
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_post("/github/webhook", self.webhook)
+        app.on_startup.append(self._resume)
+        app.on_cleanup.append(self._stop)
+
+    async def _resume(self, _app: web.Application) -> None:
+        for job in await asyncio.to_thread(self.store.active):
+            if "github" in job.reports:
+                self.reporter.follow(job.id)
+
+    async def _stop(self, _app: web.Application) -> None:
+        await self.reporter.close()
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        event_name = request.headers.get("X-GitHub-Event")
+        delivery = request.headers.get("X-GitHub-Delivery")
+        signature = request.headers.get("X-Hub-Signature-256")
+        if not event_name or not delivery:
+            return _answer(400, "X-GitHub-Event and X-GitHub-Delivery are required")
+        body = await request.read()
+        if not signature:
+            return _answer(401, "X-Hub-Signature-256 is missing: set the webhook's secret")
+        if not signature_ok(self.secret, body, signature):
+            log.warning("refused GitHub delivery %s: bad signature", delivery)
+            return _answer(401, "X-Hub-Signature-256 does not match: check the webhook's secret")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return _answer(400, "the body is not JSON (set the webhook's content type to application/json)")
+        if event_name == "ping":
+            return web.json_response({"ok": True, "message": "pong", "zen": data.get("zen")})
+        mine = uuid.uuid4().hex
+        holder = await asyncio.to_thread(
+            self.store.claim_key, f"github-delivery:{delivery}", mine, DELIVERY_TTL
+        )
+        if holder != mine:
+            return _answer(200, f"delivery {delivery} was handled already")
+        event = sansio.Event(data, event=event_name, delivery_id=delivery)
+        if not router.fetch(event):
+            return _answer(202, f"{event_name}{'.' + data['action'] if 'action' in data else ''} is ignored")
+        try:
+            await router.dispatch(event, self)
+        except Exception:
+            log.exception("GitHub delivery %s (%s) failed", delivery, event_name)
+            return _answer(500, f"wasmbot could not handle delivery {delivery}; see its log")
+        return _answer(200, "handled")
+
+
+def _answer(status: int, message: str) -> web.Response:
+    return web.json_response({"ok": status < 400, "message": message}, status=status)

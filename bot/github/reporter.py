@@ -1,0 +1,178 @@
+"""Keep GitHub in step with each job: one check run per job, one comment per pull request.
+
+One task per job follows its events (bot/follow.py) and, on each change, edits the job's
+check run (queued → in_progress → completed, with the stage table, ABI report, module size
+and its change against the base branch, and compiler errors as annotations on completion),
+then the pull request's wasmbot comment, which is found by its marker and edited, never
+posted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import logging
+import threading
+from typing import Any
+
+from github.Repository import Repository
+
+from bot.config import Settings
+from bot.follow import follow
+from bot.github import render
+from bot.github.client import client
+from workers.jobs import Job, State
+from workers.store import JobStore
+
+log = logging.getLogger(__name__)
+CHECK_NAME = "wasmbot"
+
+
+class Reporter:
+    def __init__(self, settings: Settings, store: JobStore, log_url: Any = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.log_url = log_url or (lambda job: None)
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.threads = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="github-report")
+        self.comment_ids: dict[tuple[str, int], int] = {}
+        self.pr_locks: dict[tuple[str, int], threading.Lock] = {}
+        self.guard = threading.Lock()
+
+    def follow(self, job_id: str) -> None:
+        task = self.tasks.get(job_id)
+        if task is None or task.done():
+            self.tasks[job_id] = asyncio.create_task(self._follow(job_id), name=f"github-report-{job_id}")
+
+    async def wait(self, job_id: str) -> None:
+        task = self.tasks.get(job_id)
+        if task is not None:
+            await task
+
+    async def close(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _follow(self, job_id: str) -> None:
+        await follow(
+            self.store,
+            job_id,
+            self.threads,
+            self.settings.slack_update_interval,
+            self._update,
+            wanted=lambda job: "github" in job.reports,
+        )
+
+    async def _update(self, job: Job) -> None:
+        try:
+            await asyncio.to_thread(self.publish, job)
+        except Exception:  # a lost update must not stop the next one
+            log.exception("could not report job %s to GitHub", job.id)
+
+    def repo(self, job: Job) -> Repository:
+        where = job.reports["github"]
+        installation = int(where["installation"]) if where.get("installation") else None
+        return client(self.settings, installation).get_repo(where["repo"], lazy=True)
+
+    def publish(self, job: Job) -> None:
+        repo = self.repo(job)
+        self.check_run(repo, job)
+        if job.reports["github"].get("pr"):
+            self.pr_comment(repo, job.reports["github"]["repo"], int(job.reports["github"]["pr"]))
+
+    # -- the check run --------------------------------------------------------------------------
+
+    def base_size(self, job: Job) -> int | None:
+        """The module size of the newest passed build of the base branch (or of the same ref)."""
+        where = job.reports["github"]
+        base = where.get("base") or where.get("ref")
+        for other in self.store.recent(500):
+            theirs = other.reports.get("github", {})
+            if (
+                other.id != job.id
+                and other.state is State.SUCCEEDED
+                and theirs.get("repo") == where["repo"]
+                and theirs.get("ref") == base
+                and not theirs.get("pr")
+                and other.artifacts.get("module_size")
+            ):
+                return int(other.artifacts["module_size"])
+        return None
+
+    def check_run(self, repo: Repository, job: Job) -> None:
+        where = job.reports["github"]
+        base_ref = where.get("base") or where.get("ref") or "the base branch"
+        output = render.check_output(job, self.base_size(job), base_ref)
+        status = {State.RUNNING: "in_progress"}.get(job.state, "queued")
+        conclusion = render.conclusion(job)
+        fields: dict[str, Any] = {"status": "completed" if conclusion else status, "output": output}
+        if conclusion:
+            fields |= {"conclusion": conclusion, "completed_at": datetime.datetime.now(datetime.UTC)}
+        else:
+            output.pop("annotations", None)  # annotations add up on GitHub: send them once, at the end
+        url = self.log_url(job)
+        if url:
+            fields["details_url"] = url
+        if where.get("check_run"):
+            repo.get_check_run(int(where["check_run"])).edit(**fields)
+        else:
+            run = repo.create_check_run(CHECK_NAME, where["sha"], external_id=job.id, **fields)
+
+            def record(stored: Job) -> None:
+                stored.reports["github"] = stored.reports["github"] | {
+                    "check_run": str(run.id),
+                    "check_url": run.html_url or "",
+                }
+
+            self.store.update(job.id, record)
+            job.reports["github"] |= {"check_run": str(run.id), "check_url": run.html_url or ""}
+        if job.artifacts.get("module_size"):
+            change = render.size_change(job, self.base_size(job), base_ref)
+            if where.get("size_change") != change:
+
+                def note(stored: Job) -> None:
+                    stored.reports["github"] = stored.reports["github"] | {"size_change": change}
+
+                self.store.update(job.id, note)
+                job.reports["github"]["size_change"] = change
+
+    # -- the pull request comment ---------------------------------------------------------------
+
+    def runs(self, repo_name: str, pr: int) -> list[Job]:
+        return [
+            job
+            for job in self.store.recent(500)
+            if job.reports.get("github", {}).get("repo") == repo_name
+            and job.reports["github"].get("pr") == str(pr)
+        ]
+
+    def pr_comment(self, repo: Repository, repo_name: str, pr: int, held: str | None = None) -> None:
+        """Create or edit the pull request's one wasmbot comment."""
+        key = (repo_name, pr)
+        with self.guard:
+            lock = self.pr_locks.setdefault(key, threading.Lock())
+        with lock:
+            runs = self.runs(repo_name, pr)
+            latest_sha = runs[0].reports["github"].get("sha") if runs else None
+            body = render.pr_comment(
+                runs,
+                held,
+                {
+                    j.id: j.reports["github"].get("check_url", "")
+                    for j in runs
+                    if j.reports["github"].get("sha") == latest_sha
+                },
+            )
+            issue = repo.get_issue(pr)
+            comment_id = self.comment_ids.get(key)
+            if comment_id is None:
+                found = next((c for c in issue.get_comments() if render.MARKER in (c.body or "")), None)
+                if found is not None:
+                    comment_id = self.comment_ids[key] = found.id
+            if comment_id is None:
+                self.comment_ids[key] = issue.create_comment(body).id
+            else:
+                issue.get_comment(comment_id).edit(body)
