@@ -42,7 +42,10 @@ def retry(settings: Settings) -> GithubRetry:
 
 
 def client(settings: Settings, installation: int | None = None) -> Github:
-    """A client for ``installation`` (App auth), or the token's client; one per process each."""
+    """A client for ``installation`` (App auth), or the token's client; one per process each.
+
+    Lazy: ``get_repo(NAME).get_pull(N)`` is one request, not two.
+    """
     key = (settings.github_api_url, installation if settings.github_token is None else None)
     with _lock:
         found = _clients.get(key)

@@ -86,7 +86,7 @@ def ran_before(fe: GitHubFrontEnd, repo: str, number: int, sha: str) -> bool:
 
 def hold(fe: GitHubFrontEnd, repo: str, pr: dict[str, Any], installation: int | None, why: str) -> None:
     sha = pr["head"]["sha"]
-    gh = client(fe.settings, installation).get_repo(repo, lazy=True)
+    gh = client(fe.settings, installation).get_repo(repo)
     fe.reporter.pr_comment(
         gh,
         repo,
@@ -187,7 +187,7 @@ async def issue_comment(event: sansio.Event, fe: GitHubFrontEnd) -> None:
         return
     repo = data["repository"]["full_name"]
     installation = await _installation(fe, event, repo)
-    gh = client(fe.settings, installation).get_repo(repo, lazy=True)
+    gh = client(fe.settings, installation).get_repo(repo)
     issue = await asyncio.to_thread(gh.get_issue, data["issue"]["number"])
     await asyncio.to_thread(lambda: issue.get_comment(comment["id"]).create_reaction("eyes"))
     for line in lines[:5]:  # a comment is not a script
@@ -250,7 +250,7 @@ async def _retest(
 ) -> str | None:
     association = data["comment"].get("author_association", "NONE")
     member = association in fe.settings.github_trusted
-    gh = client(fe.settings, installation).get_repo(repo, lazy=True)
+    gh = client(fe.settings, installation).get_repo(repo)
     pr = (await asyncio.to_thread(lambda: gh.get_pull(number))).raw_data
     if name == "ok-to-test" and not member:
         return (
@@ -361,7 +361,7 @@ async def check_run_rerequested(event: sansio.Event, fe: GitHubFrontEnd) -> None
         return  # not one of wasmbot's check runs
     where = job.reports["github"]
     installation = await _installation(fe, event, where["repo"])
-    gh = client(fe.settings, installation).get_repo(where["repo"], lazy=True)
+    gh = client(fe.settings, installation).get_repo(where["repo"])
     requester = f"github:{event.data['sender']['login']}"
     if where.get("pr"):
         pr = (await asyncio.to_thread(lambda: gh.get_pull(int(where["pr"])))).raw_data
@@ -438,7 +438,7 @@ async def start_release(
     if once != event.delivery_id:
         return  # this tag is being released already (a tag push and its release)
     installation = await _installation(fe, event, repo)
-    gh = client(fe.settings, installation).get_repo(repo, lazy=True)
+    gh = client(fe.settings, installation).get_repo(repo)
     sha = await asyncio.to_thread(lambda: gh.get_commit(tag).sha)
     where = {"repo": repo, "sha": sha, "installation": str(installation or ""), "ref": tag, "tag": tag}
     if release:

@@ -75,7 +75,7 @@ class Reporter:
     def repo(self, job: Job) -> Repository:
         where = job.reports["github"]
         installation = int(where["installation"]) if where.get("installation") else None
-        return client(self.settings, installation).get_repo(where["repo"], lazy=True)
+        return client(self.settings, installation).get_repo(where["repo"])
 
     def publish(self, job: Job) -> None:
         repo = self.repo(job)

@@ -41,7 +41,7 @@ def fetch(ctx: StageContext) -> dict[str, str]:
     where = ctx.job.reports["github"]
     repo_name, sha = where["repo"], where["sha"]
     try:
-        link = _github(ctx).get_repo(repo_name, lazy=True).get_archive_link("tarball", sha)
+        link = _github(ctx).get_repo(repo_name).get_archive_link("tarball", sha)
         with requests.get(link, stream=True, timeout=ctx.settings.registry_timeout) as answer:
             answer.raise_for_status()
             data = io.BytesIO()
@@ -75,7 +75,7 @@ def attach(ctx: StageContext) -> dict[str, str]:
     module = Path(ctx.job.stage("build").result["module"])
     name = f"{where['repo'].split('/')[1]}-{where['tag']}.wasm"
     try:
-        release = _github(ctx).get_repo(where["repo"], lazy=True).get_release(int(where["release"]))
+        release = _github(ctx).get_repo(where["repo"]).get_release(int(where["release"]))
         existing = next((a for a in release.get_assets() if a.name == name), None)
         if existing is not None:  # a retried job: replace what an earlier attempt uploaded
             existing.delete_asset()

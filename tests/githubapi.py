@@ -1,0 +1,396 @@
+"""A local stand-in for GitHub's REST API: what wasmbot calls, in GitHub's own shapes.
+
+The real PyGithub client talks to it through ``base_url``.  It keeps repositories (files per
+commit, refs, Git Data objects), pull requests, issue comments and reactions, check runs (with
+every edit), releases and their assets, and GitHub App installations (installation tokens are
+minted only for a JWT signed by the App's key).  ``fail`` queues answers such as 502 or a
+secondary rate limit for matching requests.  Tests wait on a condition, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import hashlib
+import io
+import itertools
+import json
+import re
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from aiohttp import web
+
+from bot.localservices import free_port
+
+TOKEN = "ghp_wasmbot_test_token"
+
+
+@dataclass
+class Fault:
+    method: str
+    path: re.Pattern[str]
+    status: int
+    times: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class GitHubStandIn:
+    def __init__(self) -> None:
+        self.tokens = {TOKEN}
+        self.user = "wasmbot-user"
+        self.app_id: int | None = None
+        self.app_public_key: str | None = None
+        self.installations: dict[str, int] = {}  # owner -> installation id
+        self.tokens_minted = 0
+        self.repos: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, dict[str, dict[str, bytes]]] = {}  # repo -> sha -> path -> bytes
+        self.refs: dict[str, dict[str, str]] = {}  # repo -> ref -> sha
+        self.objects: dict[str, dict[str, Any]] = {}  # git blobs, trees, commits by sha
+        self.pulls: dict[tuple[str, int], dict[str, Any]] = {}
+        self.comments: dict[int, dict[str, Any]] = {}
+        self.reactions: list[tuple[int, str]] = []
+        self.check_runs: dict[int, dict[str, Any]] = {}
+        self.check_edits: dict[int, list[dict[str, Any]]] = {}
+        self.releases: dict[int, dict[str, Any]] = {}
+        self.assets: dict[int, dict[str, Any]] = {}
+        self.topics: dict[str, list[str]] = {}
+        self.faults: list[Fault] = []
+        self.calls: list[tuple[str, str]] = []
+        self._ids = itertools.count(1000)
+        self._changed = threading.Condition()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> str:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        ready = threading.Event()
+
+        def serve() -> None:
+            self.loop = asyncio.new_event_loop()
+            app = web.Application(middlewares=[self._middleware], client_max_size=64 * 2**20)
+            app.router.add_route("*", "/{path:.*}", self._route)
+            self.runner = web.AppRunner(app, access_log=None)
+            self.loop.run_until_complete(self.runner.setup())
+            self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        return self.url
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    # -- test set-up -------------------------------------------------------------------------------
+
+    def add_repo(self, full_name: str, files: dict[str, bytes], *, private: bool = False) -> str:
+        """A repository whose default branch ``main`` holds ``files``; returns the commit sha."""
+        owner, name = full_name.split("/")
+        self.repos[full_name] = {
+            "id": next(self._ids), "name": name, "full_name": full_name, "private": private,
+            "owner": {"login": owner, "id": 1, "type": "Organization"},
+            "html_url": f"https://github.example/{full_name}", "url": f"{self.url}/repos/{full_name}",
+            "default_branch": "main", "topics": [], "fork": False,
+        }
+        self.files[full_name] = {}
+        self.refs[full_name] = {}
+        sha = self.add_commit(full_name, files)
+        self.refs[full_name]["heads/main"] = sha
+        return sha
+
+    def add_commit(self, full_name: str, files: dict[str, bytes]) -> str:
+        sha = hashlib.sha1(json.dumps(sorted((k, v.hex()) for k, v in files.items())).encode()
+                           + str(next(self._ids)).encode()).hexdigest()
+        self.files[full_name][sha] = dict(files)
+        return sha
+
+    def add_pull(self, payload: dict[str, Any]) -> None:
+        pr = copy.deepcopy(payload["pull_request"])
+        self.pulls[(payload["repository"]["full_name"], pr["number"])] = pr
+
+    def add_release(self, full_name: str, release: dict[str, Any]) -> None:
+        release = copy.deepcopy(release)
+        rid = release["id"]
+        release["url"] = f"{self.url}/repos/{full_name}/releases/{rid}"
+        release["assets_url"] = f"{release['url']}/assets"
+        release["upload_url"] = f"{self.url}/_uploads/repos/{full_name}/releases/{rid}/assets{{?name,label}}"
+        release["assets"] = []
+        self.releases[rid] = release
+        self.refs[full_name][f"tags/{release['tag_name']}"] = self.refs[full_name]["heads/main"]
+
+    def fail(self, method: str, path: str, status: int, times: int = 1, **headers: str) -> None:
+        """Answer the next ``times`` requests matching ``method`` and the ``path`` regex with ``status``."""
+        body = {"message": "You have exceeded a secondary rate limit"} if status in (403, 429) else \
+            {"message": "Server Error"}
+        self.faults.append(Fault(method, re.compile(path), status, times, headers, body))
+
+    def wait_for(self, check: Callable[[GitHubStandIn], Any], timeout: float = 240) -> Any:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                result = check(self)
+                if result:
+                    return result
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"GitHub stand-in: condition not met in {timeout}s; calls: "
+                                         f"{self.calls[-30:]}")
+                self._changed.wait(min(left, 1.0))
+
+    def comments_on(self, repo: str, number: int) -> list[dict[str, Any]]:
+        with self._changed:
+            return [c for c in self.comments.values() if c["_issue"] == (repo, number)]
+
+    # -- the API ------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        with self._changed:
+            self.calls.append((request.method, request.path))
+            for fault in self.faults:
+                if fault.times > 0 and fault.method == request.method and fault.path.search(request.path):
+                    fault.times -= 1
+                    self._changed.notify_all()
+                    return web.json_response(fault.body, status=fault.status, headers=fault.headers)
+        try:
+            response: web.StreamResponse = await handler(request)
+        finally:
+            with self._changed:
+                self._changed.notify_all()
+        return response
+
+    def _authorised(self, request: web.Request) -> bool:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() in ("token", "bearer") and value in self.tokens
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path, method = request.path, request.method
+        if path.startswith("/_archive/"):
+            return self._archive(path)
+        if method == "POST" and (m := re.fullmatch(r"/app/installations/(\d+)/access_tokens", path)):
+            return self._mint(request, int(m[1]))
+        if method == "GET" and (m := re.fullmatch(r"/repos/([^/]+)/([^/]+)/installation", path)):
+            return self._installation_of(request, m[1])
+        if not self._authorised(request):
+            return _error(401, "Bad credentials")
+        if path.startswith("/_uploads/") and method == "POST":
+            return await self._upload(request)
+        body: Any = None
+        if request.can_read_body:
+            body = await request.json()
+        with self._changed:
+            return await self._api(request, method, path, body)
+
+    def _mint(self, request: web.Request, installation: int) -> web.Response:
+        value = request.headers.get("Authorization", "").partition(" ")[2]
+        try:
+            claims = jwt.decode(value, self.app_public_key, algorithms=["RS256"])
+        except (jwt.PyJWTError, TypeError):
+            return _error(401, "A JSON web token could not be decoded")
+        if str(claims.get("iss")) != str(self.app_id) or installation not in self.installations.values():
+            return _error(404, "Not Found")
+        token = f"ghs_{hashlib.sha256(str(next(self._ids)).encode()).hexdigest()[:36]}"
+        with self._changed:
+            self.tokens.add(token)
+            self.tokens_minted += 1
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        return web.json_response({"token": token, "expires_at": expires, "permissions": {}}, status=201)
+
+    def _installation_of(self, request: web.Request, owner: str) -> web.Response:
+        if owner not in self.installations:
+            return _error(404, "Not Found")
+        return web.json_response({"id": self.installations[owner], "app_id": self.app_id,
+                                  "account": {"login": owner}})
+
+    def _archive(self, path: str) -> web.Response:
+        m = re.fullmatch(r"/_archive/([^/]+)/([^/]+)/([0-9a-f]+)\.tar\.gz", path)
+        if not m or f"{m[1]}/{m[2]}" not in self.files or m[3] not in self.files[f"{m[1]}/{m[2]}"]:
+            return _error(404, "Not Found")
+        data = io.BytesIO()
+        with tarfile.open(fileobj=data, mode="w:gz") as archive:
+            top = f"{m[1]}-{m[2]}-{m[3][:7]}"
+            for name, content in sorted(self.files[f"{m[1]}/{m[2]}"][m[3]].items()):
+                info = tarfile.TarInfo(f"{top}/{name}")
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+        return web.Response(body=data.getvalue(), content_type="application/x-gzip")
+
+    async def _api(self, request: web.Request, method: str, path: str, body: Any) -> web.StreamResponse:
+        if method == "GET" and path == "/user":
+            return web.json_response({"login": self.user, "id": 7, "type": "User",
+                                      "url": f"{self.url}/users/{self.user}"})
+        if m := re.fullmatch(r"/orgs/([^/]+)", path):
+            return web.json_response({"login": m[1], "id": 9, "url": f"{self.url}/orgs/{m[1]}"})
+        if method == "POST" and (m := re.fullmatch(r"/orgs/([^/]+)/repos|/user/repos", path)):
+            owner = m[1] or self.user
+            full = f"{owner}/{body['name']}"
+            if full in self.repos:
+                return _error(422, "Repository creation failed.",
+                              [{"resource": "Repository", "field": "name", "code": "custom",
+                                "message": "name already exists on this account"}])
+            self.add_repo(full, {"README.md": f"# {body['name']}\n".encode()} if body.get("auto_init") else {})
+            if not body.get("auto_init"):
+                self.refs[full] = {}
+            self.repos[full]["description"] = body.get("description")
+            return web.json_response(self.repos[full], status=201)
+        m = re.fullmatch(r"/repos/([^/]+/[^/]+)(/.*)?", path)
+        if not m:
+            return _error(404, "Not Found")
+        repo, rest = m[1], m[2] or ""
+        if repo not in self.repos:
+            return _error(404, "Not Found")
+        return self._repo_api(request, method, repo, rest, body) or _error(404, "Not Found")
+
+    def _repo_api(self, request: web.Request, method: str, repo: str, rest: str, body: Any) -> Any:
+        base = f"{self.url}/repos/{repo}"
+        if rest == "" and method == "GET":
+            return web.json_response(self.repos[repo])
+        if method == "GET" and (m := re.fullmatch(r"/tarball/(.+)", rest)):
+            sha = self.refs[repo].get(f"heads/{m[1]}", m[1])
+            if sha not in self.files[repo]:
+                return _error(404, "Not Found")
+            raise web.HTTPFound(f"{self.url}/_archive/{repo}/{sha}.tar.gz")
+        if method == "GET" and (m := re.fullmatch(r"/commits/(.+)", rest)):
+            ref = m[1]
+            sha = self.refs[repo].get(f"tags/{ref}") or self.refs[repo].get(f"heads/{ref}") or ref
+            if sha not in self.files[repo]:
+                return _error(422, f"No commit found for SHA: {ref}")
+            return web.json_response({"sha": sha, "url": f"{base}/commits/{sha}"})
+        if method == "GET" and (m := re.fullmatch(r"/pulls/(\d+)", rest)):
+            pr = self.pulls.get((repo, int(m[1])))
+            return web.json_response(pr) if pr else None
+        if m := re.fullmatch(r"/issues/(\d+)", rest):
+            number = int(m[1])
+            return web.json_response({"number": number, "id": number, "url": f"{base}/issues/{number}",
+                                      "html_url": f"https://github.example/{repo}/pull/{number}",
+                                      "title": "a pull request", "state": "open",
+                                      "user": {"login": "someone"}, "labels": [], "comments": 0})
+        if m := re.fullmatch(r"/issues/(\d+)/comments", rest):
+            number = int(m[1])
+            if method == "POST":
+                cid = next(self._ids)
+                self.comments[cid] = {"id": cid, "body": body["body"], "user": {"login": "wasmbot[bot]",
+                                      "type": "Bot"}, "url": f"{base}/issues/comments/{cid}",
+                                      "html_url": f"https://github.example/{repo}/pull/{number}#c{cid}",
+                                      "_issue": (repo, number), "_edits": 0}
+                return web.json_response(_public(self.comments[cid]), status=201)
+            return web.json_response([_public(c) for c in self.comments.values() if c["_issue"] == (repo, number)])
+        if m := re.fullmatch(r"/issues/comments/(\d+)(/reactions)?", rest):
+            comment = self.comments.get(int(m[1]))
+            if comment is None:
+                return None
+            if m[2] and method == "POST":
+                self.reactions.append((comment["id"], body["content"]))
+                return web.json_response({"id": next(self._ids), "content": body["content"],
+                                          "user": {"login": self.user}}, status=201)
+            if method == "PATCH":
+                comment["body"] = body["body"]
+                comment["_edits"] += 1
+            return web.json_response(_public(comment))
+        if rest == "/check-runs" and method == "POST":
+            rid = next(self._ids)
+            run = body | {"id": rid, "url": f"{base}/check-runs/{rid}",
+                          "html_url": f"https://github.example/{repo}/runs/{rid}", "_repo": repo}
+            self.check_runs[rid] = run
+            self.check_edits[rid] = [copy.deepcopy(body)]
+            return web.json_response(_public(run), status=201)
+        if m := re.fullmatch(r"/check-runs/(\d+)", rest):
+            run = self.check_runs.get(int(m[1]))
+            if run is None:
+                return None
+            if method == "PATCH":
+                run.update(body)
+                self.check_edits[run["id"]].append(copy.deepcopy(body))
+            return web.json_response(_public(run))
+        if m := re.fullmatch(r"/releases/(\d+)(/assets)?", rest):
+            release = self.releases.get(int(m[1]))
+            if release is None:
+                return None
+            return web.json_response(release["assets"] if m[2] else release)
+        if method == "DELETE" and (m := re.fullmatch(r"/releases/assets/(\d+)", rest)):
+            for release in self.releases.values():
+                release["assets"] = [a for a in release["assets"] if a["id"] != int(m[1])]
+            return web.Response(status=204)
+        if rest == "/topics" and method == "PUT":
+            self.topics[repo] = body["names"]
+            return web.json_response({"names": body["names"]})
+        return self._git_api(method, repo, rest, body)
+
+    def _git_api(self, method: str, repo: str, rest: str, body: Any) -> Any:
+        base = f"{self.url}/repos/{repo}"
+        if rest.startswith("/git/") and not self.refs[repo]:
+            return _error(409, "Git Repository is empty.")
+        if method == "POST" and rest == "/git/blobs":
+            content = base64.b64decode(body["content"]) if body.get("encoding") == "base64" else \
+                body["content"].encode()
+            sha = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+            self.objects[sha] = {"type": "blob", "content": content}
+            return web.json_response({"sha": sha, "url": f"{base}/git/blobs/{sha}"}, status=201)
+        if method == "POST" and rest == "/git/trees":
+            sha = hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()
+            self.objects[sha] = {"type": "tree", "tree": body["tree"]}
+            return web.json_response({"sha": sha, "url": f"{base}/git/trees/{sha}", "tree": body["tree"]},
+                                     status=201)
+        if method == "POST" and rest == "/git/commits":
+            tree = self.objects.get(body["tree"])
+            if tree is None:
+                return _error(422, "Tree SHA does not exist")
+            files = {e["path"]: self.objects[e["sha"]]["content"] for e in tree["tree"]}
+            sha = self.add_commit(repo, files)
+            self.objects[sha] = {"type": "commit", "message": body["message"], "parents": body["parents"]}
+            return web.json_response({"sha": sha, "url": f"{base}/git/commits/{sha}", "message": body["message"],
+                                      "parents": [{"sha": p} for p in body["parents"]],
+                                      "tree": {"sha": body["tree"]}}, status=201)
+        if m := re.fullmatch(r"/git/refs?/(.+)", rest):
+            ref = m[1]
+            if ref not in self.refs[repo]:
+                return None
+            if method == "PATCH":
+                if not body.get("force") and body["sha"] != self.refs[repo][ref]:
+                    return _error(422, "Update is not a fast forward")
+                self.refs[repo][ref] = body["sha"]
+            return web.json_response({"ref": f"refs/{ref}", "url": f"{base}/git/refs/{ref}",
+                                      "object": {"sha": self.refs[repo][ref], "type": "commit"}})
+        return None
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        m = re.fullmatch(r"/_uploads/repos/([^/]+/[^/]+)/releases/(\d+)/assets", request.path)
+        release = self.releases.get(int(m[2])) if m else None
+        if m is None or release is None or "name" not in request.query:
+            return _error(404, "Not Found")
+        data = await request.read()
+        with self._changed:
+            aid = next(self._ids)
+            name = request.query["name"]
+            asset = {"id": aid, "name": name, "size": len(data), "state": "uploaded",
+                     "content_type": request.headers.get("Content-Type", ""),
+                     "url": f"{self.url}/repos/{m[1]}/releases/assets/{aid}",
+                     "browser_download_url": f"https://github.example/{m[1]}/releases/download/"
+                                             f"{release['tag_name']}/{name}"}
+            self.assets[aid] = asset | {"_data": data}
+            release["assets"].append(asset)
+        return web.json_response(asset, status=201)
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if not k.startswith("_")}
+
+
+def _error(status: int, message: str, errors: list[dict[str, str]] | None = None) -> web.Response:
+    body: dict[str, Any] = {"message": message, "documentation_url": "https://docs.github.com/rest"}
+    if errors:
+        body["errors"] = errors
+    return web.json_response(body, status=status)

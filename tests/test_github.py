@@ -1,0 +1,348 @@
+"""The GitHub front end: signed webhooks posted to the running app with the real payloads in
+../shared/testdata/github/, against a stand-in of GitHub's REST API driven by PyGithub."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import ROOT, SHARED, Wasmbot, registry_host
+from githubapi import TOKEN, GitHubStandIn
+
+from bot.localservices import Service, _wait_until, free_port
+from workers.jobs import Job, State
+
+PAYLOADS = SHARED / "testdata" / "github"
+SECRET = "webhook-secret-for-tests"
+REPO = "Codertocat/Hello-World"
+FILTER = {name: (ROOT / "tests" / "filters" / "c" / name).read_bytes() for name in ("filter.c", "wasm-tests.yaml")}
+BROKEN = {"filter.c": FILTER["filter.c"] + b"\nint broken(void) { return undefined_thing; }\n",
+          "wasm-tests.yaml": FILTER["wasm-tests.yaml"]}
+
+
+def payload(path: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((PAYLOADS / path).read_text())
+    return data
+
+
+@dataclass
+class GitHubBot:
+    url: str
+    api: GitHubStandIn
+    bot: Wasmbot
+    process: subprocess.Popen[bytes]
+
+    def post(self, event: str, body: dict[str, Any] | bytes, *, delivery: str | None = None,
+             secret: str = SECRET, signed: bool = True) -> requests.Response:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+                   "Content-Type": "application/json"}
+        if signed:
+            headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        return requests.post(f"{self.url}/github/webhook", data=raw, headers=headers, timeout=30)
+
+    def jobs(self) -> list[Job]:
+        return [j for j in self.bot.store.recent(100) if "github" in j.reports]
+
+
+@pytest.fixture
+def github_api() -> Iterator[GitHubStandIn]:
+    stand_in = GitHubStandIn()
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()
+
+
+def start_githubbot(bot: Wasmbot, api: GitHubStandIn, tmp_path: Path, **env: str) -> GitHubBot:
+    port = free_port()
+    environment = bot.env | {
+        "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api.url,
+        "WASMBOT_GITHUB_WRITE_INTERVAL": "0", "WASMBOT_GITHUB_BACKOFF": "0.05",
+        "WASMBOT_SLACK_UPDATE_INTERVAL": "0.2", "WASMBOT_PUBLIC_URL": f"http://127.0.0.1:{port}"} | env
+    bot.env = environment  # the workers it starts see GitHub too
+    log = tmp_path / "serve.log"
+    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=environment,
+                               cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    _wait_until(ready, Service("wasmbot serve", process, url, log), timeout=30)
+    return GitHubBot(url, api, bot, process)
+
+
+@pytest.fixture
+def githubbot(wasmbot: Wasmbot, github_api: GitHubStandIn, tmp_path: Path) -> Iterator[GitHubBot]:
+    bot = start_githubbot(wasmbot, github_api, tmp_path)
+    yield bot
+    bot.process.terminate()
+    bot.process.wait(30)
+
+
+def pull_request(api: GitHubStandIn, action: str, sha: str, *, fork: str | None = None,
+                 association: str = "MEMBER") -> dict[str, Any]:
+    event = payload(f"pull_request/{'opened' if action == 'opened' else action}.json")
+    pr = event["pull_request"]
+    pr["head"]["sha"], pr["author_association"] = sha, association
+    pr["head"]["repo"] = copy.deepcopy(pr["base"]["repo"])
+    if fork:
+        pr["head"]["repo"]["full_name"] = fork
+    event["action"] = action
+    api.add_pull(event)
+    return event
+
+
+def check_runs_for(api: GitHubStandIn, sha: str) -> list[dict[str, Any]]:
+    return [r for r in api.check_runs.values() if r["head_sha"] == sha]
+
+
+def completed(api: GitHubStandIn, sha: str) -> dict[str, Any] | None:
+    return next((r for r in check_runs_for(api, sha) if r.get("status") == "completed"), None)
+
+
+# -- the endpoint ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_signatures_redeliveries_and_every_published_payload(githubbot: GitHubBot) -> None:
+    githubbot.api.add_repo(REPO, FILTER)
+    body = payload("ping/payload.json")
+    assert githubbot.post("ping", body, signed=False).status_code == 401
+    forged = githubbot.post("ping", body, secret="not-the-secret")
+    assert forged.status_code == 401 and "does not match" in forged.json()["message"]
+    no_event = requests.post(f"{githubbot.url}/github/webhook", data=b"{}", timeout=10)
+    assert no_event.status_code == 400
+    pong = githubbot.post("ping", body)
+    assert pong.status_code == 200 and pong.json()["message"] == "pong"
+
+    answers = {}
+    for path in sorted(PAYLOADS.glob("*/*.json")):
+        if path.parent.name == "schemas":
+            continue
+        answer = githubbot.post(path.parent.name, json.loads(path.read_text()))
+        answers[f"{path.parent.name}/{path.name}"] = (answer.status_code, answer.json()["message"])
+    assert all(status in (200, 202) for status, _ in answers.values()), answers
+    assert answers["installation/created.json"] == (202, "installation.created is ignored")
+    assert answers["pull_request/opened.json"] == (200, "handled")
+    # The payloads' pull requests were built as trusted (OWNER, same repository): one job each head.
+    shas = {j.reports["github"]["sha"] for j in githubbot.jobs()}
+    assert "ec26c3e57ca3a959ca5aad62de7213c562f8c821" in shas
+
+    # A redelivery (same X-GitHub-Delivery) never starts a second job.
+    event = pull_request(githubbot.api, "synchronize", githubbot.api.add_commit(REPO, FILTER))
+    before = len(githubbot.jobs())
+    first = githubbot.post("pull_request", event, delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    again = githubbot.post("pull_request", event, delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    assert first.json()["message"] == "handled"
+    assert again.status_code == 200 and "was handled already" in again.json()["message"]
+    assert len(githubbot.jobs()) == before + 1
+
+
+# -- pull requests ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_a_push_supersedes_a_run_and_one_comment_is_kept_up_to_date(githubbot: GitHubBot) -> None:
+    api = githubbot.api
+    api.add_repo(REPO, FILTER)
+    first, second = api.add_commit(REPO, FILTER), api.add_commit(REPO, FILTER | {"README.md": b"two"})
+    assert githubbot.post("pull_request", pull_request(api, "opened", first)).status_code == 200
+    assert githubbot.post("pull_request", pull_request(api, "synchronize", second)).status_code == 200
+    githubbot.bot.start_worker()
+    cancelled = api.wait_for(lambda a: completed(a, first))
+    assert cancelled["conclusion"] == "cancelled" and f"superseded by {second[:7]}" in cancelled["output"]["title"]
+    passed = api.wait_for(lambda a: completed(a, second))
+    assert passed["conclusion"] == "success", passed["output"]
+    statuses = [e.get("status") for e in api.check_edits[passed["id"]]]
+    assert statuses[0] == "queued" and "in_progress" in statuses and statuses[-1] == "completed"
+    summary = passed["output"]["summary"]
+    assert "| build | ✅ succeeded |" in summary and "| test | ✅ succeeded |" in summary
+    assert "**Module size:**" in summary and "no build of master to compare with yet" in summary
+    assert "add-header" in passed["output"]["text"]  # the ABI report, case by case
+
+    # A compiler error: the run fails and the error is an annotation on the file and line.
+    third = api.add_commit(REPO, BROKEN)
+    githubbot.post("pull_request", pull_request(api, "synchronize", third))
+    failed = api.wait_for(lambda a: completed(a, third))
+    assert failed["conclusion"] == "failure" and failed["output"]["title"].startswith("build failed")
+    notes = failed["output"]["annotations"]
+    line = FILTER["filter.c"].count(b"\n") + 2
+    assert {"path": "filter.c", "start_line": line, "annotation_level": "failure"}.items() <= notes[0].items()
+    assert "undefined_thing" in notes[0]["message"]
+
+    def comment_shows_failure(a: GitHubStandIn) -> dict[str, Any] | None:
+        found = a.comments_on(REPO, 2)
+        return found[0] if len(found) == 1 and f"**❌ failed** for {third[:7]}" in found[0]["body"] else None
+    comment = api.wait_for(comment_shows_failure)
+    assert len(api.comments_on(REPO, 2)) == 1 and comment["_edits"] >= 3
+    assert "Earlier runs" in comment["body"] and second[:7] in comment["body"] and first[:7] in comment["body"]
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_a_fork_waits_for_ok_to_test_from_a_member(githubbot: GitHubBot) -> None:
+    api = githubbot.api
+    api.add_repo(REPO, FILTER)
+    sha = api.add_commit(REPO, FILTER)
+    event = pull_request(api, "opened", sha, fork="stranger/Hello-World", association="FIRST_TIME_CONTRIBUTOR")
+    assert githubbot.post("pull_request", event).status_code == 200
+    held = api.wait_for(lambda a: a.comments_on(REPO, 2))
+    assert f"{sha[:7]} is not built: it comes from a fork (stranger/Hello-World)" in held[0]["body"]
+    assert githubbot.jobs() == []
+
+    def comment(body: str, association: str, login: str) -> dict[str, Any]:
+        data = payload("issue_comment/created.json")
+        data["issue"]["number"] = 2
+        data["issue"]["pull_request"] = {"url": f"{api.url}/repos/{REPO}/pulls/2"}
+        data["comment"].update(body=body, author_association=association, id=len(api.comments) + 500)
+        data["comment"]["user"]["login"] = login
+        api.comments[data["comment"]["id"]] = {
+            "id": data["comment"]["id"], "body": body, "user": {"login": login},
+            "url": f"{api.url}/repos/{REPO}/issues/comments/{data['comment']['id']}", "_issue": (REPO, 2), "_edits": 0}
+        return data
+
+    stranger = comment("Please build this:\n/wasm ok-to-test", "CONTRIBUTOR", "stranger")
+    assert githubbot.post("issue_comment", stranger).status_code == 200
+    assert githubbot.jobs() == []
+    refused = [c for c in api.comments_on(REPO, 2) if "only members" in c["body"]]
+    assert len(refused) == 1 and refused[0]["body"].startswith("> /wasm ok-to-test\n\n@stranger only members")
+    quoted = comment("```\n/wasm ok-to-test\n```", "MEMBER", "octocat")  # a command in a code block is text
+    githubbot.post("issue_comment", quoted)
+    assert githubbot.jobs() == []
+
+    member = comment("/wasm ok-to-test", "MEMBER", "octocat")
+    assert githubbot.post("issue_comment", member).status_code == 200
+    [job] = githubbot.jobs()
+    assert job.reports["github"]["sha"] == sha and job.requester == "github:octocat"
+    assert (member["comment"]["id"], "eyes") in api.reactions
+
+
+# -- stages against the stand-in -------------------------------------------------------------------
+
+def stage_settings(api: GitHubStandIn, tmp: Path, **extra: Any) -> Any:
+    from bot.config import Settings
+
+    return Settings(data_dir=tmp / "data", github_token=TOKEN, github_api_url=api.url,  # type: ignore[arg-type]
+                    github_write_interval=0, github_backoff=0.01, **extra)
+
+
+def test_github_5xx_and_rate_limits_are_retried_then_reported_clearly(github_api: GitHubStandIn,
+                                                                      tmp_path: Path) -> None:
+    from workers.jobs import Stage
+    from workers.stages import StageContext, StageError
+    from workers.stages.github import fetch
+
+    sha = github_api.add_repo(REPO, FILTER)
+    settings = stage_settings(github_api, tmp_path, github_retries=3)
+
+    def ctx(name: str) -> StageContext:
+        job = Job(requester="t", origin="t", command={"name": "test", "source": "."}, text="",
+                  source_root=str(tmp_path / name), stages=[Stage(name="fetch")],
+                  reports={"github": {"repo": REPO, "sha": sha, "installation": ""}})
+        return StageContext(job=job, settings=settings, workdir=tmp_path, log=lambda _: None)
+
+    github_api.fail("GET", "/tarball/", 502, times=2)
+    github_api.fail("GET", "/tarball/", 403, times=1, **{"Retry-After": "1"})  # a secondary rate limit
+    assert fetch(ctx("a")) == {"commit": sha}
+    assert (tmp_path / "a" / "filter.c").read_bytes() == FILTER["filter.c"]
+    github_api.fail("GET", "/tarball/", 503, times=10)
+    with pytest.raises(StageError, match=rf"cannot download {REPO}@{sha[:12]}: GitHub answered 503"):
+        fetch(ctx("b"))
+
+
+def test_init_creates_a_repository_with_the_scaffold_as_its_first_commit(github_api: GitHubStandIn,
+                                                                          tmp_path: Path) -> None:
+    from workers.jobs import Stage
+    from workers.scaffold import render
+    from workers.stages import StageContext, StageError
+    from workers.stages.github import create_repository
+
+    github_api.add_repo("acme/taken", {"README.md": b"x"})
+    settings = stage_settings(github_api, tmp_path, github_repo_owner="acme")
+    files = render("add-header", "rust", "istio")
+    for name, content in files.items():
+        (tmp_path / "src" / "add-header" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / "add-header" / name).write_bytes(content)
+
+    def ctx(name: str) -> StageContext:
+        job = Job(requester="t", origin="t", text="", source_root=str(tmp_path / "src"), stages=[Stage(name="repository")],
+                  command={"name": "init", "filter": name, "lang": "rust", "source": "add-header"})
+        return StageContext(job=job, settings=settings, workdir=tmp_path, log=lambda _: None)
+
+    with pytest.raises(StageError, match="acme/taken already exists on GitHub: choose another NAME"):
+        create_repository(ctx("taken"))
+    result = create_repository(ctx("add-header"))
+    assert result["repository_url"] == "https://github.example/acme/add-header"
+    head = github_api.refs["acme/add-header"]["heads/main"]
+    assert head == result["repository_commit"] and github_api.objects[head]["parents"] == []
+    assert github_api.files["acme/add-header"][head] == files  # exactly the template, nothing else
+    assert github_api.topics["acme/add-header"] == ["envoy-wasm", "proxy-wasm", "rust"]
+
+
+def test_app_installation_tokens_are_minted_once_and_reused(github_api: GitHubStandIn, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from bot.config import Settings
+    from bot.github.client import client, installation_for
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    github_api.app_id, github_api.installations = 4242, {"Codertocat": 31}
+    github_api.app_public_key = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    github_api.add_repo(REPO, FILTER)
+    settings = Settings(data_dir=tmp_path, github_app_id=4242, github_app_private_key=pem,  # type: ignore[arg-type]
+                        github_api_url=github_api.url, github_write_interval=0)
+    installation = installation_for(settings, REPO, None)  # a release payload carries no installation
+    assert installation == 31
+    for _ in range(3):
+        assert client(settings, installation).get_repo(REPO).default_branch == "main"
+    assert github_api.tokens_minted == 1
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_a_published_release_is_pushed_attached_and_announced(wasmbot: Wasmbot, github_api: GitHubStandIn,
+                                                              registry: Service, tmp_path: Path) -> None:
+    from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn
+
+    slack = SlackStandIn()
+    slack.start()
+    try:
+        bot = start_githubbot(wasmbot, github_api, tmp_path, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                              SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=slack.api_url,
+                              WASMBOT_DEFAULT_REGISTRY=registry_host(registry))
+        github_api.add_repo(REPO, FILTER)
+        event = payload("release/published.json")
+        github_api.add_release(REPO, event["release"])
+        assert bot.post("release", event).status_code == 200
+        bot.bot.start_worker()
+        posted = slack.wait_for(lambda s: s.called("chat.postMessage"))
+        [job] = bot.jobs()
+        job = bot.bot.wait(job.id)
+        assert job.state is State.SUCCEEDED, [s.error for s in job.stages]
+        image = f"{registry_host(registry)}/codertocat/hello-world:0.0.1"
+        assert job.artifacts["image"] == image
+        announced = posted[0].args
+        assert announced["channel"] == "#wasm" and job.artifacts["digest"] in announced["text"]
+        [asset] = github_api.releases[event["release"]["id"]]["assets"]
+        module = Path(job.stage("build").result["module"]).read_bytes()
+        assert asset["name"] == "Hello-World-0.0.1.wasm" and github_api.assets[asset["id"]]["_data"] == module
+        assert job.artifacts["release_asset"] == asset["browser_download_url"]
+        bot.process.terminate()
+        bot.process.wait(30)
+    finally:
+        slack.stop()
