@@ -76,6 +76,11 @@ class Environment(BaseModel):
         return self
 
 
+def _named(env: str, default: Any = None) -> Any:
+    """A setting read from its service's own variable (``SLACK_BOT_TOKEN``), also with our prefix."""
+    return Field(default=default, validation_alias=AliasChoices(env, f"WASMBOT_{env}", env.lower()))
+
+
 class ConfigError(Exception):
     """Configuration that wasmbot cannot start with; the message names the setting."""
 
@@ -151,32 +156,21 @@ class Settings(BaseSettings):
     source_root: Path | None = None
     permissions: dict[str, list[str]] = {}  # bot/permissions.py
     # Slack (bot/slack/).  The SLACK_* names are Slack's own conventions.
-    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
-        "SLACK_SIGNING_SECRET", "WASMBOT_SLACK_SIGNING_SECRET", "slack_signing_secret"))
-    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
-        "SLACK_BOT_TOKEN", "WASMBOT_SLACK_BOT_TOKEN", "slack_bot_token"))
-    slack_api_url: str = Field(default="https://slack.com/api/", validation_alias=AliasChoices(
-        "SLACK_API_URL", "WASMBOT_SLACK_API_URL", "slack_api_url"))
-    slack_client_id: str | None = Field(default=None, validation_alias=AliasChoices(
-        "SLACK_CLIENT_ID", "WASMBOT_SLACK_CLIENT_ID", "slack_client_id"))
-    slack_client_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
-        "SLACK_CLIENT_SECRET", "WASMBOT_SLACK_CLIENT_SECRET", "slack_client_secret"))
-    slack_app_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
-        "SLACK_APP_TOKEN", "WASMBOT_SLACK_APP_TOKEN", "slack_app_token"))  # Socket Mode
+    slack_signing_secret: SecretStr | None = _named("SLACK_SIGNING_SECRET")
+    slack_bot_token: SecretStr | None = _named("SLACK_BOT_TOKEN")
+    slack_api_url: str = _named("SLACK_API_URL", "https://slack.com/api/")
+    slack_client_id: str | None = _named("SLACK_CLIENT_ID")
+    slack_client_secret: SecretStr | None = _named("SLACK_CLIENT_SECRET")
+    slack_app_token: SecretStr | None = _named("SLACK_APP_TOKEN")  # Socket Mode
     slack_announce_channel: str = "#wasm"
     slack_update_interval: float = Field(default=1.0, ge=0)  # least seconds between message edits
     public_url: str | None = None  # where wasmbot serve is reachable, for links to job logs
     # GitHub (bot/github/, docs/github.md).  The GITHUB_* names follow GitHub's conventions.
-    github_webhook_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
-        "GITHUB_WEBHOOK_SECRET", "WASMBOT_GITHUB_WEBHOOK_SECRET", "github_webhook_secret"))
-    github_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
-        "GITHUB_TOKEN", "WASMBOT_GITHUB_TOKEN", "github_token"))
-    github_app_id: int | None = Field(default=None, validation_alias=AliasChoices(
-        "GITHUB_APP_ID", "WASMBOT_GITHUB_APP_ID", "github_app_id"))
-    github_app_private_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
-        "GITHUB_APP_PRIVATE_KEY", "WASMBOT_GITHUB_APP_PRIVATE_KEY", "github_app_private_key"))
-    github_api_url: str = Field(default="https://api.github.com", validation_alias=AliasChoices(
-        "GITHUB_API_URL", "WASMBOT_GITHUB_API_URL", "github_api_url"))
+    github_webhook_secret: SecretStr | None = _named("GITHUB_WEBHOOK_SECRET")
+    github_token: SecretStr | None = _named("GITHUB_TOKEN")
+    github_app_id: int | None = _named("GITHUB_APP_ID")
+    github_app_private_key: SecretStr | None = _named("GITHUB_APP_PRIVATE_KEY")
+    github_api_url: str = _named("GITHUB_API_URL", "https://api.github.com")
     # Where /wasm init creates repositories (an organisation, or the token user's login);
     # None: it creates none.
     github_repo_owner: str | None = None
@@ -190,6 +184,7 @@ class Settings(BaseSettings):
     github_backoff: float = Field(default=1.0, ge=0)  # seconds, doubled on each retry
     # Least seconds between writes, as GitHub asks of integrations to avoid secondary limits.
     github_write_interval: float = Field(default=1.0, ge=0)
+    github_update_interval: float = Field(default=1.0, ge=0)  # least seconds between check run edits
 
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)

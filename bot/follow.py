@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from workers.jobs import Job
 from workers.store import JobStore
@@ -45,3 +46,39 @@ async def follow(
             last, pending = time.monotonic(), False
         if (job.state.finished or job.awaiting_approval) and not pending:
             return job
+
+
+class Follower:
+    """A reporter's bookkeeping: one task per followed job, and the threads their waits block.
+
+    Subclasses say what following a job means in ``_follow``.
+    """
+
+    def __init__(self, store: JobStore, name: str, threads: int) -> None:
+        self.store = store
+        self.name = name
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        # Off the default executor, which the request handlers use.
+        self.threads = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=name)
+
+    async def _follow(self, job_id: str) -> None:
+        raise NotImplementedError
+
+    def follow(self, job_id: str) -> None:
+        self._start(job_id, lambda: self._follow(job_id))
+
+    def _start(self, job_id: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = self.tasks.get(job_id)
+        if task is None or task.done():
+            self.tasks[job_id] = asyncio.create_task(work(), name=f"{self.name}-{job_id}")
+
+    async def wait(self, job_id: str) -> None:
+        task = self.tasks.get(job_id)
+        if task is not None:
+            await task
+
+    async def close(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.threads.shutdown(wait=False, cancel_futures=True)

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 
 from bot.config import Settings
-from bot.localservices import Service, start_redis, start_registry
+from bot.localservices import Service, _wait_until, start_redis, start_registry
 from workers.jobs import Job
 from workers.store import JobStore, RedisStore, SqliteStore
 
@@ -108,6 +109,22 @@ class Wasmbot:
             if until == "finished" and job.state.finished:
                 return job
         raise AssertionError(f"job {job_id} did not reach {stage or 'job'} {until} in {timeout}s")
+
+    def serve(self, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """``wasmbot serve`` on ``port`` with ``env`` added, once it answers ``/healthz``."""
+        log = self.workdir / "serve.log"
+        process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
+                                   env=self.env | env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        _wait_until(ready, Service("wasmbot serve", process, url, log), timeout=30)
+        return process
 
     def stop_workers(self) -> None:
         for proc in self.workers:

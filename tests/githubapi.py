@@ -9,7 +9,6 @@ secondary rate limit for matching requests.  Tests wait on a condition, never by
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import hashlib
@@ -26,8 +25,7 @@ from typing import Any
 
 import jwt
 from aiohttp import web
-
-from bot.localservices import free_port
+from loopback import LoopbackServer
 
 TOKEN = "ghp_wasmbot_test_token"
 
@@ -42,7 +40,7 @@ class Fault:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-class GitHubStandIn:
+class GitHubStandIn(LoopbackServer):
     def __init__(self) -> None:
         self.tokens = {TOKEN}
         self.user = "wasmbot-user"
@@ -69,30 +67,10 @@ class GitHubStandIn:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self) -> str:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        ready = threading.Event()
-
-        def serve() -> None:
-            self.loop = asyncio.new_event_loop()
-            app = web.Application(middlewares=[self._middleware], client_max_size=64 * 2**20)
-            app.router.add_route("*", "/{path:.*}", self._route)
-            self.runner = web.AppRunner(app, access_log=None)
-            self.loop.run_until_complete(self.runner.setup())
-            self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=serve, daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        return self.url
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 2**20)
+        app.router.add_route("*", "/{path:.*}", self._route)
+        return app
 
     # -- test set-up -------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ the bearer token.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import threading
@@ -25,8 +24,7 @@ import celpy
 import jsonschema
 import yaml
 from aiohttp import web
-
-from bot.localservices import free_port
+from loopback import LoopbackServer
 
 TOKEN = "wasmbot-test-kube-token"
 
@@ -127,7 +125,7 @@ class Write:
 
 
 @dataclass
-class KubeStandIn:
+class KubeStandIn(LoopbackServer):
     crds: list[CRD]
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (plural, ns, name)
     applied: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict)  # + manager
@@ -136,31 +134,15 @@ class KubeStandIn:
     _version: int = 100
 
     def start(self) -> str:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        ready = threading.Event()
+        self._changed = threading.Condition()
+        return super().start()
 
-        def serve() -> None:
-            self.loop = asyncio.new_event_loop()
-            app = web.Application()
-            base = "/apis/{group}/{version}/namespaces/{ns}/{plural}"
-            app.router.add_route("*", base, self._collection)
-            app.router.add_route("*", base + "/{name}", self._item)
-            self.runner = web.AppRunner(app, access_log=None)
-            self.loop.run_until_complete(self.runner.setup())
-            self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=serve, daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        return self.url
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        base = "/apis/{group}/{version}/namespaces/{ns}/{plural}"
+        app.router.add_route("*", base, self._collection)
+        app.router.add_route("*", base + "/{name}", self._item)
+        return app
 
     def kubeconfig(self, path: Path, context: str = "test") -> Path:
         path.write_text(yaml.safe_dump({

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from loopback import LoopbackServer
 from slack_sdk.signature import SignatureVerifier
-
-from bot.localservices import free_port
 
 BOT_TOKEN = "xoxb-wasmbot-test"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -35,7 +34,7 @@ class Call:
     token: str = ""
 
 
-class SlackStandIn:
+class SlackStandIn(LoopbackServer):
     def __init__(self, token: str = BOT_TOKEN) -> None:
         self.tokens = {token}  # bot tokens it accepts; an OAuth install adds its own
         self.client_id, self.client_secret = "111.222", "oauth-client-secret"
@@ -53,33 +52,13 @@ class SlackStandIn:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> str:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        ready = threading.Event()
-
-        def serve() -> None:
-            self.loop = asyncio.new_event_loop()
-            app = web.Application()
-            app.router.add_post("/api/{method}", self._api)
-            app.router.add_get("/api/{method}", self._api)
-            app.router.add_get("/socket", self._socket)
-            app.router.add_post("/response/{rest:.*}", self._response)
-            self.runner = web.AppRunner(app, access_log=None)
-            self.loop.run_until_complete(self.runner.setup())
-            self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=serve, daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        return self.url
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
+        app.router.add_get("/socket", self._socket)
+        app.router.add_post("/response/{rest:.*}", self._response)
+        return app
 
     @property
     def api_url(self) -> str:

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import requests
 from conftest import ROOT, SHARED, Wasmbot, registry_host
 from githubapi import TOKEN, GitHubStandIn
 
-from bot.localservices import Service, _wait_until, free_port
+from bot.localservices import Service, free_port
 from workers.jobs import Job, State
 
 PAYLOADS = SHARED / "testdata" / "github"
@@ -66,24 +65,11 @@ def github_api() -> Iterator[GitHubStandIn]:
 
 def start_githubbot(bot: Wasmbot, api: GitHubStandIn, tmp_path: Path, **env: str) -> GitHubBot:
     port = free_port()
-    environment = bot.env | {
+    bot.env = bot.env | {  # the workers it starts reach GitHub too
         "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api.url,
         "WASMBOT_GITHUB_WRITE_INTERVAL": "0", "WASMBOT_GITHUB_BACKOFF": "0.05",
-        "WASMBOT_SLACK_UPDATE_INTERVAL": "0.2", "WASMBOT_PUBLIC_URL": f"http://127.0.0.1:{port}"} | env
-    bot.env = environment  # the workers it starts see GitHub too
-    log = tmp_path / "serve.log"
-    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=environment,
-                               cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    _wait_until(ready, Service("wasmbot serve", process, url, log), timeout=30)
-    return GitHubBot(url, api, bot, process)
+        "WASMBOT_GITHUB_UPDATE_INTERVAL": "0.2", "WASMBOT_PUBLIC_URL": f"http://127.0.0.1:{port}"} | env
+    return GitHubBot(f"http://127.0.0.1:{port}", api, bot, bot.serve(port, {}))
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 import urllib.parse
 import uuid
@@ -21,7 +20,7 @@ import requests
 from conftest import ROOT, SHARED, Wasmbot, registry_host
 from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers
 
-from bot.localservices import Service, _wait_until, free_port
+from bot.localservices import Service, free_port
 from workers.jobs import State
 
 PAYLOADS = SHARED / "testdata" / "slack"
@@ -67,23 +66,11 @@ class SlackBot:
 
 def start_slackbot(bot: Wasmbot, api: SlackStandIn, tmp_path: Path, **env: str) -> SlackBot:
     port = free_port()
-    environment = bot.env | {
+    process = bot.serve(port, {
         "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url,
         "WASMBOT_SOURCE_ROOT": str(ROOT), "WASMBOT_SLACK_UPDATE_INTERVAL": "0.2",
-        "WASMBOT_PUBLIC_URL": f"http://127.0.0.1:{port}"} | env
-    log = tmp_path / "serve.log"
-    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=environment,
-                               cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    _wait_until(ready, Service("wasmbot serve", process, url, log), timeout=30)
-    return SlackBot(url, api, bot, process)
+        "WASMBOT_PUBLIC_URL": f"http://127.0.0.1:{port}"} | env)
+    return SlackBot(f"http://127.0.0.1:{port}", api, bot, process)
 
 
 @pytest.fixture

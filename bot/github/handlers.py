@@ -124,8 +124,6 @@ async def start_pull_request(
     dedupe: str | None,
 ) -> Job:
     """Build and test (and push, with a default registry) the pull request's head commit."""
-    from workers.pipeline import submit_once
-
     sha, number = pr["head"]["sha"], pr["number"]
     for job in await asyncio.to_thread(fe.store.active):
         where = job.reports.get("github", {})
@@ -150,19 +148,7 @@ async def start_pull_request(
         "base": pr["base"]["ref"],
         "ref": pr["head"]["ref"],
     }
-    job, new = await asyncio.to_thread(
-        submit_once,
-        command,
-        requester=requester,
-        origin=f"github:{repo}#{number}",
-        text=reason,
-        source_root="",
-        dedupe_key=f"github:{dedupe}" if dedupe else None,
-        github=github,
-    )
-    if new:
-        fe.reporter.follow(job.id)
-    return job
+    return await _submit_commit(fe, command, github, requester, reason, dedupe)
 
 
 # -- comments -----------------------------------------------------------------------------------
@@ -457,18 +443,20 @@ async def _submit_commit(
     where: dict[str, str],
     requester: str,
     text: str,
-    dedupe: str,
+    dedupe: str | None,
 ) -> Job:
+    """Queue ``command`` on the commit ``where`` names, and report on it to GitHub."""
     from workers.pipeline import submit_once
 
+    origin = f"github:{where['repo']}" + (f"#{where['pr']}" if where.get("pr") else f"@{where['ref']}")
     job, new = await asyncio.to_thread(
         submit_once,
         command,
         requester=requester,
-        origin=f"github:{where['repo']}@{where['ref']}",
+        origin=origin,
         text=text,
         source_root="",
-        dedupe_key=f"github:{dedupe}",
+        dedupe_key=f"github:{dedupe}" if dedupe else None,
         github=where,
     )
     if new:

@@ -10,7 +10,6 @@ posted twice.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime
 import logging
 import threading
@@ -19,7 +18,7 @@ from typing import Any
 from github.Repository import Repository
 
 from bot.config import Settings
-from bot.follow import follow
+from bot.follow import Follower, follow
 from bot.github import render
 from bot.github.client import client
 from workers.jobs import Job, State
@@ -29,39 +28,21 @@ log = logging.getLogger(__name__)
 CHECK_NAME = "wasmbot"
 
 
-class Reporter:
+class Reporter(Follower):
     def __init__(self, settings: Settings, store: JobStore, log_url: Any = None) -> None:
+        super().__init__(store, "github-report", threads=32)
         self.settings = settings
-        self.store = store
         self.log_url = log_url or (lambda job: None)
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.threads = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="github-report")
         self.comment_ids: dict[tuple[str, int], int] = {}
         self.pr_locks: dict[tuple[str, int], threading.Lock] = {}
         self.guard = threading.Lock()
-
-    def follow(self, job_id: str) -> None:
-        task = self.tasks.get(job_id)
-        if task is None or task.done():
-            self.tasks[job_id] = asyncio.create_task(self._follow(job_id), name=f"github-report-{job_id}")
-
-    async def wait(self, job_id: str) -> None:
-        task = self.tasks.get(job_id)
-        if task is not None:
-            await task
-
-    async def close(self) -> None:
-        for task in self.tasks.values():
-            task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        self.threads.shutdown(wait=False, cancel_futures=True)
 
     async def _follow(self, job_id: str) -> None:
         await follow(
             self.store,
             job_id,
             self.threads,
-            self.settings.slack_update_interval,
+            self.settings.github_update_interval,
             self._update,
             wanted=lambda job: "github" in job.reports,
         )

@@ -9,7 +9,6 @@ after their ``Retry-After`` by the client's retry handler.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hashlib
 import hmac
 import logging
@@ -20,7 +19,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
-from bot.follow import follow
+from bot.follow import Follower, follow
 from bot.slack import blocks
 from workers.jobs import Job, State
 from workers.store import JobStore
@@ -35,35 +34,14 @@ async def _nothing(_job: Job) -> None:
     return None
 
 
-class Reporter:
+class Reporter(Follower):
     def __init__(
         self, settings: Settings, store: JobStore, clients: Callable[[str | None], Awaitable[AsyncWebClient]]
     ) -> None:
+        super().__init__(store, "slack-report", threads=64)
         self.settings = settings
-        self.store = store
         self.clients = clients
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-        # Following blocks a thread per job for a few seconds at a time (bot/follow.py).
-        self.threads = concurrent.futures.ThreadPoolExecutor(
-            max_workers=64, thread_name_prefix="slack-report"
-        )
         self.updates: dict[str, int] = {}  # chat.update calls per job, for tests and benchmarks
-
-    def follow(self, job_id: str) -> None:
-        task = self.tasks.get(job_id)
-        if task is None or task.done():
-            self.tasks[job_id] = asyncio.create_task(self._follow(job_id), name=f"slack-report-{job_id}")
-
-    async def wait(self, job_id: str) -> None:
-        task = self.tasks.get(job_id)
-        if task is not None:
-            await task
-
-    async def close(self) -> None:
-        for task in self.tasks.values():
-            task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        self.threads.shutdown(wait=False, cancel_futures=True)
 
     def log_url(self, job: Job) -> str | None:
         return log_url(self.settings, job.id)
@@ -75,7 +53,7 @@ class Reporter:
             if job is not None and job.state is State.SUCCEEDED:
                 await self.announce(job)
 
-        self.tasks[job_id] = asyncio.create_task(run(), name=f"slack-announce-{job_id}")
+        self._start(job_id, run)
 
     async def _follow(self, job_id: str) -> None:
         job = await follow(self.store, job_id, self.threads, self.settings.slack_update_interval,
