@@ -9,6 +9,7 @@ secondary rate limit for matching requests.  Tests wait on a condition, never by
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
@@ -61,6 +62,7 @@ class GitHubStandIn(LoopbackServer):
         self.assets: dict[int, dict[str, Any]] = {}
         self.topics: dict[str, list[str]] = {}
         self.faults: list[Fault] = []
+        self.gates: dict[str, asyncio.Event] = {}  # path regex -> held until set
         self.calls: list[tuple[str, str]] = []
         self._ids = itertools.count(1000)
         self._changed = threading.Condition()
@@ -99,6 +101,14 @@ class GitHubStandIn(LoopbackServer):
         pr = copy.deepcopy(payload["pull_request"])
         self.pulls[(payload["repository"]["full_name"], pr["number"])] = pr
 
+    def add_comment(self, full_name: str, number: int, body: str, login: str) -> dict[str, Any]:
+        """A comment someone wrote on issue or pull request ``number``."""
+        cid = next(self._ids)
+        self.comments[cid] = {"id": cid, "body": body, "user": {"login": login, "type": "User"},
+                              "url": f"{self.url}/repos/{full_name}/issues/comments/{cid}",
+                              "_issue": (full_name, number), "_edits": 0}
+        return self.comments[cid]
+
     def add_release(self, full_name: str, release: dict[str, Any]) -> None:
         release = copy.deepcopy(release)
         rid = release["id"]
@@ -114,6 +124,12 @@ class GitHubStandIn(LoopbackServer):
         body = {"message": "You have exceeded a secondary rate limit"} if status in (403, 429) else \
             {"message": "Server Error"}
         self.faults.append(Fault(method, re.compile(path), status, times, headers, body))
+
+    def hold(self, path: str) -> Callable[[], None]:
+        """Keep requests matching the ``path`` regex waiting until the returned function is called."""
+        gate = asyncio.Event()
+        self.gates[path] = gate
+        return lambda: self.loop.call_soon_threadsafe(gate.set)
 
     def wait_for(self, check: Callable[[GitHubStandIn], Any], timeout: float = 240) -> Any:
         deadline = time.monotonic() + timeout
@@ -143,6 +159,9 @@ class GitHubStandIn(LoopbackServer):
                     fault.times -= 1
                     self._changed.notify_all()
                     return web.json_response(fault.body, status=fault.status, headers=fault.headers)
+            gates = [g for path, g in self.gates.items() if re.search(path, request.path)]
+        for gate in gates:
+            await gate.wait()
         try:
             response: web.StreamResponse = await handler(request)
         finally:

@@ -7,6 +7,7 @@ import copy
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -91,6 +92,21 @@ def pull_request(api: GitHubStandIn, action: str, sha: str, *, fork: str | None 
     event["action"] = action
     api.add_pull(event)
     return event
+
+
+def comment_event(api: GitHubStandIn, body: str, association: str, login: str, *,
+                  edited_from: str | None = None) -> dict[str, Any]:
+    """An ``issue_comment`` delivery (the published payload) for a comment on pull request 2."""
+    data = payload(f"issue_comment/{'edited' if edited_from is not None else 'created'}.json")
+    data["issue"]["number"] = 2
+    data["issue"]["pull_request"] = {"url": f"{api.url}/repos/{REPO}/pulls/2"}
+    stored = api.add_comment(REPO, 2, body, login)
+    data["comment"].update(body=body, author_association=association, id=stored["id"])
+    data["comment"]["user"].update(login=login, type="User")
+    data["sender"].update(login=login, type="User")
+    if edited_from is not None:
+        data["changes"] = {"body": {"from": edited_from}}
+    return data
 
 
 def check_runs_for(api: GitHubStandIn, sha: str) -> list[dict[str, Any]]:
@@ -189,15 +205,7 @@ def test_a_fork_waits_for_ok_to_test_from_a_member(githubbot: GitHubBot) -> None
     assert githubbot.jobs() == []
 
     def comment(body: str, association: str, login: str) -> dict[str, Any]:
-        data = payload("issue_comment/created.json")
-        data["issue"]["number"] = 2
-        data["issue"]["pull_request"] = {"url": f"{api.url}/repos/{REPO}/pulls/2"}
-        data["comment"].update(body=body, author_association=association, id=len(api.comments) + 500)
-        data["comment"]["user"]["login"] = login
-        api.comments[data["comment"]["id"]] = {
-            "id": data["comment"]["id"], "body": body, "user": {"login": login},
-            "url": f"{api.url}/repos/{REPO}/issues/comments/{data['comment']['id']}", "_issue": (REPO, 2), "_edits": 0}
-        return data
+        return comment_event(api, body, association, login)
 
     stranger = comment("Please build this:\n/wasm ok-to-test", "CONTRIBUTOR", "stranger")
     assert githubbot.post("issue_comment", stranger).status_code == 200
@@ -213,6 +221,95 @@ def test_a_fork_waits_for_ok_to_test_from_a_member(githubbot: GitHubBot) -> None
     [job] = githubbot.jobs()
     assert job.reports["github"]["sha"] == sha and job.requester == "github:octocat"
     assert (member["comment"]["id"], "eyes") in api.reactions
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_a_push_supersedes_a_running_build_and_re_runs_are_on_request(githubbot: GitHubBot) -> None:
+    api = githubbot.api
+    api.add_repo(REPO, FILTER)
+    first, second = api.add_commit(REPO, FILTER), api.add_commit(REPO, FILTER | {"NOTES": b"2"})
+    release_first = api.hold(f"/_archive/.*/{first}")  # the first run stays in its checkout
+    githubbot.bot.start_worker()
+    githubbot.post("pull_request", pull_request(api, "opened", first))
+    running = api.wait_for(lambda a: [j for j in githubbot.jobs() if j.state is State.RUNNING])[0]
+    assert running.reports["github"]["sha"] == first and running.stage("fetch").state is State.RUNNING
+    githubbot.post("pull_request", pull_request(api, "synchronize", second))
+    assert githubbot.bot.store.get(running.id).state is State.CANCELLED  # type: ignore[union-attr]
+    release_first()
+    cancelled = api.wait_for(lambda a: completed(a, first))
+    assert cancelled["conclusion"] == "cancelled" and f"superseded by {second[:7]}" in cancelled["output"]["title"]
+    assert githubbot.bot.wait(running.id).stage("build").state is State.CANCELLED  # nothing ran after it
+    assert api.wait_for(lambda a: completed(a, second))["conclusion"] == "success"
+
+    # "Re-run" on the current commit's check run runs it again; on the superseded one, nothing.
+    runs_before = len(githubbot.jobs())
+    rerun = payload("check_run/rerequested.json")
+    rerun["check_run"]["external_id"] = running.id
+    githubbot.post("check_run", rerun)
+    assert len(githubbot.jobs()) == runs_before
+    newest = next(j for j in githubbot.jobs() if j.reports["github"]["sha"] == second)
+    rerun["check_run"]["external_id"] = newest.id
+    githubbot.post("check_run", rerun)
+    assert len(githubbot.jobs()) == runs_before + 1
+    assert api.wait_for(lambda a: len([r for r in check_runs_for(a, second) if r.get("status") == "completed"]) == 2)
+
+    # An edit that adds a command runs it; an edit that keeps the same commands runs nothing.
+    githubbot.post("issue_comment", comment_event(api, "looks good", "MEMBER", "octocat",
+                                                  edited_from="looks good, typo"))
+    assert len(githubbot.jobs()) == runs_before + 1
+    githubbot.bot.wait(githubbot.jobs()[0].id)
+    githubbot.post("issue_comment", comment_event(api, "looks good\n/wasm retest", "MEMBER", "octocat",
+                                                  edited_from="looks good"))
+    assert len(githubbot.jobs()) == runs_before + 2
+    githubbot.post("issue_comment", comment_event(api, "looks good!\n/wasm retest", "MEMBER", "octocat",
+                                                  edited_from="looks good\n/wasm retest"))
+    assert len(githubbot.jobs()) == runs_before + 2
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_deploy_and_approval_from_pull_request_comments(wasmbot: Wasmbot, github_api: GitHubStandIn,
+                                                        registry: Service, tmp_path: Path) -> None:
+    from kubeapi import CRD, KubeStandIn
+
+    kube = KubeStandIn([CRD.load(SHARED / "testdata" / "k8s" / "istio-wasmplugin-crd.yaml")])
+    kube.start()
+    try:
+        environments = {"prod": {"kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")), "namespace": "shop",
+                                 "selector": {"app": "checkout"}, "protected": True}}
+        rules = {"deploy:prod": ["user:github:alice"], "approve:prod": ["user:github:lead", "user:github:alice"]}
+        bot = start_githubbot(wasmbot, github_api, tmp_path, WASMBOT_DEFAULT_REGISTRY=registry_host(registry),
+                              WASMBOT_ENVIRONMENTS=json.dumps(environments), WASMBOT_PERMISSIONS=json.dumps(rules))
+        api = bot.api
+        api.add_repo(REPO, FILTER)
+        sha = api.add_commit(REPO, FILTER)
+        bot.bot.start_worker()
+
+        def said(login: str, body: str) -> str:
+            bot.post("issue_comment", comment_event(api, body, "MEMBER", login))
+            return next(c["body"] for c in reversed(api.comments_on(REPO, 2)) if c["body"].startswith(f"> {body}"))
+
+        assert "no pushed image to deploy yet" in said("alice", "/wasm deploy prod")
+        bot.post("pull_request", pull_request(api, "opened", sha))
+        built = api.wait_for(lambda a: completed(a, sha))
+        assert built["conclusion"] == "success", built["output"]
+        [pushed] = bot.jobs()
+        assert pushed.artifacts["image"] == f"{registry_host(registry)}/codertocat/hello-world:pr-2"
+
+        assert "you may not deploy:prod: that needs <@github:alice>" in said("bob", "/wasm deploy prod")
+        asked = said("alice", "/wasm deploy prod")
+        job_id = re.search(r"job `([0-9a-f]{12})` waits for an approval", asked)[1]  # type: ignore[index]
+        assert "```diff" in asked and re.search(r"^\+ *url: oci://", asked, re.M), asked
+        assert "you asked for this change" in said("alice", f"/wasm approve {job_id}")
+        assert "you may not approve:prod" in said("bob", f"/wasm approve {job_id}")
+        assert f"approved job `{job_id}`" in said("lead", f"/wasm approve {job_id}")
+        job = bot.bot.wait(job_id)
+        assert job.state is State.SUCCEEDED and job.approval["approved_by"] == "github:lead"
+        [plugin] = [o for (kind, _, _), o in kube.objects.items() if kind == "wasmplugins"]
+        assert plugin["spec"]["sha256"] == pushed.artifacts["digest"].removeprefix("sha256:")
+        bot.process.terminate()
+        bot.process.wait(30)
+    finally:
+        kube.stop()
 
 
 # -- stages against the stand-in -------------------------------------------------------------------

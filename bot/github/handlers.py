@@ -202,18 +202,31 @@ async def run_comment_command(
     data = event.data
     login = data["comment"]["user"]["login"]
     who = permissions.Principal(user=f"github:{login}")
+    pr_number = data["issue"]["number"]
     words = line.split()[1:]
     if words in (["build"], ["test"]):
         words = ["retest"]
-    if len(words) == 2 and words[0] == "deploy":
-        words = ["deploy", "PR", "--env", words[1]]  # /wasm deploy ENV: this pull request's image
+    if len(words) == 2 and words[0] == "deploy":  # /wasm deploy ENV: this pull request's newest image
+        pushed = next(
+            (
+                j
+                for j in fe.reporter.runs(repo, pr_number)
+                if j.state is State.SUCCEEDED and j.artifacts.get("digest")
+            ),
+            None,
+        )
+        if pushed is None:
+            return (
+                "this pull request has no pushed image to deploy yet: pull requests are pushed when "
+                "wasmbot has a default_registry"
+            )
+        words = ["deploy", f"{pushed.artifacts['image']}@{pushed.artifacts['digest']}", "--env", words[1]]
     try:
-        parsed = commands.parse(shlex.join(words)) if words[1:2] != ["PR"] else None
+        parsed = commands.parse(shlex.join(words))
     except commands.CommandError as exc:
         return f"{exc.message}\nusage: `{exc.usage}`"
-    name = parsed.name if parsed is not None else "deploy"
-    if name not in PR_COMMANDS:
-        return f"`/wasm {name}` is not available in pull request comments; use Slack or the CLI"
+    if parsed.name not in PR_COMMANDS:
+        return f"`/wasm {parsed.name}` is not available in pull request comments; use Slack or the CLI"
     if isinstance(parsed, commands.HelpCommand):
         return "\n".join(
             ["wasmbot commands in pull requests:", ""]
@@ -223,12 +236,11 @@ async def run_comment_command(
         from bot.answers import list_text
 
         return "\n```\n" + await asyncio.to_thread(list_text, fe.settings, parsed) + "\n```"
-    pr_number = data["issue"]["number"]
     if isinstance(parsed, commands.PullRequestCommand):
         return await _retest(fe, data, repo, installation, pr_number, parsed.name)
     if isinstance(parsed, commands.ApproveCommand | commands.CancelCommand):
         return await _decide(fe, parsed, who)
-    return await _environment_change(fe, parsed, words, who, repo, installation, pr_number, line)
+    return await _environment_change(fe, parsed, who, f"github:{repo}#{pr_number}", line)
 
 
 async def _retest(
@@ -286,44 +298,20 @@ async def _decide(
 
 
 async def _environment_change(
-    fe: GitHubFrontEnd,
-    parsed: commands.Command | None,
-    words: list[str],
-    who: permissions.Principal,
-    repo: str,
-    installation: int | None,
-    number: int,
-    line: str,
+    fe: GitHubFrontEnd, parsed: commands.Command, who: permissions.Principal, origin: str, line: str
 ) -> str:
+    """deploy, rollback, undeploy: the same jobs as from Slack, for whoever may ``deploy:ENV``."""
     from workers.pipeline import submit_once
 
-    env = words[3] if parsed is None else str(getattr(parsed, "env", ""))
-    reason = await permissions.check(fe.settings.permissions, f"deploy:{env}", who)
+    reason = await permissions.check(fe.settings.permissions, f"deploy:{getattr(parsed, 'env', '')}", who)
     if reason:
         return reason
-    if parsed is None:  # this pull request's newest pushed image
-        pushed = next(
-            (
-                j
-                for j in fe.reporter.runs(repo, number)
-                if j.state is State.SUCCEEDED and j.artifacts.get("digest")
-            ),
-            None,
-        )
-        if pushed is None:
-            return (
-                "this pull request has no pushed image to deploy yet: pull requests are pushed when "
-                "wasmbot has a default_registry"
-            )
-        parsed = commands.DeployCommand(
-            target=f"{pushed.artifacts['image']}@{pushed.artifacts['digest']}", env=env
-        )
     try:
         job, _ = await asyncio.to_thread(
             submit_once,
             parsed,
             requester=who.user,
-            origin=f"github:{repo}#{number}",
+            origin=origin,
             text=line,
             source_root="",
         )

@@ -86,39 +86,33 @@ class Reporter(Follower):
     def check_run(self, repo: Repository, job: Job) -> None:
         where = job.reports["github"]
         base_ref = where.get("base") or where.get("ref") or "the base branch"
-        output = render.check_output(job, self.base_size(job), base_ref)
-        status = {State.RUNNING: "in_progress"}.get(job.state, "queued")
+        base = self.base_size(job)
+        output = render.check_output(job, base, base_ref)
         conclusion = render.conclusion(job)
-        fields: dict[str, Any] = {"status": "completed" if conclusion else status, "output": output}
+        fields: dict[str, Any] = {"output": output}
         if conclusion:
-            fields |= {"conclusion": conclusion, "completed_at": datetime.datetime.now(datetime.UTC)}
+            fields |= {"status": "completed", "conclusion": conclusion,
+                       "completed_at": datetime.datetime.now(datetime.UTC)}
         else:
+            fields["status"] = "in_progress" if job.state is State.RUNNING else "queued"
             output.pop("annotations", None)  # annotations add up on GitHub: send them once, at the end
         url = self.log_url(job)
         if url:
             fields["details_url"] = url
+        noted: dict[str, str] = {}
         if where.get("check_run"):
             repo.get_check_run(int(where["check_run"])).edit(**fields)
         else:
             run = repo.create_check_run(CHECK_NAME, where["sha"], external_id=job.id, **fields)
-
+            noted |= {"check_run": str(run.id), "check_url": run.html_url or ""}
+        if job.artifacts.get("module_size"):
+            noted["size_change"] = render.size_change(job, base, base_ref)  # for the PR comment
+        if any(where.get(k) != v for k, v in noted.items()):
             def record(stored: Job) -> None:
-                stored.reports["github"] = stored.reports["github"] | {
-                    "check_run": str(run.id),
-                    "check_url": run.html_url or "",
-                }
+                stored.reports["github"] = stored.reports["github"] | noted
 
             self.store.update(job.id, record)
-            job.reports["github"] |= {"check_run": str(run.id), "check_url": run.html_url or ""}
-        if job.artifacts.get("module_size"):
-            change = render.size_change(job, self.base_size(job), base_ref)
-            if where.get("size_change") != change:
-
-                def note(stored: Job) -> None:
-                    stored.reports["github"] = stored.reports["github"] | {"size_change": change}
-
-                self.store.update(job.id, note)
-                job.reports["github"]["size_change"] = change
+            where |= noted
 
     # -- the pull request comment ---------------------------------------------------------------
 
