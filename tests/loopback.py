@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -17,6 +20,24 @@ class LoopbackServer:
     port: int
     url: str
     loop: asyncio.AbstractEventLoop
+    _changed: threading.Condition  # notified by the subclass on every request it answers
+
+    def recent_calls(self) -> str:
+        return ""
+
+    def wait_for(self, check: Callable[[Any], Any], timeout: float = 240) -> Any:
+        """Block until ``check(self)`` is truthy, re-checked whenever the stand-in is called."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                result = check(self)
+                if result:
+                    return result
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{type(self).__name__}: condition not met in {timeout}s; "
+                                         f"calls: {self.recent_calls()}")
+                self._changed.wait(min(left, 1.0))
 
     def make_app(self) -> web.Application:
         raise NotImplementedError

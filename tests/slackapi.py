@@ -14,7 +14,6 @@ import json
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,19 +72,8 @@ class SlackStandIn(LoopbackServer):
         with self._changed:
             return [c for c in self.calls if c.method == method]
 
-    def wait_for(self, check: Callable[[SlackStandIn], Any], timeout: float = 240) -> Any:
-        """Block until ``check(self)`` is truthy (re-checked on every call received)."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                result = check(self)
-                if result:
-                    return result
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"Slack stand-in: condition not met in {timeout}s; calls: "
-                                         f"{[c.method for c in self.calls]}")
-                self._changed.wait(left)
+    def recent_calls(self) -> str:
+        return str([c.method for c in self.calls])
 
     # -- the API ---------------------------------------------------------------------------
 
