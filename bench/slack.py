@@ -34,7 +34,7 @@ from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers  # 
 
 from bot.localservices import Service, _wait_until, free_port  # noqa: E402
 
-PAYLOAD = ROOT.parent / "shared" / "testdata" / "slack" / "slash_command.json"
+PAYLOAD = ROOT / "tests" / "testdata" / "slack" / "slash_command.json"
 
 
 def measure(send: list[object], fn: object, concurrency: int) -> list[float]:

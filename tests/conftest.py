@@ -28,7 +28,7 @@ from workers.jobs import Job
 from workers.store import JobStore, RedisStore, SqliteStore
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+TESTDATA = ROOT / "tests" / "testdata"  # vendored public payloads, CRDs and schemas (see its README)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, Wasmbot
+from conftest import TESTDATA, Wasmbot
 from kubeapi import CRD, KubeStandIn
 from ocihelp import built, client, host_of, module_bytes
 
@@ -22,7 +22,7 @@ from workers.oci.push import push
 
 @pytest.fixture
 def kube() -> Iterator[KubeStandIn]:
-    stand_in = KubeStandIn([CRD.load(SHARED / "testdata" / "k8s" / "istio-wasmplugin-crd.yaml")])
+    stand_in = KubeStandIn([CRD.load(TESTDATA / "k8s" / "istio-wasmplugin-crd.yaml")])
     stand_in.start()
     yield stand_in
     stand_in.stop()

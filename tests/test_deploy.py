@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
+from conftest import TESTDATA
 from kubeapi import CRD, KubeStandIn
 from ocihelp import built, client, host_of, module_bytes
 
@@ -24,7 +24,7 @@ from workers.stages import StageContext, StageError
 from workers.stages import deploy as deploy_stage
 from workers.store import SqliteStore
 
-CRDS = SHARED / "testdata" / "k8s"
+CRDS = TESTDATA / "k8s"
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The GitHub front end: signed webhooks posted to the running app with the real payloads in
-../shared/testdata/github/, against a stand-in of GitHub's REST API driven by PyGithub."""
+tests/testdata/github/, against a stand-in of GitHub's REST API driven by PyGithub."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import ROOT, SHARED, Wasmbot, registry_host
+from conftest import ROOT, TESTDATA, Wasmbot, registry_host
 from githubapi import TOKEN, GitHubStandIn
 
 from bot.localservices import Service, free_port
 from workers.jobs import Job, State
 
-PAYLOADS = SHARED / "testdata" / "github"
+PAYLOADS = TESTDATA / "github"
 SECRET = "webhook-secret-for-tests"
 REPO = "Codertocat/Hello-World"
 FILTER = {name: (ROOT / "tests" / "filters" / "c" / name).read_bytes() for name in ("filter.c", "wasm-tests.yaml")}
@@ -271,7 +271,7 @@ def test_deploy_and_approval_from_pull_request_comments(wasmbot: Wasmbot, github
                                                         registry: Service, tmp_path: Path) -> None:
     from kubeapi import CRD, KubeStandIn
 
-    kube = KubeStandIn([CRD.load(SHARED / "testdata" / "k8s" / "istio-wasmplugin-crd.yaml")])
+    kube = KubeStandIn([CRD.load(TESTDATA / "k8s" / "istio-wasmplugin-crd.yaml")])
     kube.start()
     try:
         environments = {"prod": {"kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")), "namespace": "shop",

@@ -264,7 +264,7 @@ def test_cli_push_pull_inspect_round_trip(registry: Service, tmp_path: Path, was
 def test_bundled_schemas_are_the_published_ones() -> None:
     bundled = ROOT / "workers/oci/schemas"
     for path in bundled.glob("*.json"):
-        assert path.read_bytes() == (ROOT.parent / "shared/testdata/oci" / path.name).read_bytes()
+        assert path.read_bytes() == (ROOT / "tests/testdata/oci" / path.name).read_bytes()
     manifest = json.loads(built("compat").manifest())
     oci_validator().validate(manifest)
     from workers.oci import schema

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import requests
-from conftest import ROOT, SHARED, Wasmbot, manifest_puts, registry_host
+from conftest import ROOT, TESTDATA, Wasmbot, manifest_puts, registry_host
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
@@ -41,8 +41,8 @@ def slow_source(path: Path, functions: int) -> None:
 
 
 def oci_validator() -> jsonschema.Draft4Validator:
-    """The OCI image-manifest schema, its $refs resolved by file name from shared/testdata."""
-    folder = SHARED / "testdata" / "oci"
+    """The OCI image-manifest schema, its $refs resolved by file name from tests/testdata."""
+    folder = TESTDATA / "oci"
 
     def retrieve(uri: str) -> Resource:  # the schemas' ids differ; their files do not
         contents = json.loads((folder / uri.rsplit("/", 1)[-1].split("#")[0]).read_text())

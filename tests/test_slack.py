@@ -1,5 +1,5 @@
 """The Slack front end, driven over HTTP like Slack drives it: `wasmbot serve` in its own process,
-requests signed with slack_sdk's signature code from the real payload shapes in shared/testdata,
+requests signed with slack_sdk's signature code from the real payload shapes in tests/testdata,
 and a stand-in of Slack's Web API that the real slack_sdk client talks to."""
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import ROOT, SHARED, Wasmbot, registry_host
+from conftest import ROOT, TESTDATA, Wasmbot, registry_host
 from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers
 
 from bot.localservices import Service, free_port
 from workers.jobs import State
 
-PAYLOADS = SHARED / "testdata" / "slack"
+PAYLOADS = TESTDATA / "slack"
 
 
 @pytest.fixture
@@ -308,7 +308,7 @@ def test_a_protected_deploy_needs_someone_else_allowed_to_approve(
     from workers.oci import reference
     from workers.oci.push import push
 
-    kube = KubeStandIn([CRD.load(SHARED / "testdata" / "k8s" / "istio-wasmplugin-crd.yaml")])
+    kube = KubeStandIn([CRD.load(TESTDATA / "k8s" / "istio-wasmplugin-crd.yaml")])
     kube.start()
     ref = push(client(registry, tmp_path), reference.parse(f"{host_of(registry)}/slack/guarded:v1"), built()).pinned
     environments = {"prod": {"kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")), "protected": True}}
@@ -355,7 +355,7 @@ def test_deploy_button_on_a_pushed_job(wasmbot: Wasmbot, slack_api: SlackStandIn
                                        tmp_path: Path) -> None:
     from kubeapi import CRD, KubeStandIn
 
-    kube = KubeStandIn([CRD.load(SHARED / "testdata" / "k8s" / "istio-wasmplugin-crd.yaml")])
+    kube = KubeStandIn([CRD.load(TESTDATA / "k8s" / "istio-wasmplugin-crd.yaml")])
     kube.start()
     environments = {"dev": {"kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")), "namespace": "dev"}}
     wasmbot.env["WASMBOT_ENVIRONMENTS"] = json.dumps(environments)
