@@ -18,15 +18,19 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot import commands, imagecli
-from bot.config import ConfigError, Settings, load_settings
-from workers.jobs import Event, Job, State
+from bot import imagecli
+
+if TYPE_CHECKING:  # the rest is imported where it is used, so that `wasmbot --help` starts fast
+    from bot.config import Settings
+    from workers.jobs import Event, Job
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 def _setup() -> Settings:
+    from bot.config import load_settings
     from workers.celery_app import configure
 
     settings = load_settings()
@@ -44,6 +48,8 @@ def _age(ts: float) -> str:
 
 def describe(event: Event, job: Job | None) -> str:
     """One line for one event, as the CLI prints it."""
+    from workers.jobs import State
+
     prefix = f"[{event.stage}] " if event.stage else ""
     if event.kind == "log":
         return prefix + event.text
@@ -59,6 +65,7 @@ def describe(event: Event, job: Job | None) -> str:
 
 def follow(job_id: str, after: int = 0) -> Job:
     """Print the job's events as they happen until it finishes; return the final record."""
+    from workers.jobs import State
     from workers.pipeline import store
 
     jobs = store()
@@ -76,6 +83,8 @@ def follow(job_id: str, after: int = 0) -> Job:
 
 
 def summary(job: Job) -> str:
+    from workers.jobs import State
+
     if job.state is State.SUCCEEDED:
         if "digest" in job.artifacts:
             return f"job {job.id} succeeded: pushed {job.artifacts['image']}@{job.artifacts['digest']}"
@@ -108,6 +117,9 @@ def worker_if_needed(settings: Settings) -> Iterator[None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bot import commands
+    from workers.jobs import State
+
     settings = _setup()
     try:
         command = commands.parse(args.text)
@@ -189,6 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     settings = _setup()
+    from workers.jobs import State
     from workers.pipeline import retry, store
 
     with worker_if_needed(settings):
@@ -311,6 +324,7 @@ def _cases_beside(module: Path) -> Path | None:
 
 
 def cmd_abi_test(args: argparse.Namespace) -> int:
+    from bot.config import load_settings
     from workers import abitest
     from workers.abitest import report as render
     from workers.stages.test import cache_dir, limits
@@ -348,8 +362,32 @@ def cmd_abi_test(args: argparse.Namespace) -> int:
     return 0 if report.ok else EXIT_FAILED
 
 
+def version() -> str:
+    """The installed distribution's version (``importlib.metadata`` is loaded only when asked)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("wasmbot")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        import tomllib
+
+        with (Path(__file__).resolve().parents[1] / "pyproject.toml").open("rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print wasmbot's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        print(f"wasmbot {version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wasmbot", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="submit a /wasm command and follow its job")
@@ -410,7 +448,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except ConfigError as exc:
+    except Exception as exc:
+        from bot.config import ConfigError  # loaded by any command that reads settings
+
+        if not isinstance(exc, ConfigError):
+            raise
         print(f"wasmbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

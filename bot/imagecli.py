@@ -12,12 +12,12 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot import commands
-from bot.config import Settings, load_settings
-from workers.oci import image, reference
-from workers.oci.connect import connect
-from workers.oci.registry import Registry, RegistryError
+if TYPE_CHECKING:  # imported where used: `wasmbot --help` must not load requests or pydantic
+    from bot.config import Settings
+    from workers.oci import reference
+    from workers.oci.registry import Registry
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -28,6 +28,8 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
 
 
 def _ref(text: str) -> reference.Reference:
+    from workers.oci import reference
+
     return reference.parse(text)
 
 
@@ -36,9 +38,13 @@ def store_dir(settings: Settings) -> Path:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from bot.config import load_settings
     from workers.abitest import vm
     from workers.abitest.validate import validate
+    from workers.oci import image, reference
+    from workers.oci.connect import connect
     from workers.oci.push import push
+    from workers.oci.registry import RegistryError
 
     settings = load_settings()
     try:
@@ -77,6 +83,11 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def _with_registry(text: str, action: Callable[[Settings, reference.Reference, Registry], str]) -> int:
     """Parse the reference (exit 2 when invalid, before any request), then run ``action``."""
+    from bot.config import load_settings
+    from workers.oci import image, reference
+    from workers.oci.connect import connect
+    from workers.oci.registry import RegistryError
+
     settings = load_settings()
     try:
         ref = _ref(text)
@@ -112,6 +123,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
+    from workers.oci import reference
     from workers.oci.push import tag
 
     try:
@@ -123,6 +135,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from bot import commands
+    from bot.config import load_settings
+    from workers.oci.registry import RegistryError
+
     settings = load_settings()
     try:
         command = commands.parse("search " + args.text)
@@ -139,6 +155,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from workers.oci import reference  # stdlib only: cheap enough for --help
+
     p = sub.add_parser("push", help="push a .wasm module as an OCI image",
                        description="Check the module loads (ABI version from its marker export), then "
                        "push it in the registry's configured variant.")
