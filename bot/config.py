@@ -225,7 +225,8 @@ class Settings(BaseSettings):
 
     @property
     def broker_url(self) -> str:
-        return self.redis_url or f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+        # workers/broker.py: kombu's SQLAlchemy transport, woken by SQLite's commit counter
+        return self.redis_url or f"wasmbot-sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
 
     @property
     def chat_source_root(self) -> Path:

@@ -15,6 +15,7 @@ from aiohttp import web
 from kombu.connection import Connection
 
 from bot.config import Settings
+from workers import broker  # noqa: F401  (the embedded broker's transport, for /readyz)
 from workers.store import open_store
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -15,7 +15,7 @@ def test_defaults_use_the_embedded_store(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("WASMBOT_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.setenv("WASMBOT_DATA_DIR", str(tmp_path))
     settings = load_settings()
-    assert settings.broker_url == f"sqla+sqlite:///{tmp_path}/broker.sqlite"
+    assert settings.broker_url == f"wasmbot-sqla+sqlite:///{tmp_path}/broker.sqlite"
     assert settings.uses_plain_http("localhost:5000") and not settings.uses_plain_http("ghcr.io")
 
 

@@ -12,6 +12,7 @@ import fcntl
 from celery import Celery
 
 from bot.config import Settings, load_settings
+from workers import broker  # noqa: F401  (registers the embedded broker's transport)
 
 app = Celery("wasmbot", include=["workers.pipeline", "workers.recovery"])
 _settings: Settings | None = None
