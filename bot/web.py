@@ -1,8 +1,9 @@
 """The aiohttp application that the Slack and GitHub front ends join.
 
 It serves the probes a deployment needs (``/healthz``: the process answers; ``/readyz``: the
-broker and the job store answer too), a job's log behind a signed link (``/jobs/ID/log``), and
-the Slack front end at ``/slack/events`` and the GitHub one at ``/github/webhook`` when each
+broker and the job store answer too), Prometheus metrics (``/metrics``: the deployment's figures
+from the job store, see workers/metrics.py), a job's log behind a signed link (``/jobs/ID/log``),
+and the Slack front end at ``/slack/events`` and the GitHub one at ``/github/webhook`` when each
 is configured.
 """
 
@@ -21,6 +22,7 @@ from workers.store import open_store
 SETTINGS = web.AppKey("settings", Settings)
 SLACK: web.AppKey[Any] = web.AppKey("slack")
 GITHUB: web.AppKey[Any] = web.AppKey("github")
+METRICS: web.AppKey[Any] = web.AppKey("metrics")  # a prometheus_client CollectorRegistry
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -47,6 +49,13 @@ async def readyz(request: web.Request) -> web.Response:
                              status=200 if ready else 503)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    body = await asyncio.to_thread(generate_latest, request.app[METRICS])  # the store answers slowly
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def job_log(request: web.Request) -> web.Response:
     """A job's record and full log, for whoever holds the signed link the job message shows."""
     from bot.slack.reporter import verify
@@ -70,6 +79,10 @@ def make_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    from workers import metrics as metrics_
+
+    app[METRICS] = metrics_.registry(open_store(settings))
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/jobs/{job:[0-9a-f]{12}}/log", job_log)
     from bot.slack import app as slack
 

@@ -139,6 +139,16 @@ class Wasmbot:
 
 
 @pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
+    """A bare job store of each kind, for tests of the store's own rules."""
+    if request.param == "redis":
+        service: Service = request.getfixturevalue("redis_service")
+        redis.Redis.from_url(service.url).flushdb()
+        return RedisStore(service.url)
+    return SqliteStore(tmp_path / "jobs.sqlite")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
 def wasmbot(request: pytest.FixtureRequest, tmp_path: Path, toolchain_image: str) -> Iterator[Wasmbot]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WASMBOT_") and k != "REDIS_URL"}
     env.update(WASMBOT_DATA_DIR=str(tmp_path / "data"), WASMBOT_TOOLCHAIN_IMAGES=json.dumps({"c": toolchain_image}),

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import copy
 import hashlib
+import hmac
 import io
 import itertools
 import json
@@ -29,6 +30,16 @@ from aiohttp import web
 from loopback import LoopbackServer
 
 TOKEN = "ghp_wasmbot_test_token"
+WEBHOOK_SECRET = "webhook-secret-for-tests"
+
+
+def webhook_headers(event: str, raw: bytes, *, delivery: str, secret: str | None = WEBHOOK_SECRET
+                    ) -> dict[str, str]:
+    """The headers GitHub sends with a delivery; ``X-Hub-Signature-256`` unless ``secret`` is None."""
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return headers
 
 
 @dataclass

@@ -105,6 +105,7 @@ def test_unchanged_rebuild_is_served_from_cache_without_a_container(tmp_path: Pa
     assert sandbox.containers_started == started  # asserted from the runner: none started
     assert any(line.startswith("build cache hit") and line.endswith("no container started") for line in again.log)
     assert again.result["module_sha256"] == first.result["module_sha256"]
+    assert (first.result["build_cache"], again.result["build_cache"]) == ("miss", "hit")  # for the metrics
     main = source / "main.go"
     main.write_text(main.read_text().replace('"hello"', '"hi"', 1))
     changed = run_build(source, tmp_path / "data")

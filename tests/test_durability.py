@@ -7,25 +7,12 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-import redis
-
 from bot.config import Settings
-from bot.localservices import Service
 from workers import lease
 from workers.jobs import Job, Stage, State
 from workers.pipeline import claim
 from workers.recovery import recover, stalled_stage
-from workers.store import JobStore, RedisStore, SqliteStore
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
-    if request.param == "redis":
-        service: Service = request.getfixturevalue("redis_service")
-        redis.Redis.from_url(service.url).flushdb()
-        return RedisStore(service.url)
-    return SqliteStore(tmp_path / "jobs.sqlite")
+from workers.store import JobStore
 
 
 def new_job() -> Job:

@@ -4,8 +4,6 @@ tests/testdata/github/, against a stand-in of GitHub's REST API driven by PyGith
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 import json
 import re
 import subprocess
@@ -18,13 +16,13 @@ from typing import Any
 import pytest
 import requests
 from conftest import ROOT, TESTDATA, Wasmbot, registry_host
-from githubapi import TOKEN, GitHubStandIn
+from githubapi import TOKEN, WEBHOOK_SECRET, GitHubStandIn, webhook_headers
 
 from bot.localservices import Service, free_port
 from workers.jobs import Job, State
 
 PAYLOADS = TESTDATA / "github"
-SECRET = "webhook-secret-for-tests"
+SECRET = WEBHOOK_SECRET
 REPO = "Codertocat/Hello-World"
 FILTER = {name: (ROOT / "tests" / "filters" / "c" / name).read_bytes() for name in ("filter.c", "wasm-tests.yaml")}
 BROKEN = {"filter.c": FILTER["filter.c"] + b"\nint broken(void) { return undefined_thing; }\n",
@@ -46,10 +44,8 @@ class GitHubBot:
     def post(self, event: str, body: dict[str, Any] | bytes, *, delivery: str | None = None,
              secret: str = SECRET, signed: bool = True) -> requests.Response:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-                   "Content-Type": "application/json"}
-        if signed:
-            headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        headers = webhook_headers(event, raw, delivery=delivery or str(uuid.uuid4()),
+                                  secret=secret if signed else None)
         return requests.post(f"{self.url}/github/webhook", data=raw, headers=headers, timeout=30)
 
     def jobs(self) -> list[Job]:

@@ -20,6 +20,7 @@ import redis
 
 from bot.config import Settings
 from workers.jobs import Event, Job, State, state_events
+from workers.metrics import transition_counts
 
 T = TypeVar("T")
 ACTIVE = (State.QUEUED, State.RUNNING)
@@ -45,6 +46,8 @@ class JobStore(Protocol):
     def claim_key(self, key: str, value: str, ttl: float) -> str: ...
     def record_deploy(self, record: dict[str, str]) -> None: ...
     def deploys(self, env: str | None = None, limit: int = 1000) -> list[dict[str, str]]: ...
+    def add_counts(self, counts: dict[str, float]) -> None: ...
+    def counts(self) -> dict[str, float]: ...
 
 
 class RedisStore:
@@ -109,6 +112,7 @@ class RedisStore:
                         pipe.sadd(self._key("active"), job_id)
                     for event in state_events(before, job):
                         pipe.xadd(self._key("events", job_id), {"e": event.model_dump_json()})
+                    self._queue_counts(pipe, transition_counts(before, job))
                     pipe.execute()
                     return result
                 except redis.WatchError:
@@ -158,6 +162,21 @@ class RedisStore:
             found += [json.loads(r) for r in self.redis.lrange(self._key("deploys", name), 0, limit - 1)]
         return sorted(found, key=lambda r: float(r["at"]), reverse=True)[:limit]
 
+    # -- metrics: counters every process adds to (workers/metrics.py names them) --
+
+    def _queue_counts(self, pipe: redis.client.Pipeline, counts: dict[str, float]) -> None:
+        for name, amount in counts.items():
+            pipe.hincrbyfloat(self._key("metrics"), name, amount)
+
+    def add_counts(self, counts: dict[str, float]) -> None:
+        with self.redis.pipeline() as pipe:  # MULTI/EXEC: all of them or none
+            self._queue_counts(pipe, counts)
+            pipe.execute()
+
+    def counts(self) -> dict[str, float]:
+        raw: dict[str, str] = self.redis.hgetall(self._key("metrics"))  # type: ignore[assignment]
+        return {name: float(value) for name, value in raw.items()}
+
     def heartbeat(self, worker: str, ttl: float) -> None:
         self.redis.set(self._key("worker", worker), str(time.time()), px=int(ttl * 1000))
 
@@ -177,6 +196,7 @@ class SqliteStore:
     """
 
     POLL_INTERVAL = 0.1
+    METRICS_TABLE = "CREATE TABLE IF NOT EXISTS metrics (name TEXT PRIMARY KEY, value REAL NOT NULL)"
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +221,7 @@ class SqliteStore:
                 CREATE INDEX IF NOT EXISTS deploys_env ON deploys(env, seq);
                 """
             )
+            db.execute(self.METRICS_TABLE)
 
     def _connect(self) -> sqlite3.Connection:
         # One connection per process and thread: connections must not cross a fork.
@@ -262,6 +283,7 @@ class SqliteStore:
             db.execute("UPDATE jobs SET state = ?, data = ? WHERE id = ?",
                        (job.state.value, job.model_dump_json(), job_id))
             self._insert_events(db, job_id, state_events(before, job))
+            self._add_counts(db, transition_counts(before, job))
             db.execute("COMMIT")
             return result
         except BaseException:
@@ -314,6 +336,25 @@ class SqliteStore:
             rows = self._connect().execute(
                 "SELECT data FROM deploys WHERE env = ? ORDER BY seq DESC LIMIT ?", (env, limit)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    # -- metrics: counters every process adds to (workers/metrics.py names them) --
+
+    def _add_counts(self, db: sqlite3.Connection, counts: dict[str, float]) -> None:
+        db.executemany("INSERT INTO metrics VALUES (?, ?) "
+                       "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", counts.items())
+
+    def add_counts(self, counts: dict[str, float]) -> None:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._add_counts(db, counts)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def counts(self) -> dict[str, float]:
+        return dict(self._connect().execute("SELECT name, value FROM metrics").fetchall())
 
     def heartbeat(self, worker: str, ttl: float) -> None:
         self._connect().execute(

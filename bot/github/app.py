@@ -4,7 +4,8 @@ The ``X-Hub-Signature-256`` HMAC of the raw body is checked in constant time bef
 is parsed; without a configured secret the endpoint is not served at all (fail closed).  A
 delivery id seen before is answered 200 and not handled again, so a redelivery never starts
 a second job.  Events without a handler are answered 202 and ignored.  Handlers
-(bot/github/handlers.py) only submit jobs; workers do the slow part.
+(bot/github/handlers.py) only submit jobs; workers do the slow part.  Every delivery is counted
+in ``wasmbot_webhook_deliveries_total`` by what was made of it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bot.config import Settings
 from bot.github import client as github_client
 from bot.github.handlers import router
 from bot.github.reporter import Reporter
+from workers.metrics import count_delivery
 from workers.store import JobStore, open_store
 
 log = logging.getLogger(__name__)
@@ -62,38 +64,47 @@ class GitHubFrontEnd:
         await self.reporter.close()
 
     async def webhook(self, request: web.Request) -> web.Response:
+        outcome, response = await self._deliver(request)
+        await asyncio.to_thread(count_delivery, self.store, "github", outcome)
+        return response
+
+    async def _deliver(self, request: web.Request) -> tuple[str, web.Response]:
+        """The delivery's answer, and its outcome for the deliveries metric."""
         event_name = request.headers.get("X-GitHub-Event")
         delivery = request.headers.get("X-GitHub-Delivery")
         signature = request.headers.get("X-Hub-Signature-256")
         if not event_name or not delivery:
-            return _answer(400, "X-GitHub-Event and X-GitHub-Delivery are required")
+            return "invalid", _answer(400, "X-GitHub-Event and X-GitHub-Delivery are required")
         body = await request.read()
         if not signature:
-            return _answer(401, "X-Hub-Signature-256 is missing: set the webhook's secret")
+            return "bad_signature", _answer(401, "X-Hub-Signature-256 is missing: set the webhook's secret")
         if not signature_ok(self.secret, body, signature):
             log.warning("refused GitHub delivery %s: bad signature", delivery)
-            return _answer(401, "X-Hub-Signature-256 does not match: check the webhook's secret")
+            return "bad_signature", _answer(401, "X-Hub-Signature-256 does not match: "
+                                                 "check the webhook's secret")
         try:
             data = json.loads(body)
         except ValueError:
-            return _answer(400, "the body is not JSON (set the webhook's content type to application/json)")
+            return "invalid", _answer(400, "the body is not JSON (set the webhook's content type "
+                                           "to application/json)")
         if event_name == "ping":
-            return web.json_response({"ok": True, "message": "pong", "zen": data.get("zen")})
+            return "accepted", web.json_response({"ok": True, "message": "pong", "zen": data.get("zen")})
         mine = uuid.uuid4().hex
         holder = await asyncio.to_thread(
             self.store.claim_key, f"github-delivery:{delivery}", mine, DELIVERY_TTL
         )
         if holder != mine:
-            return _answer(200, f"delivery {delivery} was handled already")
+            return "duplicate", _answer(200, f"delivery {delivery} was handled already")
         event = sansio.Event(data, event=event_name, delivery_id=delivery)
         if not router.fetch(event):
-            return _answer(202, f"{event_name}{'.' + data['action'] if 'action' in data else ''} is ignored")
+            action = f".{data['action']}" if "action" in data else ""
+            return "accepted", _answer(202, f"{event_name}{action} is ignored")
         try:
             await router.dispatch(event, self)
         except Exception:
             log.exception("GitHub delivery %s (%s) failed", delivery, event_name)
-            return _answer(500, f"wasmbot could not handle delivery {delivery}; see its log")
-        return _answer(200, "handled")
+            return "accepted", _answer(500, f"wasmbot could not handle delivery {delivery}; see its log")
+        return "accepted", _answer(200, "handled")
 
 
 def _answer(status: int, message: str) -> web.Response:

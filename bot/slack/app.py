@@ -24,13 +24,15 @@ from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.oauth.installation_store import FileInstallationStore
 from slack_sdk.oauth.state_store import FileOAuthStateStore
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import commands, permissions
 from bot.config import Settings
-from bot.slack import blocks
+from bot.slack import blocks, deliveries
 from bot.slack.reporter import Reporter
 from workers.jobs import Job
+from workers.metrics import count_delivery
 from workers.store import JobStore, open_store
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class SlackFrontEnd:
             client=self.client,
             oauth_settings=oauth,
         )
+        self.verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
         self.reporter = Reporter(settings, self.store, self.client_for)
         self._groups: dict[tuple[str, str], tuple[float, set[str]]] = {}
         self.socket: Any = None
@@ -104,6 +107,13 @@ class SlackFrontEnd:
         web_app.on_cleanup.append(self._stop)
 
     async def handle(self, request: web.Request) -> web.Response:
+        try:
+            outcome = await deliveries.outcome(self.store, self.verifier, await request.text(),
+                                               dict(request.headers), request.content_type)
+        except deliveries.Malformed as exc:
+            await asyncio.to_thread(count_delivery, self.store, "slack", "invalid")
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        await asyncio.to_thread(count_delivery, self.store, "slack", outcome)
         response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 

@@ -88,6 +88,7 @@ def run(ctx: StageContext) -> dict[str, str]:
     lang = language(ctx, source, config)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     module = ctx.workdir / "filter.wasm"
+    cached: dict[str, str] = {}
     if lang == recipes.PRECOMPILED:
         found = sorted(source.glob("*.wasm"))
         if len(found) != 1:
@@ -97,15 +98,16 @@ def run(ctx: StageContext) -> dict[str, str]:
         shutil.copyfile(found[0], module)
         ctx.log(f"precompiled module {found[0].name}: nothing to build")
     else:
-        build(ctx, recipes.RECIPES[lang], source, module)
+        cached["build_cache"] = "hit" if build(ctx, recipes.RECIPES[lang], source, module) else "miss"
     digest = hashlib.sha256(module.read_bytes()).hexdigest()
     ctx.log(f"filter.wasm: {module.stat().st_size} bytes, sha256:{digest}")
     return {"module": str(module), "module_sha256": f"sha256:{digest}", "lang": lang,
             "module_size": str(module.stat().st_size),
-            "root_ids": ",".join(root_ids(source, config))}
+            "root_ids": ",".join(root_ids(source, config))} | cached
 
 
-def build(ctx: StageContext, recipe: Recipe, source: Path, module: Path) -> None:
+def build(ctx: StageContext, recipe: Recipe, source: Path, module: Path) -> bool:
+    """Build ``module``; say whether it came from the build cache."""
     s = ctx.settings
     image = toolchain_image(ctx, recipe.toolchain)
     image_id = sandbox.image_id(image, s.container_engine)
@@ -119,7 +121,7 @@ def build(ctx: StageContext, recipe: Recipe, source: Path, module: Path) -> None
         shutil.copyfile(hit / "filter.wasm", module)
         ctx.log(f"build cache hit {build_key[:12]}: unchanged source, recipe and toolchain; "
                 "no container started")
-        return
+        return True
     deps = fetch(ctx, recipe, source, image, image_id) if recipe.fetch else None
     mounts = [sandbox.Mount(source, "/src")]
     if deps is not None:
@@ -134,6 +136,7 @@ def build(ctx: StageContext, recipe: Recipe, source: Path, module: Path) -> None
         with builds.filling(build_key) as entry:
             shutil.copyfile(built, entry / "filter.wasm")
         shutil.copyfile(built, module)
+    return False
 
 
 def fetch(ctx: StageContext, recipe: Recipe, source: Path, image: str, image_id: str) -> Path:
