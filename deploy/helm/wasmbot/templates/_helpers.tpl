@@ -83,55 +83,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and $g.enabled (not $g.existingSecret) (or $g.webhookSecret $g.token $g.appPrivateKey) }}true{{ end }}
 {{- end }}
 
-{{/* Fail early, with the value's name, on combinations the schema cannot express. */}}
-{{- define "wasmbot.validate" -}}
-{{- $secretSettings := list "slack_signing_secret" "slack_bot_token" "slack_app_token" "slack_client_secret" "github_webhook_secret" "github_token" "github_app_private_key" "redis_url" }}
-{{- range $key := $secretSettings }}
-{{- if hasKey $.Values.config $key }}
-{{- fail (printf "config.%s: secrets do not belong in the ConfigMap; use the slack/github/redis Secret references (docs/helm.md)" $key) }}
-{{- end }}
-{{- end }}
-{{- range $host, $registry := (default dict $.Values.config.registries) }}
-{{- if hasKey $registry "password" }}
-{{- fail (printf "config.registries.%s.password: a password does not belong in the ConfigMap; use registry.passwords (a Secret mounted as password_file)" $host) }}
-{{- end }}
-{{- end }}
-{{- if hasKey .Values.config "data_dir" }}
-{{- fail "config.data_dir: the chart sets data_dir to the data volume; change server.dataVolume / worker.dataVolume instead" }}
-{{- end }}
-{{- $s := .Values.slack }}
-{{- if and $s.enabled (not $s.existingSecret) (not (and $s.signingSecret $s.botToken)) }}
-{{- fail "slack.enabled: set slack.existingSecret (a Secret with SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN), or slack.signingSecret and slack.botToken" }}
-{{- end }}
-{{- if and $s.existingSecret (or $s.signingSecret $s.botToken $s.appToken) }}
-{{- fail "slack: give slack.existingSecret or the secret values, not both" }}
-{{- end }}
-{{- $g := .Values.github }}
-{{- if $g.enabled }}
-{{- if and (eq $g.auth "app") (not $g.appId) }}
-{{- fail "github.appId: a GitHub App id is needed when github.auth is app" }}
-{{- end }}
-{{- if not $g.existingSecret }}
-{{- if not $g.webhookSecret }}
-{{- fail "github.enabled: set github.existingSecret (a Secret with GITHUB_WEBHOOK_SECRET and the token or app key), or github.webhookSecret" }}
-{{- end }}
-{{- if and (eq $g.auth "token") (not $g.token) }}
-{{- fail "github.token: needed when github.auth is token and github.existingSecret is not set" }}
-{{- end }}
-{{- if and (eq $g.auth "app") (not $g.appPrivateKey) }}
-{{- fail "github.appPrivateKey: needed when github.auth is app and github.existingSecret is not set" }}
-{{- end }}
-{{- end }}
-{{- end }}
-{{- if and $g.existingSecret (or $g.webhookSecret $g.token $g.appPrivateKey) }}
-{{- fail "github: give github.existingSecret or the secret values, not both" }}
-{{- end }}
-{{- $r := .Values.worker.runtime }}
-{{- if and (eq $r.mode "remote") (not $r.url) }}
-{{- fail "worker.runtime.url: needed when worker.runtime.mode is remote" }}
-{{- end }}
-{{- end }}
-
 {{- define "wasmbot.dataDir" -}}/var/lib/wasmbot{{- end }}
 {{- define "wasmbot.dockerConfigDir" -}}/etc/wasmbot/docker{{- end }}
 
