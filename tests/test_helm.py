@@ -44,6 +44,7 @@ FULL: Obj = {  # every optional feature on, secrets by reference
                        "existingSecret": "registry-password", "key": "password"}],
     },
     "serviceAccount": {"automountToken": True},
+    "rbac": {"deployNamespaces": ["mesh", "gloo-system"]},
     "podLabels": {"team": "wasm"},
     "server": {"replicas": 2, "dataVolume": {"persistentVolumeClaim": {"claimName": "wasmbot-server"}}},
     "worker": {"replicas": 3, "runtime": {"mode": "hostSocket", "socketGroup": 998}},
@@ -108,7 +109,8 @@ def test_rendered_objects_match_the_kubernetes_schemas(helm: str, tmp_path: Path
     objects = render(helm, tmp_path, VALUE_SETS[name])
     kinds = sorted(o["kind"] for o in objects)
     assert {"ConfigMap", "Service", "ServiceAccount"} <= set(kinds) and kinds.count("Deployment") == 2
-    assert {o["kind"]: errors(o) for o in objects} == {o["kind"]: [] for o in objects}
+    problems = [(o["kind"], o["metadata"]["name"], e) for o in objects for e in errors(o)]
+    assert problems == []
     for obj in objects:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "wasmbot" and labels["app.kubernetes.io/instance"] == "demo"
@@ -276,6 +278,25 @@ def test_ingress_routes_to_the_service(helm: str, tmp_path: Path) -> None:
     assert ingress["spec"]["ingressClassName"] == "nginx" and ingress["spec"]["tls"][0]["secretName"] == "wasmbot-tls"
 
 
+def test_deploy_rbac_binds_the_service_account_where_asked(helm: str, tmp_path: Path) -> None:
+    assert not [o for o in render(helm, tmp_path, {}) if o["kind"] in {"Role", "RoleBinding"}]
+    objects = render(helm, tmp_path, FULL)
+    account = one(objects, "ServiceAccount")
+    roles = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Role"}
+    bindings = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "RoleBinding"}
+    assert set(roles) == set(bindings) == {"mesh", "gloo-system"}
+    for namespace, binding in bindings.items():
+        assert binding["roleRef"]["name"] == roles[namespace]["metadata"]["name"]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "bots"}]
+        rules = {(group, resource): set(rule["verbs"]) for rule in roles[namespace]["rules"]
+                 for group in rule["apiGroups"] for resource in rule["resources"]}
+        # workers/deploy: server-side apply, read back, rollback and undeploy.
+        assert {"get", "patch", "delete"} <= rules[("extensions.istio.io", "wasmplugins")]
+        assert {"get", "update"} <= rules[("gateway.solo.io", "gateways")]
+    worker = one(objects, "Deployment", "-worker")["spec"]["template"]["spec"]
+    assert worker["serviceAccountName"] == account["metadata"]["name"] and worker["automountServiceAccountToken"] is True
+
+
 def test_worker_runtime_access_is_what_was_chosen(helm: str, tmp_path: Path) -> None:
     default = one(render(helm, tmp_path, {}), "Deployment", "-worker")
     assert not [v for v in default["spec"]["template"]["spec"]["volumes"] if "hostPath" in v]
@@ -314,6 +335,7 @@ BAD_VALUES = [
     ({"github": {"enabled": True, "existingSecret": "g", "auth": "app"}}, "at '/github/appId': got null, want integer"),
     ({"github": {"enabled": True, "webhookSecret": "w"}}, "at '/github/token': minLength: got 0, want 1"),
     ({"worker": {"runtime": {"mode": "remote"}}}, "at '/worker/runtime/url': minLength: got 0, want 1"),
+    ({"rbac": {"deployNamespaces": ["mesh"]}}, "at '/serviceAccount/automountToken': value must be true"),
 ]
 
 

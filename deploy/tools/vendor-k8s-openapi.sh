@@ -7,7 +7,8 @@
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
-FILES=(api__v1_openapi.json apis__apps__v1_openapi.json apis__networking.k8s.io__v1_openapi.json)
+FILES=(api__v1_openapi.json apis__apps__v1_openapi.json apis__networking.k8s.io__v1_openapi.json
+       apis__rbac.authorization.k8s.io__v1_openapi.json)
 out="$(cd "$(dirname "$0")/../.." && pwd)/tests/testdata/k8s-openapi"
 modcache="$(mktemp -d)"
 trap 'chmod -R u+w "$modcache"; rm -rf "$modcache"' EXIT
