@@ -2,7 +2,7 @@
 # Refresh tests/testdata/k8s-openapi/ from a Kubernetes release (see tests/testdata/README.md).
 # The kubernetes/kubernetes repository ships api/openapi-spec/v3/*.json in its Go module
 # (k8s.io/kubernetes), so the module proxy serves them; each file keeps its `openapi`, `info`
-# and `components` members unchanged and drops `paths` (the REST operations, 75% of the
+# and `components` members unchanged and drops `paths` (the REST operations, 60-80% of the
 # bytes), which schema validation does not use.
 set -euo pipefail
 
