@@ -158,6 +158,7 @@ def test_server_and_worker_run_their_commands(helm: str, tmp_path: Path) -> None
         assert "command" not in container(deployment)  # the image's entrypoint: wasmbot
     assert container(server)["args"] == ["serve", "--host", "0.0.0.0", "--port", "8080"]
     assert container(worker)["args"] == ["worker", "--concurrency", "3"]
+    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 300  # a build may finish
     selector = server["spec"]["selector"]["matchLabels"]
     assert selector["app.kubernetes.io/component"] == "server"
     assert worker["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
@@ -186,7 +187,7 @@ def test_pods_run_as_non_root_with_no_capabilities(helm: str, tmp_path: Path) ->
         assert context["readOnlyRootFilesystem"] is True
         assert {"requests", "limits"} <= set(container(deployment)["resources"])
         mounts = {m["mountPath"] for m in container(deployment)["volumeMounts"]}
-        assert {"/tmp", "/var/lib/wasmbot", "/etc/wasmbot/config"} <= mounts
+        assert {"/tmp", "/etc/wasmbot/config"} <= mounts  # and data_dir: see the ConfigMap test
 
 
 def test_secrets_come_from_secret_references(helm: str, tmp_path: Path) -> None:
@@ -225,30 +226,39 @@ def test_secret_values_given_to_the_chart_stay_in_its_secrets(helm: str, tmp_pat
     assert env["GITHUB_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "demo-wasmbot-github", "key": "GITHUB_TOKEN"}
 
 
+def settings_in(deployment: Obj, config: Obj, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings wasmbot starts with in this container: its literal environment, the rendered file."""
+    config_file = tmp_path / "wasmbot.toml"
+    config_file.write_text(config["data"]["wasmbot.toml"])
+    for name in [n for n in os.environ if n.startswith(("WASMBOT_", "SLACK_", "GITHUB_", "REDIS_"))]:
+        monkeypatch.delenv(name)
+    for name, entry in env_of(deployment).items():
+        if "value" in entry:
+            monkeypatch.setenv(name, entry["value"])
+    monkeypatch.setenv("WASMBOT_CONFIG", str(config_file))
+    return Settings()  # extra="forbid": a setting name wasmbot does not know fails here
+
+
 def test_configmap_is_a_wasmbot_toml_that_wasmbot_accepts(helm: str, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     objects = render(helm, tmp_path, FULL)
-    text = one(objects, "ConfigMap")["data"]["wasmbot.toml"]
+    config = one(objects, "ConfigMap")
+    text = config["data"]["wasmbot.toml"]
     assert "password =" not in text and "token" not in text
-    config_file = tmp_path / "wasmbot.toml"
-    config_file.write_text(text)
-    for name in [n for n in os.environ if n.startswith(("WASMBOT_", "SLACK_", "GITHUB_", "REDIS_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("WASMBOT_CONFIG", str(config_file))
-    settings = Settings()  # extra="forbid": an unknown setting name fails here
-    assert settings.data_dir == Path("/var/lib/wasmbot") and settings.worker_concurrency == 4
-    assert settings.github_app_id == 12345 and settings.container_engine == "podman"
-    assert settings.docker_config == Path("/etc/wasmbot/docker/config.json")
-    registry = settings.registry("registry.example.com")
-    assert registry.username == "bot" and registry.ca_bundle == Path("/etc/ssl/certs/ca-certificates.crt")
-    assert settings.environments["prod"].protected is True
-    # Every path the file names is inside a volume the containers mount.
-    worker = container(one(objects, "Deployment", "-worker"))
-    mounts = [m["mountPath"] for m in worker["volumeMounts"]]
-    config_path = env_of(one(objects, "Deployment", "-worker"))["WASMBOT_CONFIG"]["value"]
-    for path in (config_path, str(settings.docker_config), str(registry.password_file), str(settings.data_dir)):
-        assert any(path == m or path.startswith(m + "/") for m in mounts), path
-    assert tomllib.loads(text)["registries"]["registry.example.com"]["password_file"] == str(registry.password_file)
+    for deployment in (one(objects, "Deployment", "-server"), one(objects, "Deployment", "-worker")):
+        settings = settings_in(deployment, config, tmp_path, monkeypatch)
+        assert settings.worker_concurrency == 4 and settings.github_app_id == 12345
+        assert settings.container_engine == "podman" and settings.environments["prod"].protected is True
+        assert settings.docker_config == Path("/etc/wasmbot/docker/config.json")
+        registry = settings.registry("registry.example.com")
+        assert registry.username == "bot" and registry.ca_bundle == Path("/etc/ssl/certs/ca-certificates.crt")
+        assert tomllib.loads(text)["registries"]["registry.example.com"]["password_file"] == str(registry.password_file)
+        # Every path wasmbot uses is inside a volume this container mounts.
+        mounts = [m["mountPath"] for m in container(deployment)["volumeMounts"]]
+        config_path = env_of(deployment)["WASMBOT_CONFIG"]["value"]
+        for path in (config_path, str(settings.docker_config), str(registry.password_file), str(settings.data_dir)):
+            assert any(path == m or path.startswith(m + "/") for m in mounts), path
+    assert settings.data_dir == Path("/var/lib/wasmbot-worker")  # the worker's, shared with the node's runtime
 
 
 def test_servicemonitor_exists_only_when_enabled_and_selects_the_service(helm: str, tmp_path: Path) -> None:
@@ -304,11 +314,14 @@ def test_worker_runtime_access_is_what_was_chosen(helm: str, tmp_path: Path) -> 
 
     socket = one(render(helm, tmp_path, FULL), "Deployment", "-worker")
     pod = socket["spec"]["template"]["spec"]
-    [host] = [v for v in pod["volumes"] if "hostPath" in v]
-    assert host["hostPath"] == {"path": "/run/podman/podman.sock", "type": "Socket"}
-    [mount] = [m for m in container(socket)["volumeMounts"] if m["name"] == host["name"]]
-    assert env_of(socket)["CONTAINER_HOST"]["value"] == "unix://" + mount["mountPath"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container(socket)["volumeMounts"]}
+    assert volumes["container-socket"]["hostPath"] == {"path": "/run/podman/podman.sock", "type": "Socket"}
+    assert env_of(socket)["CONTAINER_HOST"]["value"] == "unix://" + mounts["container-socket"]
     assert pod["securityContext"]["supplementalGroups"] == [998]
+    # Build steps bind-mount paths under data_dir, which the node's runtime resolves on the node.
+    assert volumes["data"]["hostPath"] == {"path": "/var/lib/wasmbot-worker", "type": "Directory"}
+    assert mounts["data"] == env_of(socket)["WASMBOT_DATA_DIR"]["value"] == "/var/lib/wasmbot-worker"
     server = one(render(helm, tmp_path, FULL), "Deployment", "-server")["spec"]["template"]["spec"]
     assert not [v for v in server["volumes"] if "hostPath" in v]  # only the worker gets the socket
 

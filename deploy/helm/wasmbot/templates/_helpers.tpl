@@ -84,6 +84,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "wasmbot.dataDir" -}}/var/lib/wasmbot{{- end }}
+
+{{/* The worker's data_dir: where the runtime sees it too, when builds go to a runtime outside the pod. */}}
+{{- define "wasmbot.workerDataDir" -}}
+{{- if eq .Values.worker.runtime.mode "none" }}{{ include "wasmbot.dataDir" . }}{{ else }}{{ .Values.worker.runtime.dataDir }}{{ end }}
+{{- end }}
 {{- define "wasmbot.dockerConfigDir" -}}/etc/wasmbot/docker{{- end }}
 
 {{/* wasmbot.toml: the user's config, plus what the chart's own values decide. */}}
@@ -153,7 +158,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* Volumes both Deployments share: config, /tmp, registry credentials. */}}
+{{/* Volumes both Deployments share: config, /tmp, registry credentials (each adds its "data"). */}}
 {{- define "wasmbot.volumes" -}}
 - name: config
   configMap:
@@ -184,8 +189,6 @@ app.kubernetes.io/component: {{ .component }}
   readOnly: true
 - name: tmp
   mountPath: /tmp
-- name: data
-  mountPath: {{ include "wasmbot.dataDir" . }}
 {{- if .Values.registry.dockerConfigSecret }}
 - name: docker-config
   mountPath: {{ include "wasmbot.dockerConfigDir" . }}
