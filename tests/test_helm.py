@@ -27,6 +27,7 @@ SECRET_VALUES = {  # distinctive, so a leak anywhere in the rendered output is f
 
 FULL: Obj = {  # every optional feature on, secrets by reference
     "image": {"repository": "localhost/wasmbot", "tag": "latest"},
+    "dataDir": "/srv/wasmbot",
     "imagePullSecrets": [{"name": "pull"}],
     "config": {
         "public_url": "https://wasmbot.example.com",
@@ -258,7 +259,8 @@ def test_configmap_is_a_wasmbot_toml_that_wasmbot_accepts(helm: str, tmp_path: P
         config_path = env_of(deployment)["WASMBOT_CONFIG"]["value"]
         for path in (config_path, str(settings.docker_config), str(registry.password_file), str(settings.data_dir)):
             assert any(path == m or path.startswith(m + "/") for m in mounts), path
-    assert settings.data_dir == Path("/var/lib/wasmbot-worker")  # the worker's, shared with the node's runtime
+        # One path in both: a job's source_root (set by the server) names the worker's directory.
+        assert settings.data_dir == Path("/srv/wasmbot")
 
 
 def test_servicemonitor_exists_only_when_enabled_and_selects_the_service(helm: str, tmp_path: Path) -> None:
@@ -320,8 +322,8 @@ def test_worker_runtime_access_is_what_was_chosen(helm: str, tmp_path: Path) -> 
     assert env_of(socket)["CONTAINER_HOST"]["value"] == "unix://" + mounts["container-socket"]
     assert pod["securityContext"]["supplementalGroups"] == [998]
     # Build steps bind-mount paths under data_dir, which the node's runtime resolves on the node.
-    assert volumes["data"]["hostPath"] == {"path": "/var/lib/wasmbot-worker", "type": "Directory"}
-    assert mounts["data"] == env_of(socket)["WASMBOT_DATA_DIR"]["value"] == "/var/lib/wasmbot-worker"
+    assert volumes["data"]["hostPath"] == {"path": "/srv/wasmbot", "type": "Directory"}
+    assert mounts["data"] == "/srv/wasmbot"
     server = one(render(helm, tmp_path, FULL), "Deployment", "-server")["spec"]["template"]["spec"]
     assert not [v for v in server["volumes"] if "hostPath" in v]  # only the worker gets the socket
 

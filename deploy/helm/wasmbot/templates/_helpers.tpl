@@ -83,12 +83,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and $g.enabled (not $g.existingSecret) (or $g.webhookSecret $g.token $g.appPrivateKey) }}true{{ end }}
 {{- end }}
 
-{{- define "wasmbot.dataDir" -}}/var/lib/wasmbot{{- end }}
-
-{{/* The worker's data_dir: where the runtime sees it too, when builds go to a runtime outside the pod. */}}
-{{- define "wasmbot.workerDataDir" -}}
-{{- if eq .Values.worker.runtime.mode "none" }}{{ include "wasmbot.dataDir" . }}{{ else }}{{ .Values.worker.runtime.dataDir }}{{ end }}
-{{- end }}
+{{- define "wasmbot.dataDir" -}}{{ .Values.dataDir }}{{- end }}
 {{- define "wasmbot.dockerConfigDir" -}}/etc/wasmbot/docker{{- end }}
 
 {{/* wasmbot.toml: the user's config, plus what the chart's own values decide. */}}
