@@ -17,6 +17,9 @@ from k8sschema import errors
 
 from bot.config import Settings
 
+# The first run builds Helm from source (minutes, once per version); later runs reuse it.
+pytestmark = pytest.mark.timeout(900)
+
 CHART = ROOT / "deploy" / "helm" / "wasmbot"
 Obj = dict[str, Any]
 
@@ -34,7 +37,7 @@ FULL: Obj = {  # every optional feature on, secrets by reference
         "worker_concurrency": 4,
         "toolchain_images": {"c": "registry.example.com/toolchain-c:1"},
         "registries": {"registry.example.com": {"ca_bundle": "/etc/ssl/certs/ca-certificates.crt"}},
-        "environments": {"prod": {"namespace": "mesh", "protected": True}},
+        "environments": {"prod": {"namespace": "mesh", "protected": True, "priority": 10}},
     },
     "redis": {"existingSecret": "redis-url"},
     "slack": {"enabled": True, "existingSecret": "slack-creds"},
@@ -246,6 +249,8 @@ def test_configmap_is_a_wasmbot_toml_that_wasmbot_accepts(helm: str, tmp_path: P
     config = one(objects, "ConfigMap")
     text = config["data"]["wasmbot.toml"]
     assert "password =" not in text and "token" not in text
+    parsed = tomllib.loads(text)  # Helm reads values' numbers as floats; the file keeps integers
+    assert type(parsed["worker_concurrency"]) is int and type(parsed["environments"]["prod"]["priority"]) is int
     for deployment in (one(objects, "Deployment", "-server"), one(objects, "Deployment", "-worker")):
         settings = settings_in(deployment, config, tmp_path, monkeypatch)
         assert settings.worker_concurrency == 4 and settings.github_app_id == 12345

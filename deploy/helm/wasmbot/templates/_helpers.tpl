@@ -86,6 +86,21 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "wasmbot.dataDir" -}}{{ .Values.dataDir }}{{- end }}
 {{- define "wasmbot.dockerConfigDir" -}}/etc/wasmbot/docker{{- end }}
 
+{{/* Helm reads every number in values as a float; write whole numbers as TOML integers
+     (worker_concurrency = 4, not 4.0). Changes the maps it is given, in place. */}}
+{{- define "wasmbot.wholeNumbers" -}}
+{{- $node := . }}
+{{- range $key, $value := $node }}
+{{- if and (kindIs "float64" $value) (eq $value (floor $value)) }}
+{{- $_ := set $node $key (int64 $value) }}
+{{- else if kindIs "map" $value }}
+{{- include "wasmbot.wholeNumbers" $value }}
+{{- else if kindIs "slice" $value }}
+{{- range $item := $value }}{{ if kindIs "map" $item }}{{ include "wasmbot.wholeNumbers" $item }}{{ end }}{{ end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* wasmbot.toml: the user's config, plus what the chart's own values decide. */}}
 {{- define "wasmbot.toml" -}}
 {{- $config := deepCopy .Values.config }}
@@ -107,6 +122,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.github.enabled (eq .Values.github.auth "app") }}
 {{- $_ = set $config "github_app_id" (int64 .Values.github.appId) }}
 {{- end }}
+{{- include "wasmbot.wholeNumbers" $config }}
 {{- toToml $config }}
 {{- end }}
 
