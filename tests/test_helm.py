@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -336,6 +337,25 @@ def test_worker_runtime_access_is_what_was_chosen(helm: str, tmp_path: Path) -> 
     assert env_of(remote)["DOCKER_HOST"]["value"] == "tcp://docker.builds:2375"
     config = one(render(helm, tmp_path, REMOTE_DOCKER), "ConfigMap")["data"]["wasmbot.toml"]
     assert tomllib.loads(config)["container_engine"] == "docker"
+
+
+def test_notes_render_and_say_how_to_check_the_install(helm: str, tmp_path: Path) -> None:
+    # `helm install` renders NOTES.txt; without a cluster, render it as a template of a copy.
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "_notes.tpl").write_text('{{- define "notes" -}}\n' + notes + "{{- end }}\n")
+    (chart / "templates" / "notes.yaml").write_text('notes: {{ include "notes" . | toJson }}\n')
+    for values, says, not_says in (({}, "builds will fail", "ServiceMonitor"),
+                                   (FULL, "ServiceMonitor demo-wasmbot", "builds will fail")):
+        (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+        proc = subprocess.run([helm, "template", "demo", str(chart), "-n", "bots", "-f", str(tmp_path / "values.yaml"),
+                               "--show-only", "templates/notes.yaml"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        text = yaml.safe_load(proc.stdout)["notes"]
+        assert "port-forward svc/demo-wasmbot 8080:8080" in text and "/readyz" in text
+        assert says in text and not_says not in text
 
 
 BAD_VALUES = [
