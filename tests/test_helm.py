@@ -168,6 +168,10 @@ def test_server_and_worker_run_their_commands(helm: str, tmp_path: Path) -> None
     assert selector["app.kubernetes.io/component"] == "server"
     assert worker["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
     assert one(objects, "Service")["spec"]["selector"] == selector
+    for deployment in (server, worker):  # the API server rejects a selector its pods do not match
+        matched = deployment["spec"]["selector"]["matchLabels"]
+        assert matched.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        assert "app.kubernetes.io/version" not in matched  # selectors are immutable across upgrades
 
 
 @pytest.mark.parametrize("port", [8080, 9090])
