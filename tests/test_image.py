@@ -10,7 +10,6 @@ import os
 import re
 import socket
 import subprocess
-import time
 import tomllib
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,28 +74,33 @@ def podman_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @dataclass
 class Containers:
-    """Containers started from the image; each is removed at teardown (its log kept for failures)."""
+    """Containers of the image, each run by an attached ``podman run --rm`` whose output is its
+    log; all are removed at teardown."""
 
     image: str
     logs: Path
-    names: list[str] = field(default_factory=list)
+    running: dict[str, Service] = field(default_factory=dict)
 
-    def run(self, name: str, *args: str, command: tuple[str, ...]) -> str:
-        name = f"{name}-{uuid.uuid4().hex[:8]}"
-        proc = podman("run", "--detach", "--name", name, "--network", "host", "--hostname", name,
-                      *args, self.image, *command)
-        assert proc.returncode == 0, proc.stderr
-        self.names.append(name)
+    def start(self, role: str, *args: str, command: tuple[str, ...], ready: Callable[[str], bool],
+              timeout: float = 30) -> str:
+        """A container named after ``role``, once ``ready(name)`` holds (its log if it exits first)."""
+        name = f"{role}-{uuid.uuid4().hex[:8]}"
+        log = self.logs / f"{name}.log"
+        process = subprocess.Popen(
+            [*sandbox.ENGINES["podman"], "run", "--rm", "--name", name, "--network", "host", "--hostname", name,
+             *args, self.image, *command],
+            env=sandbox.engine_env(), stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        self.running[name] = Service(f"container {name}", process, name, log)
+        _wait_until(lambda: ready(name), self.running[name], timeout=timeout)
         return name
 
     def log(self, name: str) -> str:
-        proc = podman("logs", name)
-        return proc.stdout + proc.stderr
+        return self.running[name].log.read_text()
 
     def remove_all(self) -> None:
-        for name in self.names:
-            (self.logs / f"{name}.log").write_text(self.log(name))
+        for name, service in self.running.items():
             podman("rm", "--force", "--time", "10", name)
+            service.stop()
 
 
 @pytest.fixture(scope="module")
@@ -141,20 +145,26 @@ def slack_api() -> Iterator[SlackStandIn]:
     stand_in.stop()
 
 
+@dataclass(frozen=True)
+class Server:
+    container: str
+    url: str
+
+
 @pytest.fixture(scope="module")
-def server(containers: Containers, data_dir: Path, redis_service: Service, slack_api: SlackStandIn) -> str:
+def server(containers: Containers, data_dir: Path, redis_service: Service, slack_api: SlackStandIn) -> Server:
     """`wasmbot serve` in the image on a free loopback port, once it answers /healthz."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    name = containers.run(
+    name = containers.start(
         "wasmbot-serve", *shared(data_dir, redis_service.url),
         "--env", f"WASMBOT_WEB_PORT={port}", "--env", f"WASMBOT_PUBLIC_URL={url}",
         "--env", f"WASMBOT_SOURCE_ROOT={ROOT}", "--env", "WASMBOT_SLACK_UPDATE_INTERVAL=0.2",
         "--env", f"SLACK_SIGNING_SECRET={SIGNING_SECRET}", "--env", f"SLACK_BOT_TOKEN={BOT_TOKEN}",
         "--env", f"SLACK_API_URL={slack_api.api_url}",
-        command=("serve", "--host", "127.0.0.1"))  # loopback, not the image's 0.0.0.0: host network
-    wait_for_container(containers, name, lambda: answers(f"{url}/healthz"))
-    return url
+        command=("serve", "--host", "127.0.0.1"),  # loopback, not the image's 0.0.0.0: host network
+        ready=lambda _: answers(f"{url}/healthz"))
+    return Server(name, url)
 
 
 @pytest.fixture(scope="module")
@@ -162,15 +172,13 @@ def worker(containers: Containers, data_dir: Path, redis_service: Service, podma
            toolchain_image: str, backend: Wasmbot) -> str:
     """`wasmbot worker` in the image, running builds through the host's podman socket; its name
     (the container's hostname) once it has registered in the job store."""
-    name = containers.run(
+    return containers.start(
         "wasmbot-worker", *shared(data_dir, redis_service.url),
         "--volume", f"{podman_socket}:{SOCKET_IN_CONTAINER}",
         "--env", f"CONTAINER_HOST=unix://{SOCKET_IN_CONTAINER}",
         "--env", f"WASMBOT_TOOLCHAIN_IMAGES={json.dumps({'c': toolchain_image})}",
-        command=("worker", "--concurrency", "1"))
-    wait_for_container(containers, name, lambda: any(w.startswith(f"{name}:") for w in backend.store.live_workers()),
-                       timeout=60)
-    return name
+        command=("worker", "--concurrency", "1"),
+        ready=lambda name: any(w.startswith(f"{name}:") for w in backend.store.live_workers()), timeout=60)
 
 
 def answers(url: str) -> bool:
@@ -178,20 +186,6 @@ def answers(url: str) -> bool:
         return requests.get(url, timeout=1).status_code == 200
     except requests.ConnectionError:
         return False
-
-
-def wait_for_container(containers: Containers, name: str, ready: Callable[[], bool],
-                       timeout: float = 30) -> None:
-    """Poll ``ready`` until it holds; a container that exits instead fails with its log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip()
-        if state != "true":
-            raise AssertionError(f"container {name} stopped: {containers.log(name)[-3000:]}")
-        if ready():
-            return
-        time.sleep(0.2)  # neither the process nor podman signals readiness; poll with a deadline
-    raise AssertionError(f"container {name} not ready in {timeout}s: {containers.log(name)[-3000:]}")
 
 
 def inspect(image: str) -> dict[str, Any]:
@@ -226,15 +220,14 @@ def test_the_image_runs_as_its_own_user_with_a_healthcheck_and_labels(image: str
     assert "'rust'" in templates.stdout and "'go'" in templates.stdout, templates
 
 
-def test_the_server_in_the_image_is_healthy_and_ready(server: str, containers: Containers) -> None:
-    assert requests.get(f"{server}/healthz", timeout=10).json() == {"status": "ok"}
-    ready = requests.get(f"{server}/readyz", timeout=10)
+def test_the_server_in_the_image_is_healthy_and_ready(server: Server) -> None:
+    assert requests.get(f"{server.url}/healthz", timeout=10).json() == {"status": "ok"}
+    ready = requests.get(f"{server.url}/readyz", timeout=10)
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "checks": {"broker": "ok", "store": "ok"}}
-    name = next(n for n in containers.names if n.startswith("wasmbot-serve-"))
-    check = podman("healthcheck", "run", name)  # the image's HEALTHCHECK command, run once
+    check = podman("healthcheck", "run", server.container)  # the image's HEALTHCHECK command, run once
     assert check.returncode == 0, check
-    health = podman("inspect", "--format", "{{.State.Health.Status}}", name)
+    health = podman("inspect", "--format", "{{.State.Health.Status}}", server.container)
     assert health.stdout.strip() == "healthy", health
 
 
@@ -253,7 +246,8 @@ def test_a_worker_in_the_image_builds_through_the_host_podman_socket(worker: str
     assert match, submitted.stdout
     job = backend.wait(match.group(1))
     assert job.state is State.SUCCEEDED, [(s.name, s.state, s.error) for s in job.stages]
-    assert tasks_done() - before == len(job.stages)  # every stage ran in the container
+    # Every stage ran in the container (celery logs a task's success just after the job's record).
+    _wait_until(lambda: tasks_done() - before == len(job.stages), containers.running[worker])
     log = "\n".join(e.text for e in backend.store.events(job.id) if e.kind == "log")
     assert "compiling (no network, read-only source)" in log  # a real container build, not a cache hit
     assert Path(job.artifacts["module"]).read_bytes().startswith(b"\0asm")
@@ -269,10 +263,10 @@ def test_the_worker_healthcheck_of_the_compose_file_passes(worker: str) -> None:
 
 # -- Slack, end to end -----------------------------------------------------------------------
 
-def test_a_signed_slack_command_through_the_server_container(server: str, worker: str,
+def test_a_signed_slack_command_through_the_server_container(server: Server, worker: str,
                                                              slack_api: SlackStandIn) -> None:
     body = slash_command("build examples/hello-c", slack_api.response_url(f"commands/{uuid.uuid4().hex}"))
-    acked = requests.post(f"{server}/slack/events", data=body.encode(),
+    acked = requests.post(f"{server.url}/slack/events", data=body.encode(),
                           headers=signed_headers(body, "application/x-www-form-urlencoded"), timeout=10)
     assert acked.status_code == 200 and acked.text == ""
 
@@ -284,7 +278,7 @@ def test_a_signed_slack_command_through_the_server_container(server: str, worker
     posted = slack_api.called("chat.postMessage")
     assert len(posted) == 1 and posted[0].args["channel"] == "C111" and posted[0].token == BOT_TOKEN
     assert {c.args["ts"] for c in slack_api.called("chat.update")} == {final["ts"]}
-    forged = requests.post(f"{server}/slack/events", data=body.encode(),
+    forged = requests.post(f"{server.url}/slack/events", data=body.encode(),
                            headers=signed_headers(body, "application/x-www-form-urlencoded", secret="wrong"),
                            timeout=10)
     assert forged.status_code == 401
