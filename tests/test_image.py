@@ -220,6 +220,22 @@ def test_the_image_runs_as_its_own_user_with_a_healthcheck_and_labels(image: str
     assert "'rust'" in templates.stdout and "'go'" in templates.stdout, templates
 
 
+def test_the_version_comes_from_pyproject_in_a_tree_that_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from bot import cli
+
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    assert cli.version() == VERSION
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert cli.version() == VERSION
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+
+
 def test_the_server_in_the_image_is_healthy_and_ready(server: Server) -> None:
     assert requests.get(f"{server.url}/healthz", timeout=10).json() == {"status": "ok"}
     ready = requests.get(f"{server.url}/readyz", timeout=10)
