@@ -14,7 +14,9 @@ import json
 import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +25,7 @@ from slack_sdk.signature import SignatureVerifier
 
 BOT_TOKEN = "xoxb-wasmbot-test"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+PAYLOADS = Path(__file__).parent / "testdata" / "slack"
 
 
 @dataclass
@@ -191,3 +194,11 @@ def signed_headers(body: str, content_type: str, *, secret: str = SIGNING_SECRET
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
     return {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
+
+
+def slash_command(text: str, response_url: str, *, user: str = "W111", trigger: str | None = None) -> str:
+    """The form body Slack posts for ``/wasm TEXT``: the vendored payload with these fields."""
+    fields = json.loads((PAYLOADS / "slash_command.json").read_text())
+    fields.update(command="/wasm", text=text, user_id=user, trigger_id=trigger or uuid.uuid4().hex,
+                  response_url=response_url)
+    return urllib.parse.urlencode(fields)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import ROOT, TESTDATA, Wasmbot, registry_host
-from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers
+from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers, slash_command
 
 from bot.localservices import Service, free_port
 from workers.jobs import State
@@ -47,10 +47,8 @@ class SlackBot:
 
     def command(self, text: str, *, user: str = "W111", trigger: str | None = None,
                 extra_headers: dict[str, str] | None = None) -> requests.Response:
-        fields = json.loads((PAYLOADS / "slash_command.json").read_text())
-        fields.update(command="/wasm", text=text, user_id=user, trigger_id=trigger or uuid.uuid4().hex,
-                      response_url=self.api.response_url(f"commands/{uuid.uuid4().hex}"))
-        body = urllib.parse.urlencode(fields)
+        body = slash_command(text, self.api.response_url(f"commands/{uuid.uuid4().hex}"), user=user,
+                             trigger=trigger)
         headers = signed_headers(body, "application/x-www-form-urlencoded") | (extra_headers or {})
         return requests.post(f"{self.url}/slack/events", data=body.encode(), headers=headers, timeout=10)
 

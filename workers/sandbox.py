@@ -1,9 +1,13 @@
 """Run untrusted build steps in a container (podman or Docker) with hard limits.
 
 Only the mounts a step is given are visible; only those marked writable can be written; the
-container runs as ``nobody`` with every capability dropped, a read-only root, no network
-unless the step is a dependency fetch, and capped memory, CPU, processes and wall time.  A
-container that outlives its limit is killed and removed, never left behind.
+container runs as ``nobody`` (a worker that is not root: as its own user) with every capability
+dropped, a read-only root, no network unless the step is a dependency fetch, and capped memory,
+CPU, processes and wall time.  A container that outlives its limit is killed and removed, never
+left behind.
+
+With ``CONTAINER_HOST`` set, podman is the remote client of that service (a worker in a
+container using the host's podman socket); mount paths are then paths on the service's host.
 """
 
 from __future__ import annotations
@@ -52,6 +56,22 @@ class Mount:
     writable: bool = False
 
 
+def engine_argv(engine: str) -> tuple[str, ...]:
+    """The engine's command line.  A remote podman (CONTAINER_HOST) refuses the local runtime
+    flags: the service was started with its own."""
+    if engine == "podman" and os.environ.get("CONTAINER_HOST"):
+        return ("podman", "--remote")
+    return ENGINES[engine]
+
+
+def sandbox_user() -> tuple[int, int]:
+    """``nobody`` when the worker is root.  A worker that is not root (the container image's
+    user) cannot give its mounts to nobody, so its steps run as its own unprivileged ids."""
+    if os.geteuid() == 0:
+        return NOBODY, NOBODY
+    return os.geteuid(), os.getegid()
+
+
 def engine_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
@@ -60,7 +80,7 @@ def engine_env() -> dict[str, str]:
 
 def engine_run(engine: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run([*ENGINES[engine], *args], env=engine_env(), capture_output=True,
+        return subprocess.run([*engine_argv(engine), *args], env=engine_env(), capture_output=True,
                               text=True, timeout=timeout, check=False)
     except FileNotFoundError:
         raise SandboxError(f"{engine} is not installed; run deploy/setup.sh") from None
@@ -106,11 +126,12 @@ def run(
     while the step runs.
     """
     remove(name, engine)
+    uid, gid = sandbox_user()
     cmd = [
-        *ENGINES[engine], "run", "--rm", "--name", name,
+        *engine_argv(engine), "run", "--rm", "--name", name,
         "--network", "bridge" if network else "none",
         "--read-only", "--tmpfs", f"/tmp:rw,exec,size={limits.tmpfs},mode=1777",
-        "--user", f"{NOBODY}:{NOBODY}", "--cap-drop", "all", "--security-opt", "no-new-privileges",
+        "--user", f"{uid}:{gid}", "--cap-drop", "all", "--security-opt", "no-new-privileges",
         "--memory", limits.memory, "--memory-swap", limits.memory,
         "--cpus", f"{limits.cpus:g}", "--pids-limit", str(limits.pids),
         "--env", "HOME=/tmp", "--workdir", workdir,
@@ -120,8 +141,8 @@ def run(
     for key, value in (env or {}).items():
         cmd += ["--env", f"{key}={value}"]
     for mount in mounts:
-        if mount.writable:
-            os.chown(mount.host, NOBODY, NOBODY)
+        if mount.writable and os.geteuid() == 0:
+            os.chown(mount.host, uid, gid)
         cmd += ["--volume", f"{mount.host}:{mount.target}:{'rw' if mount.writable else 'ro'}"]
     cmd += [image, *argv]
     global containers_started

@@ -127,7 +127,9 @@ def build(ctx: StageContext, recipe: Recipe, source: Path, module: Path) -> bool
     if deps is not None:
         mounts.append(sandbox.Mount(deps, "/deps"))
     ctx.log("compiling (no network, read-only source)")
-    with tempfile.TemporaryDirectory(prefix="wasmbot-out-") as out:
+    # In the job's directory, not /tmp: a remote engine (CONTAINER_HOST) mounts host paths, and
+    # the data directory is the one a containerised worker shares with its host at the same path.
+    with tempfile.TemporaryDirectory(prefix="wasmbot-out-", dir=ctx.workdir) as out:
         mounts.append(sandbox.Mount(Path(out), "/out", writable=True))
         step(ctx, recipe, image, "build", recipe.compile, mounts, network=False, timeout=s.build_timeout)
         built = Path(out) / "filter.wasm"
