@@ -8,6 +8,7 @@ container that outlives its limit is killed and removed, never left behind.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import subprocess
 import threading
@@ -138,7 +139,7 @@ def run(
         for line in stdout:
             on_line(line.rstrip("\n"))
 
-    reader = threading.Thread(target=pump, daemon=True)
+    reader = threading.Thread(target=contextvars.copy_context().run, args=(pump,), daemon=True)
     reader.start()
     timed_out = False
     try:

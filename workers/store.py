@@ -20,6 +20,7 @@ import redis
 
 from bot.config import Settings
 from workers.jobs import Event, Job, State, state_events
+from workers.logsetup import redact
 
 T = TypeVar("T")
 ACTIVE = (State.QUEUED, State.RUNNING)
@@ -115,7 +116,7 @@ class RedisStore:
                     continue
 
     def log(self, job_id: str, stage: str | None, text: str) -> None:
-        event = Event(kind="log", stage=stage, text=text)
+        event = Event(kind="log", stage=stage, text=redact(text))
         self.redis.xadd(self._key("events", job_id), {"e": event.model_dump_json()})
 
     def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]:
@@ -269,7 +270,7 @@ class SqliteStore:
             raise
 
     def log(self, job_id: str, stage: str | None, text: str) -> None:
-        self._insert_events(self._connect(), job_id, [Event(kind="log", stage=stage, text=text)])
+        self._insert_events(self._connect(), job_id, [Event(kind="log", stage=stage, text=redact(text))])
 
     def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]:
         deadline = time.monotonic() + timeout
