@@ -329,6 +329,22 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """One retention pass now: old jobs, their logs and artifacts, then the disk bound."""
+    from workers import retention
+    from workers.store import open_store
+
+    settings = load_settings()
+    try:
+        older_than = retention.parse_duration(args.older_than) if args.older_than is not None else None
+    except ValueError as exc:
+        print(f"wasmbot: --older-than: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    report = retention.collect(settings, open_store(settings), older_than=older_than, dry_run=args.dry_run)
+    print(json.dumps(report.as_dict()) if args.json else report.text())
+    return 0
+
+
 def _cases_beside(module: Path) -> Path | None:
     """``wasm-tests.yaml`` in the module's directory or the one above (a project's build/)."""
     for folder in (module.parent, module.parent.parent):
@@ -426,6 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_abi_test)
 
     imagecli.register(sub)
+
+    p = sub.add_parser("gc", help="prune old jobs, logs and artifacts and bound the data directory now")
+    p.add_argument("--older-than", metavar="DURATION",
+                   help="prune finished jobs untouched this long, e.g. 7d or 12h (default: retention_days)")
+    p.add_argument("--dry-run", action="store_true", help="report what would go; remove nothing")
+    p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("dev", help="run a local registry, a worker and the web app until Ctrl-C")
     p.add_argument("--registry-port", type=int, default=5000)
