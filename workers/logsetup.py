@@ -169,6 +169,15 @@ class JsonFormatter(logging.Formatter):
 _handler: logging.Handler | None = None
 
 
+def make_handler(fmt: str, stream: IO[str]) -> logging.Handler:
+    """A handler writing ``fmt`` lines to ``stream``, with the job and redaction filters."""
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(JobFilter())
+    handler.addFilter(RedactFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    return handler
+
+
 def configure(level: str = "INFO", fmt: str = "text", stream: IO[str] | None = None) -> logging.Handler:
     """Send every record at ``level`` or above to ``stream`` (stderr) in ``fmt``; replaces earlier setup."""
     global _handler
@@ -177,10 +186,7 @@ def configure(level: str = "INFO", fmt: str = "text", stream: IO[str] | None = N
         raise ValueError(f"log level {level!r}: choose one of {', '.join(LEVELS)}")
     if fmt not in FORMATS:
         raise ValueError(f"log format {fmt!r}: choose text or json")
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.addFilter(JobFilter())
-    handler.addFilter(RedactFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler = make_handler(fmt, stream or sys.stderr)
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
