@@ -60,6 +60,13 @@ class Maintenance(threading.Thread):
         super().__init__(name="wasmbot-maintenance", daemon=True)
         self.worker_name, self.settings, self.store, self.enqueue = name, settings, store, enqueue
         self.stopping = threading.Event()
+        self.gc: threading.Thread | None = None
+
+    def collect(self) -> None:
+        try:
+            retention.periodic(self.settings, self.store, self.worker_name)
+        except Exception:
+            log.exception("retention pass failed")
 
     def run(self) -> None:
         interval = min(self.settings.lease_ttl / 3, self.settings.gc_interval)
@@ -68,9 +75,11 @@ class Maintenance(threading.Thread):
             try:
                 self.store.heartbeat(self.worker_name, ttl=self.settings.lease_ttl)
                 recover(self.store, self.settings, self.enqueue)
-                if time.monotonic() >= next_gc:
+                if time.monotonic() >= next_gc and (self.gc is None or not self.gc.is_alive()):
+                    # In its own thread: measuring a large data directory must not delay heartbeats.
                     next_gc = time.monotonic() + self.settings.gc_interval
-                    retention.periodic(self.settings, self.store, self.worker_name)
+                    self.gc = threading.Thread(target=self.collect, name="wasmbot-gc", daemon=True)
+                    self.gc.start()
             except Exception:  # keep the loop alive through a store outage
                 log.exception("maintenance pass failed")
             if self.stopping.wait(interval):
