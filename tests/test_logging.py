@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +75,7 @@ def test_redaction_covers_args_f_strings_exceptions_and_token_shapes(
     logger.info("Basic authentication failed: the token provided was not accepted")  # prose stays
     with logsetup.job_context("0123456789ab", "push"):
         logger.info("pushing")
+    logger.info("too few arguments %s %s", "configured-pw-42")  # still one masked line
     logged = lines(out)
     text = out.getvalue()
     for secret in ("configured-pw-42", "file-held-secret-77", "ZZ9k2logtest", "dXNlcjpwYXNz", "xoxp-1234",
@@ -89,10 +91,22 @@ def test_redaction_covers_args_f_strings_exceptions_and_token_shapes(
     assert logged[6]["message"] == "Basic authentication failed: the token provided was not accepted"
     assert {"job_id", "stage"} & set(logged[0]) == set()
     assert logged[7]["job_id"] == "0123456789ab" and logged[7]["stage"] == "push"
+    assert logged[8]["message"] == "'too few arguments %s %s' % ('***',)"
     for line in logged:
         assert set(line) <= {"time", "level", "logger", "message", "exception", "job_id", "stage"}
         assert line["logger"] == "tests.logging"
         assert datetime.fromisoformat(line["time"].replace("Z", "+00:00")).utcoffset() == UTC.utcoffset(None)
+
+
+def test_text_format_names_the_job_and_masks_too() -> None:
+    out = io.StringIO()
+    logger = logging.getLogger("tests.logging.text")
+    logger.addHandler(logsetup.make_handler("text", out))
+    logger.propagate = False
+    with logsetup.job_context("0123456789ab", "build"):
+        logger.warning("token %s", "xoxb-1-2-abcdefgh")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z WARNING tests.logging.text "
+                        r"\[job 0123456789ab build\] token \*\*\*\n", out.getvalue()), out.getvalue()
 
 
 def test_job_log_lines_are_redacted_in_the_store(tmp_path: Path) -> None:

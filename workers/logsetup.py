@@ -118,7 +118,11 @@ class RedactFilter(logging.Filter):
     """Renders the record's message, exception and stack once, masked, so no handler sees a secret."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact(record.getMessage()), None
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit the format: keep both, masked
+            message = f"{record.msg!r} % {record.args!r}"
+        record.msg, record.args = redact(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         record.exc_info = None
