@@ -38,6 +38,21 @@ def _setup() -> Settings:
     return settings
 
 
+def _start_logging(args: argparse.Namespace, settings: Settings) -> None:
+    """Process logs of the long-running commands: level and format from flags, else settings."""
+    from workers import logsetup
+
+    logsetup.configure(args.log_level or settings.log_level, args.log_format or settings.log_format)
+
+
+def _logging_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", "--loglevel", dest="log_level", type=str.upper,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                        help="default: WASMBOT_LOG_LEVEL, else INFO")
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        help="json: one object per line (default: WASMBOT_LOG_FORMAT, else text)")
+
+
 def _age(ts: float) -> str:
     seconds = int(time.time() - ts)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -259,44 +274,57 @@ def cmd_job(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _setup()
-    from workers.celery_app import app
+    _start_logging(args, settings)
+    from workers.celery_app import app, log_worker_notices
 
     concurrency = args.concurrency or settings.worker_concurrency
-    app.worker_main(["worker", "--queues", "wasmbot", "--concurrency", str(concurrency),
-                     "--loglevel", args.loglevel, "--hostname", f"wasmbot-{os.getpid()}@%h",
-                     "--without-gossip", "--without-mingle"])
+    log_worker_notices()
+    quiet = ["--quiet"] if (args.log_format or settings.log_format) == "json" else []  # no banner
+    app.worker_main([*quiet, "worker", "--queues", "wasmbot", "--concurrency", str(concurrency),
+                     "--loglevel", args.log_level or settings.log_level,
+                     "--hostname", f"wasmbot-{os.getpid()}@%h", "--without-gossip", "--without-mingle"])
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _setup()
+    _start_logging(args, settings)
+    import logging
+
     from aiohttp import web
 
-    from bot.web import make_app
+    from bot.web import JobAccessLogger, make_app
 
-    web.run_app(make_app(settings), host=args.host or settings.web_host,
-                port=args.port if args.port is not None else settings.web_port)
+    host, port = args.host or settings.web_host, args.port if args.port is not None else settings.web_port
+    logging.getLogger("wasmbot.serve").info("serving on http://%s:%s", host, port)
+    web.run_app(make_app(settings), host=host, port=port, access_log_class=JobAccessLogger, print=None)
     return 0
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """Registry, worker and web app in one process tree; Ctrl-C stops them all."""
     settings = _setup()
+    _start_logging(args, settings)
+    import logging
+
     from bot.localservices import ServiceError, start_registry
 
+    log = logging.getLogger("wasmbot.dev")
     services = []
     if not args.no_registry:
         try:
             registry = start_registry(settings.data_dir / "registry", port=args.registry_port)
         except ServiceError as exc:
-            print(f"wasmbot dev: {exc}", file=sys.stderr)
+            log.error("%s", exc)
             return EXIT_FAILED
         services.append(registry)
-        print(f"registry: {registry.url} (push to 127.0.0.1:{args.registry_port}/NAME:TAG)")
-    children = [subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"]),
-                subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"])]
-    print(f"worker and web app (http://{settings.web_host}:{settings.web_port}/healthz) "
-          "started; Ctrl-C stops everything", flush=True)
+        log.info("registry: %s (push to 127.0.0.1:%s/NAME:TAG)", registry.url, args.registry_port)
+    flags = ["--log-level", args.log_level or settings.log_level,
+             "--log-format", args.log_format or settings.log_format]
+    children = [subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", *flags]),
+                subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", *flags])]
+    log.info("worker and web app (http://%s:%s/healthz) started; Ctrl-C stops everything",
+             settings.web_host, settings.web_port)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
@@ -310,7 +338,24 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 child.kill()
         for service in services:
             service.stop()
-    print("stopped")
+    log.info("stopped")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """One retention pass now: old jobs, their logs and artifacts, then the disk bound."""
+    from bot.config import load_settings
+    from workers import retention
+    from workers.store import open_store
+
+    settings = load_settings()
+    try:
+        older_than = retention.parse_duration(args.older_than) if args.older_than is not None else None
+    except ValueError as exc:
+        print(f"wasmbot: --older-than: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    report = retention.collect(settings, open_store(settings), older_than=older_than, dry_run=args.dry_run)
+    print(json.dumps(report.as_dict()) if args.json else report.text())
     return 0
 
 
@@ -410,12 +455,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="start a Celery worker")
     p.add_argument("--concurrency", type=int)
-    p.add_argument("--loglevel", default="INFO")
+    _logging_flags(p)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("serve", help="run the web application (health probes, later Slack and GitHub)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    _logging_flags(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("abi-test", help="load a .wasm the way Envoy would and run its behaviour cases",
@@ -436,9 +482,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     imagecli.register(sub)
 
+    p = sub.add_parser("gc", help="prune old jobs, logs and artifacts and bound the data directory now")
+    p.add_argument("--older-than", metavar="DURATION",
+                   help="prune finished jobs untouched this long, e.g. 7d or 12h (default: retention_days)")
+    p.add_argument("--dry-run", action="store_true", help="report what would go; remove nothing")
+    p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    p.set_defaults(func=cmd_gc)
+
     p = sub.add_parser("dev", help="run a local registry, a worker and the web app until Ctrl-C")
     p.add_argument("--registry-port", type=int, default=5000)
     p.add_argument("--no-registry", action="store_true")
+    _logging_flags(p)
     p.set_defaults(func=cmd_dev)
     return parser
 

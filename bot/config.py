@@ -7,12 +7,22 @@ quick start needs no server.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -189,6 +199,21 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
 
+    # Process logs (workers/logsetup.py, docs/logging.md); ``--log-level``/``--log-format`` win.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    # Retention (workers/retention.py): finished jobs, their logs and artifacts older than
+    # ``retention_days`` are pruned every ``gc_interval`` seconds, and the data directory is
+    # kept under ``data_dir_max_mb`` by dropping the oldest artifacts, then cache entries.
+    retention_days: float = Field(default=30.0, gt=0)
+    data_dir_max_mb: int = Field(default=10240, gt=0)
+    gc_interval: float = Field(default=3600.0, gt=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -235,6 +260,17 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    def secret_values(self) -> list[str]:
+        """Every credential configured: SecretStr fields, registry passwords and password files."""
+        found = [v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)]
+        for registry in self.registries.values():
+            if registry.password is not None:
+                found.append(registry.password.get_secret_value())
+            if registry.password_file is not None:
+                with contextlib.suppress(OSError):  # the push that needs it says so
+                    found.append(registry.password_file.read_text())
+        return found
 
 
 def load_settings(**overrides: Any) -> Settings:

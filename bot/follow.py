@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from workers.jobs import Job
+from workers.logsetup import job_context
 from workers.store import JobStore
 
 POLL = 5.0  # seconds one wait for new events may block a thread
@@ -70,7 +71,8 @@ class Follower:
     def _start(self, job_id: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         task = self.tasks.get(job_id)
         if task is None or task.done():
-            self.tasks[job_id] = asyncio.create_task(work(), name=f"{self.name}-{job_id}")
+            with job_context(job_id):  # the task copies the context: its log lines name the job
+                self.tasks[job_id] = asyncio.create_task(work(), name=f"{self.name}-{job_id}")
 
     async def wait(self, job_id: str) -> None:
         task = self.tasks.get(job_id)

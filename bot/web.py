@@ -13,16 +13,31 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 from kombu.connection import Connection
 
 from bot.config import Settings
 from workers import broker  # noqa: F401  (the embedded broker's transport, for /readyz)
+from workers.logsetup import job_context
 from workers.store import open_store
 
 SETTINGS = web.AppKey("settings", Settings)
 SLACK: web.AppKey[Any] = web.AppKey("slack")
 GITHUB: web.AppKey[Any] = web.AppKey("github")
 METRICS: web.AppKey[Any] = web.AppKey("metrics")  # a prometheus_client CollectorRegistry
+
+
+class JobAccessLogger(AccessLogger):
+    """aiohttp's access log, with the job id of job routes (``/jobs/ID/log``) on the line."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        match = getattr(request, "match_info", None)
+        job_id = match.get("job") if match is not None else None
+        if job_id is None:
+            super().log(request, response, time)
+            return
+        with job_context(job_id):
+            super().log(request, response, time)
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,11 +44,24 @@ def key(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
-def _size(path: Path) -> int:
+def size(path: Path) -> int:
+    """Bytes of the regular files at or below ``path`` (symlinks not followed)."""
+    if not path.is_dir():
+        return path.lstat().st_size if path.is_file() and not path.is_symlink() else 0
     return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_symlink() and p.is_file())
 
 
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 class Cache:
+    """Entries are the directories (or files) directly below ``root``; names starting with a dot
+    are scratch space, ``.tmp`` files are being written."""
+
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.root = root
         self.max_bytes = max_bytes
@@ -71,25 +84,33 @@ class Cache:
                 scratch.rename(self.root / name)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        self.evict(keep=name)
+        self.evict(keep={name})
 
     def entries(self) -> list[Path]:
         if not self.root.is_dir():
             return []
-        return [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        return [p for p in self.root.iterdir()
+                if not p.name.startswith(".") and not p.name.endswith(".tmp") and not p.is_symlink()]
 
-    def evict(self, keep: str = "") -> list[str]:
-        """Remove least recently used entries until the cache fits its bound."""
+    def evict(self, keep: Collection[str] = (), dry_run: bool = False) -> list[tuple[str, int]]:
+        """Remove least recently used entries (not those in ``keep``) until the cache fits its
+        bound; return the names and sizes removed, or that would be with ``dry_run``."""
         entries = sorted(self.entries(), key=lambda p: p.stat().st_mtime)
-        sizes = {p: _size(p) for p in entries}
+        sizes = {p: size(p) for p in entries}
         total = sum(sizes.values())
         removed = []
         for path in entries:
             if total <= self.max_bytes:
                 break
-            if path.name == keep:
+            if path.name in keep:
                 continue
-            shutil.rmtree(path, ignore_errors=True)
+            if not dry_run:
+                remove(path)
             total -= sizes[path]
-            removed.append(path.name)
+            removed.append((path.name, sizes[path]))
         return removed
+
+    def free(self, nbytes: int, keep: Collection[str] = (), dry_run: bool = False) -> list[tuple[str, int]]:
+        """Remove least recently used entries until ``nbytes`` are freed or none is left to remove."""
+        total = sum(size(p) for p in self.entries())
+        return Cache(self.root, max(0, total - nbytes)).evict(keep, dry_run)

@@ -8,11 +8,18 @@ they finish (``acks_late``), a task whose worker process dies is rejected back t
 from __future__ import annotations
 
 import fcntl
+import logging
+import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import setup_logging
 
 from bot.config import Settings, load_settings
-from workers import broker  # noqa: F401  (registers the embedded broker's transport)
+from workers import (
+    broker,  # noqa: F401  (registers the embedded broker's transport)
+    logsetup,
+)
 
 app = Celery("wasmbot", include=["workers.pipeline", "workers.recovery"])
 _settings: Settings | None = None
@@ -22,6 +29,7 @@ QUEUE = "wasmbot"
 def configure(settings: Settings) -> Celery:
     global _settings
     _settings = settings
+    logsetup.add_secrets(settings.secret_values())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.conf.update(
         broker_url=settings.broker_url,
@@ -63,3 +71,27 @@ def settings() -> Settings:
         configure(load_settings())
     assert _settings is not None
     return _settings
+
+
+@setup_logging.connect
+def _use_our_logging(loglevel: Any = None, **_: Any) -> None:
+    """Celery's and kombu's records go to wasmbot's handler: a receiver here stops Celery from
+    installing its own.  A worker started by ``celery -A workers.celery_app`` gets it here."""
+    if logsetup.handler() is None:
+        level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else str(loglevel or "INFO")
+        logsetup.configure(level, os.environ.get("WASMBOT_LOG_FORMAT", "text"))
+    if app.conf.worker_redirect_stdouts:  # stray prints become records too, as Celery would do
+        app.log.redirect_stdouts(app.conf.worker_redirect_stdouts_level)
+
+
+def log_worker_notices() -> None:
+    """Celery writes its shutdown notices ("worker: Warm shutdown") straight to stdout; send them
+    through the log instead, so that JSON output stays one object per line."""
+    import celery.apps.worker
+
+    notices = logging.getLogger("celery.apps.worker")
+
+    def say(msg: str, f: Any = None) -> None:
+        notices.warning("%s", msg.strip())
+
+    celery.apps.worker.safe_say = say

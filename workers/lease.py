@@ -6,6 +6,7 @@ process on this host that no longer exists, belongs to a lost worker.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import socket
 import threading
@@ -39,7 +40,9 @@ class Renewer:
         self._renew = renew
         self._interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="wasmbot-lease", daemon=True)
+        # In the caller's context, so that its log lines name the caller's job.
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._loop,),
+                                        name="wasmbot-lease", daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):

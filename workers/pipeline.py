@@ -16,9 +16,10 @@ from typing import Literal
 
 from celery import chain
 from celery.exceptions import Ignore
+from celery.signals import task_postrun, task_prerun
 
 from bot.commands import ENVIRONMENT_COMMANDS, Command
-from workers import lease
+from workers import lease, logsetup
 from workers.celery_app import app, settings
 from workers.jobs import Job, Stage, State
 from workers.oci.reference import InvalidReference
@@ -84,6 +85,12 @@ def submit_once(command: Command, *, requester: str, origin: str, text: str,
     """
     job = Job(requester=requester, origin=origin, command=command.model_dump(), text=text,
               source_root=source_root, stages=[Stage(name=name) for name in stages_for(command, github)])
+    with logsetup.job_context(job.id):
+        return _submit(job, command, dedupe_key, github)
+
+
+def _submit(job: Job, command: Command, dedupe_key: str | None,
+            github: dict[str, str] | None) -> tuple[Job, bool]:
     if github is not None:
         job.reports["github"] = github
         if "fetch" in [s.name for s in job.stages]:
@@ -101,8 +108,10 @@ def submit_once(command: Command, *, requester: str, origin: str, text: str,
             if existing is None:
                 raise RuntimeError(f"request {dedupe_key} is claimed by job {holder}, "
                                    "which was never created")
+            log.info("request %s already submitted as job %s", dedupe_key, holder, extra={"job_id": holder})
             return existing, False
     store().create(job)
+    log.info("job %s submitted by %s from %s: %s", job.id, job.requester, job.origin, job.text)
     if not job.approval:
         first = job.next_stage()
         assert first is not None
@@ -292,9 +301,28 @@ def _finish(job: Job, name: str, owner: str, state: State, result: dict[str, str
     return True
 
 
+@task_prerun.connect
+def _task_names_its_job(task: object = None, args: tuple[str, ...] = (), **_: object) -> None:
+    """Celery's own lines about a stage task ("succeeded", "ignored") carry the job too."""
+    if getattr(task, "name", None) == "wasmbot.stage" and len(args) == 2:
+        logsetup.JOB_ID.set(args[0])
+        logsetup.STAGE.set(args[1])
+
+
+@task_postrun.connect
+def _task_done(**_: object) -> None:
+    logsetup.JOB_ID.set(None)
+    logsetup.STAGE.set(None)
+
+
 @app.task(name="wasmbot.stage", acks_late=True, reject_on_worker_lost=True)
 def run_stage(job_id: str, name: str) -> None:
     """Run one stage of a job, once, whatever happened to earlier deliveries."""
+    with logsetup.job_context(job_id, name):
+        _run_stage(job_id, name)
+
+
+def _run_stage(job_id: str, name: str) -> None:
     jobs = store()
     ttl = settings().lease_ttl
     owner = lease.owner_id()
@@ -302,6 +330,7 @@ def run_stage(job_id: str, name: str) -> None:
     if outcome == "done":
         return None  # let the chain go on to the next stage, which claims for itself
     if outcome != "run":
+        log.info("job %s: stage %s not run here (%s)", job_id, name, outcome)
         raise Ignore()  # another worker holds this job, or it has failed: stop this chain
 
     def renew() -> None:
@@ -317,6 +346,7 @@ def run_stage(job_id: str, name: str) -> None:
                        workdir=settings().artifacts_dir / job_id,
                        log=lambda text: jobs.log(job_id, name, text))
     state, result, error = State.SUCCEEDED, {}, None
+    log.info("job %s: stage %s running (attempt %d)", job_id, name, job.stage(name).attempts)
     with lease.Renewer(renew, interval=ttl / 3):
         try:
             result = STAGES[name](ctx)
@@ -330,6 +360,9 @@ def run_stage(job_id: str, name: str) -> None:
             state = State.FAILED
             error = f"internal error in wasmbot ({type(exc).__name__}: {exc}); " \
                     + traceback.format_exc(limit=1).strip().splitlines()[-1]
+    error = logsetup.redact(error) if error else error  # stage errors reach Slack and GitHub too
+    log.log(logging.WARNING if state is State.FAILED else logging.INFO, "job %s: stage %s %s%s", job_id, name,
+            state.value, f": {error}" if error else "")
     owned = jobs.update(job_id, lambda job: _finish(job, name, owner, state, result, error))
     if not owned or state is State.FAILED:
         raise Ignore()

@@ -3,7 +3,8 @@
 Every worker runs this in a background thread: it announces itself in the job store (so the
 CLI knows whether a worker is up) and re-queues stages whose lease lapsed, or that were queued
 long ago and never started.  Celery's own redelivery may also bring such a message back;
-stages are idempotent, so whichever arrives first does the work.
+stages are idempotent, so whichever arrives first does the work.  Every ``gc_interval`` it
+also runs retention (workers/retention.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from celery.signals import worker_ready, worker_shutdown
 
 from bot.config import Settings
-from workers import lease
+from workers import lease, retention
 from workers.jobs import Job, State
 from workers.store import JobStore
 
@@ -59,13 +60,26 @@ class Maintenance(threading.Thread):
         super().__init__(name="wasmbot-maintenance", daemon=True)
         self.worker_name, self.settings, self.store, self.enqueue = name, settings, store, enqueue
         self.stopping = threading.Event()
+        self.gc: threading.Thread | None = None
+
+    def collect(self) -> None:
+        try:
+            retention.periodic(self.settings, self.store, self.worker_name)
+        except Exception:
+            log.exception("retention pass failed")
 
     def run(self) -> None:
-        interval = self.settings.lease_ttl / 3
+        interval = min(self.settings.lease_ttl / 3, self.settings.gc_interval)
+        next_gc = 0.0  # a first retention pass at start; the gc leases keep restarts from repeating it
         while True:
             try:
                 self.store.heartbeat(self.worker_name, ttl=self.settings.lease_ttl)
                 recover(self.store, self.settings, self.enqueue)
+                if time.monotonic() >= next_gc and (self.gc is None or not self.gc.is_alive()):
+                    # In its own thread: measuring a large data directory must not delay heartbeats.
+                    next_gc = time.monotonic() + self.settings.gc_interval
+                    self.gc = threading.Thread(target=self.collect, name="wasmbot-gc", daemon=True)
+                    self.gc.start()
             except Exception:  # keep the loop alive through a store outage
                 log.exception("maintenance pass failed")
             if self.stopping.wait(interval):

@@ -12,6 +12,7 @@ container using the host's podman socket); mount paths are then paths on the ser
 
 from __future__ import annotations
 
+import contextvars
 import os
 import subprocess
 import threading
@@ -159,7 +160,7 @@ def run(
         for line in stdout:
             on_line(line.rstrip("\n"))
 
-    reader = threading.Thread(target=pump, daemon=True)
+    reader = threading.Thread(target=contextvars.copy_context().run, args=(pump,), daemon=True)
     reader.start()
     timed_out = False
     try:

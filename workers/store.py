@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -20,6 +21,7 @@ import redis
 
 from bot.config import Settings
 from workers.jobs import Event, Job, State, state_events
+from workers.logsetup import redact
 from workers.metrics import transition_counts
 
 T = TypeVar("T")
@@ -48,6 +50,29 @@ class JobStore(Protocol):
     def deploys(self, env: str | None = None, limit: int = 1000) -> list[dict[str, str]]: ...
     def add_counts(self, counts: dict[str, float]) -> None: ...
     def counts(self) -> dict[str, float]: ...
+    def prune(self, before: float, dry_run: bool = False) -> Pruned: ...
+    def compact(self) -> int: ...
+
+
+@dataclass
+class Pruned:
+    """What a prune removed (or would): jobs by id, with their events, and expired rows."""
+
+    jobs: list[str] = field(default_factory=list)
+    events: int = 0
+    once_keys: int = 0
+    workers: int = 0
+
+
+def prunable(job: Job, before: float) -> bool:
+    """A job that retention may remove: untouched since ``before`` and over (finished, or an
+    approval request that expired by then).  Deploy history is separate and always kept."""
+    if job.updated_at >= before:
+        return False
+    if job.state.finished:
+        return True
+    expires = job.approval.get("expires_at")
+    return job.state is State.PENDING and expires is not None and float(expires) < before
 
 
 class RedisStore:
@@ -119,7 +144,7 @@ class RedisStore:
                     continue
 
     def log(self, job_id: str, stage: str | None, text: str) -> None:
-        event = Event(kind="log", stage=stage, text=text)
+        event = Event(kind="log", stage=stage, text=redact(text))
         self.redis.xadd(self._key("events", job_id), {"e": event.model_dump_json()})
 
     def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]:
@@ -176,6 +201,34 @@ class RedisStore:
     def counts(self) -> dict[str, float]:
         raw: dict[str, str] = self.redis.hgetall(self._key("metrics"))  # type: ignore[assignment]
         return {name: float(value) for name, value in raw.items()}
+
+    def prune(self, before: float, dry_run: bool = False) -> Pruned:
+        """Remove prunable jobs and their event streams; once-keys and workers expire by TTL."""
+        pruned = Pruned()
+        ids: list[str] = self.redis.zrangebyscore(self._key("jobs"), "-inf", before)  # type: ignore[assignment]
+        for job_id in ids:
+            key, events = self._key("job", job_id), self._key("events", job_id)
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    raw = pipe.get(key)
+                    if raw is not None and not prunable(Job.model_validate_json(raw), before):
+                        continue
+                    count = int(pipe.xlen(events))
+                    if not dry_run:
+                        pipe.multi()
+                        pipe.delete(key, events)
+                        pipe.zrem(self._key("jobs"), job_id)
+                        pipe.srem(self._key("active"), job_id)
+                        pipe.execute()
+                except redis.WatchError:
+                    continue  # changed meanwhile (a retry): not old any more
+            pruned.jobs.append(job_id)
+            pruned.events += count
+        return pruned
+
+    def compact(self) -> int:
+        return 0  # Redis frees memory as keys go
 
     def heartbeat(self, worker: str, ttl: float) -> None:
         self.redis.set(self._key("worker", worker), str(time.time()), px=int(ttl * 1000))
@@ -291,7 +344,7 @@ class SqliteStore:
             raise
 
     def log(self, job_id: str, stage: str | None, text: str) -> None:
-        self._insert_events(self._connect(), job_id, [Event(kind="log", stage=stage, text=text)])
+        self._insert_events(self._connect(), job_id, [Event(kind="log", stage=stage, text=redact(text))])
 
     def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]:
         deadline = time.monotonic() + timeout
@@ -355,6 +408,42 @@ class SqliteStore:
 
     def counts(self) -> dict[str, float]:
         return dict(self._connect().execute("SELECT name, value FROM metrics").fetchall())
+
+    def prune(self, before: float, dry_run: bool = False) -> Pruned:
+        """Remove prunable jobs, their events, expired once-keys and worker rows, in one transaction."""
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute("SELECT data FROM jobs WHERE created < ? AND state NOT IN (?, ?)",
+                              (before, *(s.value for s in ACTIVE))).fetchall()
+            ids = json.dumps([job.id for job in (Job.model_validate_json(r[0]) for r in rows)
+                              if prunable(job, before)])
+            now = time.time()
+            counts = [db.execute(sql, args).fetchone()[0] for sql, args in (
+                ("SELECT COUNT(*) FROM events WHERE job_id IN (SELECT value FROM json_each(?))", (ids,)),
+                ("SELECT COUNT(*) FROM once WHERE expires <= ?", (now,)),
+                ("SELECT COUNT(*) FROM workers WHERE expires <= ?", (now,)))]
+            if not dry_run:
+                db.execute("DELETE FROM events WHERE job_id IN (SELECT value FROM json_each(?))", (ids,))
+                db.execute("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+                db.execute("DELETE FROM once WHERE expires <= ?", (now,))
+                db.execute("DELETE FROM workers WHERE expires <= ?", (now,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return Pruned(jobs=json.loads(ids), events=counts[0], once_keys=counts[1], workers=counts[2])
+
+    def compact(self) -> int:
+        """Give free pages back to the file system once a quarter of the file is free; bytes freed."""
+        db = self._connect()
+        pages, free = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count"))
+        if free == 0 or free * 4 < pages:
+            return 0
+        before = self.path.stat().st_size
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return max(0, before - self.path.stat().st_size)
 
     def heartbeat(self, worker: str, ttl: float) -> None:
         self._connect().execute(

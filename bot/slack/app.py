@@ -32,6 +32,7 @@ from bot.config import Settings
 from bot.slack import blocks, deliveries
 from bot.slack.reporter import Reporter
 from workers.jobs import Job
+from workers.logsetup import job_context
 from workers.metrics import count_delivery
 from workers.store import JobStore, open_store
 
@@ -427,6 +428,12 @@ class SlackFrontEnd:
         )
         if not new:
             return  # Slack sent this request again; the first delivery reports on the job
+        with job_context(job.id):  # its lines, the library's included, name the job
+            await self._post_job(job, channel, user, team, respond)
+
+    async def _post_job(self, job: Job, channel: str | None, user: str, team: str | None,
+                        respond: AsyncRespond) -> None:
+        """The job's message, which the reporter then keeps up to date."""
         client = await self.client_for(team)
         try:
             posted = await client.chat_postMessage(
