@@ -117,9 +117,13 @@ def worker_if_needed(settings: Settings) -> Iterator[None]:
     if store().live_workers():
         yield
         return
-    print("no worker is running: starting one for this command", file=sys.stderr, flush=True)
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--concurrency", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its log goes to a file: a pipe nobody reads would fill up and stall the worker.
+    log_path = settings.data_dir / "cli-worker.log"
+    print(f"no worker is running: starting one for this command (its log: {log_path})",
+          file=sys.stderr, flush=True)
+    with log_path.open("ab") as worker_log:
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--concurrency", "1"],
+                                stdout=subprocess.DEVNULL, stderr=worker_log)
     try:
         yield
     finally:

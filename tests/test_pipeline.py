@@ -53,11 +53,20 @@ def oci_validator() -> jsonschema.Draft4Validator:
     return jsonschema.Draft4Validator(schema, registry=registry)
 
 
+def job_id_of(output: str) -> str:
+    match = re.search(r"job ([0-9a-f]{12})", output)
+    assert match, output
+    return match.group(1)
+
+
 def test_cli_runs_the_whole_path_with_its_own_worker(wasmbot: Wasmbot, registry) -> None:
     ref = f"{registry_host(registry)}/hello-{wasmbot.workdir.name[-8:].lower().strip('_')}:v1"
     proc = wasmbot.cli("run", f"/wasm build examples/hello-c --tag {ref}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no worker is running: starting one" in proc.stderr
+    worker_log = Path(wasmbot.env["WASMBOT_DATA_DIR"]) / "cli-worker.log"
+    assert f"(its log: {worker_log})" in proc.stderr
+    assert job_id_of(proc.stdout) in worker_log.read_text()  # the worker's own lines, kept
     lines = proc.stdout.splitlines()
     for stage in ("build", "test", "push"):
         assert f"[{stage}] running" in lines
