@@ -7,12 +7,15 @@ process on this host that no longer exists, belongs to a lost worker.
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 import socket
 import threading
 from collections.abc import Callable
 
 HOST = socket.gethostname()
+RETRY_EVERY = 1.0  # seconds between renewals while the store does not answer
+log = logging.getLogger(__name__)
 
 
 def owner_id() -> str:
@@ -34,7 +37,13 @@ def alive(owner: str | None, expires: float | None, now: float) -> bool:
 
 
 class Renewer:
-    """Calls ``renew`` every ``interval`` seconds until stopped (a context manager)."""
+    """Calls ``renew`` every ``interval`` seconds until stopped (a context manager).
+
+    A renewal that fails (the store is down) is tried again every second until one goes
+    through: the lease set before the outage still holds for ``lease_ttl``, so an outage
+    shorter than about two thirds of it costs nothing.  A thread that died on the first
+    connection error would let the lease lapse while the stage still runs.
+    """
 
     def __init__(self, renew: Callable[[], None], interval: float) -> None:
         self._renew = renew
@@ -45,8 +54,19 @@ class Renewer:
                                         name="wasmbot-lease", daemon=True)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._renew()
+        wait, failing = self._interval, False
+        while not self._stop.wait(wait):
+            try:
+                self._renew()
+            except Exception as exc:  # the store is unreachable: keep trying, never give up
+                if not failing:
+                    log.warning("lease renewal failed (%s: %s); retrying every %.0f s",
+                                type(exc).__name__, exc, RETRY_EVERY)
+                failing, wait = True, min(RETRY_EVERY, self._interval)
+                continue
+            if failing:
+                log.info("lease renewed again after a store outage")
+            failing, wait = False, self._interval
 
     def __enter__(self) -> Renewer:
         self._thread.start()

@@ -19,7 +19,7 @@ from celery.exceptions import Ignore
 from celery.signals import task_postrun, task_prerun
 
 from bot.commands import ENVIRONMENT_COMMANDS, Command
-from workers import lease, logsetup
+from workers import lease, logsetup, outage
 from workers.celery_app import app, settings
 from workers.jobs import Job, Stage, State
 from workers.oci.reference import InvalidReference
@@ -344,7 +344,7 @@ def _run_stage(job_id: str, name: str) -> None:
     assert job is not None
     ctx = StageContext(job=job, settings=settings(),
                        workdir=settings().artifacts_dir / job_id,
-                       log=lambda text: jobs.log(job_id, name, text))
+                       log=lambda text: outage.retrying(lambda: jobs.log(job_id, name, text), "a log line"))
     state, result, error = State.SUCCEEDED, {}, None
     log.info("job %s: stage %s running (attempt %d)", job_id, name, job.stage(name).attempts)
     with lease.Renewer(renew, interval=ttl / 3):
@@ -363,7 +363,10 @@ def _run_stage(job_id: str, name: str) -> None:
     error = logsetup.redact(error) if error else error  # stage errors reach Slack and GitHub too
     log.log(logging.WARNING if state is State.FAILED else logging.INFO, "job %s: stage %s %s%s", job_id, name,
             state.value, f": {error}" if error else "")
-    owned = jobs.update(job_id, lambda job: _finish(job, name, owner, state, result, error))
+    # The stage's work is done: wait out a store outage rather than lose its result.
+    def finish(job: Job) -> bool:
+        return _finish(job, name, owner, state, result, error)
+    owned = outage.retrying(lambda: jobs.update(job_id, finish), f"the end of stage {name}")
     if not owned or state is State.FAILED:
         raise Ignore()
     return None

@@ -154,7 +154,8 @@ class RedisStore:
         entries: list[tuple[str, dict[str, str]]] = self.redis.xrange(key)  # type: ignore[assignment]
         if len(entries) <= after and timeout > 0:
             last = entries[-1][0] if entries else "0-0"
-            self.redis.xread({key: last}, block=int(timeout * 1000), count=1)
+            # redis-py's socket timeout is 5 s: a longer XREAD BLOCK would fail as a TimeoutError.
+            self.redis.xread({key: last}, block=int(min(timeout, 4.0) * 1000), count=1)
             entries = self.redis.xrange(key)  # type: ignore[assignment]
         out = []
         for seq, (_id, fields) in enumerate(entries, start=1):
