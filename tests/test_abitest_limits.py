@@ -1,0 +1,108 @@
+"""The ABI harness against hostile modules: compile-time and compile-memory caps, and the
+wall-clock limit while the guest sits in slow host calls (issue 16, point 6)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import wasmtime
+
+from workers import abitest
+from workers.abitest.vm import Limits, compile_module
+
+
+def _leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _section(kind: int, body: bytes) -> bytes:
+    return bytes([kind]) + _leb(len(body)) + body
+
+
+def many_functions(n: int) -> bytes:
+    """A valid module of ``n`` empty functions, written directly (WAT would be slow to parse)."""
+    body = b"\x00\x0b"  # no locals, end
+    return (b"\0asm\1\0\0\0" + _section(1, b"\x01\x60\x00\x00")
+            + _section(3, _leb(n) + b"\x00" * n)
+            + _section(10, _leb(n) + (_leb(len(body)) + body) * n))
+
+
+def problem(report: abitest.Report) -> str:
+    assert report.cases == [] and not report.ok
+    assert len(report.problems) == 1, report.problems
+    return str(report.problems[0])
+
+
+def test_200k_functions_are_refused_within_the_default_caps() -> None:
+    """31 s and 1.29 GB to compile before; now the compiler child is stopped at its cap."""
+    report = abitest.run(many_functions(200_000), abitest.smoke("root"), name="t.wasm")
+    text = problem(report)
+    assert text.startswith("module: too large to compile within "), text
+    assert "200,000 functions" in text
+
+
+def test_compile_time_cap() -> None:
+    limits = Limits(compile_seconds=0.5, compile_memory_mb=4096)
+    text = problem(abitest.run(many_functions(200_000), abitest.smoke("root"), limits=limits))
+    assert "too large to compile within 0.5 s (test_compile_seconds)" in text, text
+
+
+def test_compile_memory_cap() -> None:
+    limits = Limits(compile_seconds=300, compile_memory_mb=300)
+    text = problem(abitest.run(many_functions(200_000), abitest.smoke("root"), limits=limits))
+    assert "too large to compile within 300 MiB of memory (test_compile_memory_mb)" in text, text
+
+
+def test_more_functions_than_wasmtime_and_v8_accept_are_refused_before_compiling() -> None:
+    """Validation (in the worker: cheap and linear) already stops at V8's limit of a million."""
+    report = abitest.run(many_functions(1_000_001), abitest.smoke("root"))
+    assert problem(report) == ("module: not a valid WebAssembly module: functions count exceeds "
+                               "limit of 1000000 (at offset 0x12) (Envoy fails to load it)")
+
+
+def test_a_normal_module_compiles_through_the_capped_path_once(tmp_path: Path) -> None:
+    wasm = wasmtime.wat2wasm(HOST_LOOP.replace("(i32.const 33554432)", "(i32.const 1)")
+                             .replace("(br $forever)", ""))
+    first = abitest.run(wasm, abitest.smoke("root"), cache_dir=tmp_path)
+    assert first.ok and first.compile_source == "compiled", first.problems
+    assert [p.suffix for p in tmp_path.iterdir()] == [".cwasm"]
+    assert abitest.run(wasm, abitest.smoke("root"), cache_dir=tmp_path).compile_source == "memory"
+
+
+# A callback that logs 32 MiB per proxy_log call, forever: each call holds the GIL for tens of
+# milliseconds and burns almost no fuel, the case that stretched a 10 s limit to 149 s.
+HOST_LOOP = """
+(module
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 520)
+  (func (export "proxy_abi_version_0_2_0"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (loop $forever
+      (drop (call $log (i32.const 2) (i32.const 0) (i32.const 33554432)))
+      (br $forever))
+    (i32.const 0)))
+"""
+
+
+def test_wall_clock_limit_holds_while_the_guest_sits_in_host_calls() -> None:
+    """The issue's acceptance is a bound (limit + 10%), so this one test measures time."""
+    limit = 1.5
+    wasm = wasmtime.wat2wasm(HOST_LOOP)
+    compile_module(wasm, None)  # time the callbacks, not compilation
+    started = time.monotonic()
+    report = abitest.run(wasm, abitest.smoke("root"), limits=Limits(fuel=10**15, seconds=limit))
+    elapsed = time.monotonic() - started
+    assert not report.problems and len(report.cases) == 1
+    failure = str(report.cases[0].differences[0])
+    assert "proxy_on_request_headers: ran longer than 1.5 s of wall-clock time" in failure, failure
+    assert elapsed < limit * 1.1 + 0.2, f"stopped after {elapsed:.2f} s"
