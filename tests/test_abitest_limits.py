@@ -6,10 +6,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import wasmtime
 
+from bot.config import Settings
 from workers import abitest
 from workers.abitest.vm import Limits, compile_module
+from workers.jobs import Job, Stage, State
+from workers.stages import StageContext, StageError
+from workers.stages import test as test_stage
 
 
 def _leb(n: int) -> bytes:
@@ -59,6 +64,21 @@ def test_compile_memory_cap() -> None:
     assert "too large to compile within 300 MiB of memory (test_compile_memory_mb)" in text, text
 
 
+def test_the_test_stage_takes_its_compile_caps_from_the_settings(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "work").mkdir()
+    module = tmp_path / "filter.wasm"
+    module.write_bytes(many_functions(200_000))
+    build = Stage(name="build", state=State.SUCCEEDED, result={"module": str(module)})
+    job = Job(requester="t", origin="t", text="", source_root=str(tmp_path),
+              command={"source": "src"}, stages=[build, Stage(name="test")])
+    settings = Settings(data_dir=tmp_path / "data", test_compile_seconds=0.5)
+    ctx = StageContext(job=job, settings=settings, workdir=tmp_path / "work", log=lambda _: None)
+    with pytest.raises(StageError, match=r"too large to compile within 0\.5 s \(test_compile_seconds\)"):
+        test_stage.run(ctx)
+    assert not list((tmp_path / "data").glob("cache/compiled/*")), "nothing half-compiled is cached"
+
+
 def test_more_functions_than_wasmtime_and_v8_accept_are_refused_before_compiling() -> None:
     """Validation (in the worker: cheap and linear) already stops at V8's limit of a million."""
     report = abitest.run(many_functions(1_000_001), abitest.smoke("root"))
@@ -67,8 +87,8 @@ def test_more_functions_than_wasmtime_and_v8_accept_are_refused_before_compiling
 
 
 def test_a_normal_module_compiles_through_the_capped_path_once(tmp_path: Path) -> None:
-    wasm = wasmtime.wat2wasm(HOST_LOOP.replace("(i32.const 33554432)", "(i32.const 1)")
-                             .replace("(br $forever)", ""))
+    wasm = bytes(wasmtime.wat2wasm(HOST_LOOP.replace("(i32.const 33554432)", "(i32.const 1)")
+                                   .replace("(br $forever)", "")))
     first = abitest.run(wasm, abitest.smoke("root"), cache_dir=tmp_path)
     assert first.ok and first.compile_source == "compiled", first.problems
     assert [p.suffix for p in tmp_path.iterdir()] == [".cwasm"]
@@ -97,7 +117,7 @@ HOST_LOOP = """
 def test_wall_clock_limit_holds_while_the_guest_sits_in_host_calls() -> None:
     """The issue's acceptance is a bound (limit + 10%), so this one test measures time."""
     limit = 1.5
-    wasm = wasmtime.wat2wasm(HOST_LOOP)
+    wasm = bytes(wasmtime.wat2wasm(HOST_LOOP))
     compile_module(wasm, None)  # time the callbacks, not compilation
     started = time.monotonic()
     report = abitest.run(wasm, abitest.smoke("root"), limits=Limits(fuel=10**15, seconds=limit))

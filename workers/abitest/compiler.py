@@ -4,10 +4,10 @@ it at the time cap.
 wasmtime has no compile timeout or memory limit, and a module of 200k empty functions takes
 over a gigabyte and tens of seconds to compile, so compiling happens here, not in the worker.
 Run as ``python3 -P compiler.py MEMORY_MB SECONDS < module.wasm > module.cwasm``: the child
-sets ``RLIMIT_AS`` (and, against an orphaned child, ``RLIMIT_CPU``) before compiling, compiles with the engine configuration the parent
-uses (``engine_config``, so the parent can deserialise the result) and writes
-``Module.serialize()`` to stdout.  Exit status 3: not a valid module (reason on stderr).
-This file imports only wasmtime, so the child starts in about 0.2 s.
+sets ``RLIMIT_AS`` (and, against an orphaned child, ``RLIMIT_CPU``) before compiling, compiles
+with the engine configuration the parent uses (``engine_config``, so the parent can
+deserialise the result) and writes ``Module.serialize()`` to stdout.  Exit status 3: wasmtime
+refused it (reason on stderr).  This file imports only wasmtime, so the child starts in about 0.2 s.
 """
 
 from __future__ import annotations
