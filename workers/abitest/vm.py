@@ -70,8 +70,8 @@ EPOCH_SECONDS = 0.01  # the wall-clock deadline's resolution
 def engine() -> wasmtime.Engine:
     """The process's one engine (engines are thread-safe and compiling is the expensive part).
 
-    Epochs are advanced by a daemon thread every ``EPOCH_SECONDS``; it catches up on ticks it
-    missed while host calls held the GIL, so the epoch count follows the wall clock.
+    Its epoch is a wall clock (``_EpochClock``), advanced by a daemon thread every
+    ``EPOCH_SECONDS``.
     """
     global _engine
     with _engine_lock:
@@ -81,13 +81,30 @@ def engine() -> wasmtime.Engine:
         return _engine
 
 
+class _EpochClock:
+    """Epoch ticks due since start.  The ticker thread can be starved while long host calls
+    hold the GIL; catching up on the missed ticks keeps the epoch on the wall clock, and a VM
+    catches up before it sets a deadline so that ticks missed earlier are not charged to it."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.done = 0
+        self.lock = threading.Lock()
+
+    def catch_up(self, eng: wasmtime.Engine) -> None:
+        with self.lock:
+            due = int((time.monotonic() - self.start) / EPOCH_SECONDS)
+            for _ in range(due - self.done):
+                eng.increment_epoch()
+            self.done = max(self.done, due)
+
+
+_clock = _EpochClock()
+
+
 def _tick(eng: wasmtime.Engine) -> None:
-    start, ticks = time.monotonic(), 0
     while not _stop_ticking.wait(EPOCH_SECONDS):
-        due = int((time.monotonic() - start) / EPOCH_SECONDS)
-        for _ in range(due - ticks):
-            eng.increment_epoch()
-        ticks = max(ticks, due)
+        _clock.catch_up(eng)
 
 
 _stop_ticking = threading.Event()
@@ -222,8 +239,7 @@ class VM:
         self.guest = guest
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=limits.memory_bytes, table_elements=limits.table_elements)
-        self.store.set_fuel(limits.fuel)
-        self.store.set_epoch_deadline(self._epochs())
+        self._arm()  # for the start function
         linker = wasmtime.Linker(engine())
         host_fns = host.functions(list(HOST_FUNCTIONS[host.abi]))
         wasi_fns = wasi.functions()
@@ -247,6 +263,8 @@ class VM:
             self.instance = linker.instantiate(self.store, module)
         except wasmtime.Trap as exc:
             raise CallbackFailed("instantiation", self._trap_reason(exc)) from None
+        except OutOfTime:
+            raise CallbackFailed("instantiation", self._over_time()) from None
         except wasmtime.WasmtimeError as exc:
             raise CallbackFailed("instantiation", str(exc).splitlines()[0]) from None
         guest.bind(self.store, self.instance, allocator)
@@ -260,9 +278,7 @@ class VM:
         func = self.exports.get(name)
         if not isinstance(func, wasmtime.Func):
             raise CallbackFailed(name, "not exported")
-        self.store.set_fuel(self.limits.fuel)
-        self.store.set_epoch_deadline(self._epochs())
-        self.host.deadline = time.monotonic() + self.limits.seconds
+        self._arm()
         try:
             result = func(self.store, *args)
         except wasmtime.Trap as exc:
@@ -279,8 +295,12 @@ class VM:
             self.wasi.flush()
         return None if result is None else int(result)
 
-    def _epochs(self) -> int:
-        return max(1, round(self.limits.seconds / EPOCH_SECONDS))
+    def _arm(self) -> None:
+        """A fresh fuel allowance and wall-clock deadline, for the epochs and the host calls."""
+        self.store.set_fuel(self.limits.fuel)
+        _clock.catch_up(engine())
+        self.store.set_epoch_deadline(max(1, round(self.limits.seconds / EPOCH_SECONDS)))
+        self.host.deadline = time.monotonic() + self.limits.seconds
 
     def _over_time(self) -> str:
         return (f"ran longer than {self.limits.seconds:g} s of wall-clock time: a loop, "
