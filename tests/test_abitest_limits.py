@@ -4,7 +4,9 @@ wall-clock limit while the guest sits in slow host calls (issue 16, point 6)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 import wasmtime
@@ -126,3 +128,12 @@ def test_wall_clock_limit_holds_while_the_guest_sits_in_host_calls() -> None:
     failure = str(report.cases[0].differences[0])
     assert "proxy_on_request_headers: ran longer than 1.5 s of wall-clock time" in failure, failure
     assert elapsed < limit * 1.1 + 0.2, f"stopped after {elapsed:.2f} s"
+
+
+def test_wasmbot_push_refuses_a_module_too_large_to_compile(tmp_path: Path,
+                                                            wasmbot_cli: Callable[..., CompletedProcess[str]]) -> None:
+    module = tmp_path / "big.wasm"
+    module.write_bytes(many_functions(200_000))
+    proc = wasmbot_cli("push", str(module), "127.0.0.1:1/big:v1", config="test_compile_seconds = 0.5\n")
+    assert proc.returncode == 2, proc.stderr
+    assert "big.wasm: too large to compile within 0.5 s (test_compile_seconds)" in proc.stderr, proc.stderr
