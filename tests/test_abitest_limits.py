@@ -89,7 +89,7 @@ def test_more_functions_than_wasmtime_and_v8_accept_are_refused_before_compiling
 
 
 def test_a_normal_module_compiles_through_the_capped_path_once(tmp_path: Path) -> None:
-    wasm = bytes(wasmtime.wat2wasm(HOST_LOOP.replace("(i32.const 33554432)", "(i32.const 1)")
+    wasm = bytes(wasmtime.wat2wasm(HOST_LOOP.replace("(i32.const 8388608)", "(i32.const 1)")
                                    .replace("(br $forever)", "")))
     first = abitest.run(wasm, abitest.smoke("root"), cache_dir=tmp_path)
     assert first.ok and first.compile_source == "compiled", first.problems
@@ -97,12 +97,12 @@ def test_a_normal_module_compiles_through_the_capped_path_once(tmp_path: Path) -
     assert abitest.run(wasm, abitest.smoke("root"), cache_dir=tmp_path).compile_source == "memory"
 
 
-# A callback that logs 32 MiB per proxy_log call, forever: each call holds the GIL for tens of
+# A callback that logs 8 MiB per proxy_log call, forever: each call holds the GIL for
 # milliseconds and burns almost no fuel, the case that stretched a 10 s limit to 149 s.
 HOST_LOOP = """
 (module
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
-  (memory (export "memory") 520)
+  (memory (export "memory") 130)
   (func (export "proxy_abi_version_0_2_0"))
   (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
   (func (export "proxy_on_context_create") (param i32 i32))
@@ -110,7 +110,7 @@ HOST_LOOP = """
   (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (loop $forever
-      (drop (call $log (i32.const 2) (i32.const 0) (i32.const 33554432)))
+      (drop (call $log (i32.const 2) (i32.const 0) (i32.const 8388608)))
       (br $forever))
     (i32.const 0)))
 """
