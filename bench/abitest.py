@@ -8,7 +8,9 @@ Each figure comes with a baseline measured in the same run on the same engine:
   log, delete) through tests/filters/c, a header-adding filter built here with clang, against
   a bare wasmtime loop that calls the same number of no-op exports per "request" from Python;
 * host call: a guest loop calling ``proxy_get_current_time_nanoseconds`` through wasmbot's host
-  against the same guest loop calling a bare Python host function linked with plain wasmtime.
+  against the same guest loop calling a bare Python host function linked with plain wasmtime;
+* compile: the filter compiled through the capped path (a child process with time and memory
+  caps, its result deserialised; no cache) against ``wasmtime.Module`` in this process.
 
 The best of ``--repeat`` runs is reported (the least disturbed by the rest of the machine).
 """
@@ -33,7 +35,7 @@ from workers.abitest.guest import Guest  # noqa: E402
 from workers.abitest.host import Host  # noqa: E402
 from workers.abitest.state import Context, World  # noqa: E402
 from workers.abitest.validate import validate  # noqa: E402
-from workers.abitest.vm import VM, Limits, compile_module, engine  # noqa: E402
+from workers.abitest.vm import VM, Limits, compile_capped, compile_module, engine  # noqa: E402
 from workers.abitest.wasi import Wasi  # noqa: E402
 
 CALLS_PER_REQUEST = 6  # context create, request headers, response headers, done, log, delete
@@ -123,6 +125,16 @@ def host_call_cost(calls: int, repeat: int) -> tuple[float, float]:
     return best(ours, repeat) / calls * 1e9, best(baseline, repeat) / calls * 1e9
 
 
+def compile_cost(wasm: bytes, repeat: int) -> tuple[float, float]:
+    def capped() -> None:
+        wasmtime.Module.deserialize(engine(), compile_capped(wasm, Limits()))
+
+    def direct() -> None:
+        wasmtime.Module(engine(), wasm)
+
+    return best(capped, repeat), best(direct, repeat)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -139,6 +151,10 @@ def main() -> None:
     print(f"one host call (proxy_get_current_time_nanoseconds): {ns:,.0f} ns")
     print(f"  baseline, bare Python host function: {bare_ns:,.0f} ns")
     print(f"  harness/baseline: {ns / bare_ns:.2f}")
+    capped, direct = compile_cost(wasm, args.repeat)
+    print(f"compiling the filter ({len(wasm):,} bytes) through the capped child: {capped * 1e3:,.0f} ms")
+    print(f"  baseline, wasmtime.Module in this process: {direct * 1e3:,.0f} ms")
+    print(f"  capped/baseline: {capped / direct:.2f} (once per module: the result is cached)")
 
 
 if __name__ == "__main__":

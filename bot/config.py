@@ -129,11 +129,14 @@ class Settings(BaseSettings):
     build_pids: int = Field(default=256, gt=0)
 
     # Test stage (ABI harness): wasmtime fuel (about one unit per instruction) and wall-clock
-    # seconds for each callback, the cap on a module's linear memory, the largest module.
+    # seconds for each callback, the cap on a module's linear memory, the largest module, and
+    # the time and memory its compilation (in a child process) may take.
     test_fuel: int = Field(default=1_000_000_000, gt=0)
     test_callback_seconds: float = Field(default=10.0, gt=0)
     test_memory_mb: int = Field(default=256, gt=0)
     test_max_module_mb: int = Field(default=256, gt=0)
+    test_compile_seconds: float = Field(default=30.0, gt=0)
+    test_compile_memory_mb: int = Field(default=1024, ge=256)
 
     # Registries (workers/oci, docs/registries.md).  Keys are hosts (``ghcr.io``,
     # ``registry.internal:5000``) or fnmatch patterns (``*.corp.example``); the exact key wins.

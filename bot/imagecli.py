@@ -55,8 +55,12 @@ def cmd_push(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except OSError as exc:
         return _fail(f"cannot read {args.module}: {exc.strerror}", EXIT_USAGE)
+    caps = vm.Limits(compile_seconds=settings.test_compile_seconds,
+                     compile_memory_mb=settings.test_compile_memory_mb)
     try:
-        module, _ = vm.compile_module(wasm, None)
+        module, _ = vm.compile_module(wasm, None, caps)
+    except vm.CompileRefused as exc:
+        return _fail(f"{args.module}: {exc}", EXIT_USAGE)
     except Exception as exc:  # wasmtime reports malformed binaries as plain errors
         first = str(exc).splitlines()[0]
         return _fail(f"{args.module} is not a valid WebAssembly module: {first}", EXIT_USAGE)

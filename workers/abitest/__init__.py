@@ -19,7 +19,7 @@ from workers.abitest.expect import Difference, judge
 from workers.abitest.report import CaseResult, Report
 from workers.abitest.state import World
 from workers.abitest.validate import Problem, validate
-from workers.abitest.vm import CallbackFailed, Limits, compile_module
+from workers.abitest.vm import CallbackFailed, CompileRefused, Limits, compile_module
 
 __all__ = ["CasesError", "Limits", "Report", "Suite", "load", "run", "smoke"]
 
@@ -53,10 +53,14 @@ def run(wasm: bytes, suite: Suite, *, limits: Limits | None = None, name: str = 
                                        "Envoy and Istio refuse anything but a wasm binary"))
         return report
     try:
-        module, report.compile_source = compile_module(wasm, cache_dir)
+        module, report.compile_source = compile_module(wasm, cache_dir, limits)
     except wasmtime.WasmtimeError as exc:
         report.problems.append(Problem("module", f"not a valid WebAssembly module: "
                                        f"{str(exc).splitlines()[0]}", "Envoy fails to load it"))
+        return report
+    except CompileRefused as exc:
+        report.problems.append(Problem("module", str(exc), exc.envoy))
+        report.seconds = time.perf_counter() - started
         return report
     v = validate(module, len(wasm), limits.max_module_bytes)
     report.abi_version, report.allocator, report.imports = v.abi_version, v.allocator, v.imports

@@ -10,7 +10,9 @@ while that allocator runs, the plugin configuration readable only during
 
 from __future__ import annotations
 
+import math
 import struct
+import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -36,6 +38,10 @@ MAX_LOG_LINE = 4096
 
 class HostViolation(Exception):
     """The module broke a host rule that makes Envoy fail the callback."""
+
+
+class OutOfTime(Exception):
+    """A host call returned after the callback's wall-clock deadline (the guest is stopped)."""
 
 
 class Refused(Exception):
@@ -107,6 +113,7 @@ class Host:
         self.queue_ready: list[tuple[int, int]] = []
         self.done_requests: list[int] = []
         self.allocation_failures: list[str] = []
+        self.deadline = math.inf  # the running callback's, on time.monotonic(); set by the VM
         self._tokens = 0
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -120,7 +127,9 @@ class Host:
         self.logs.append(LogLine(level, message[:MAX_LOG_LINE], self.current.id if self.current else 0))
 
     def wrap(self, name: str, fn: Callable[..., Any], params: tuple[str, ...]) -> Callable[..., Any]:
-        """The guest-facing function: counts calls, enforces the allocator rule, maps errors.
+        """The guest-facing function: counts calls, enforces the allocator rule, maps errors,
+        and stops the guest on return once the callback is past its deadline (the epoch ticker
+        can lag while host calls hold the GIL).
 
         wasmtime hands i32 arguments over signed; the ABI's are pointers, sizes and ids, which
         Envoy reads as unsigned (the Rust SDK passes usize::MAX as "the whole buffer").
@@ -138,14 +147,17 @@ class Host:
                     f"({self.guest.allocator_name}); Envoy allows only "
                     f"{', '.join(sorted(ALLOWED_DURING_ALLOCATION))} there")
             try:
-                return fn(cx, *args)
+                result = fn(cx, *args)
             except Refused as exc:
-                return exc.status
+                result = exc.status
             except InvalidMemory:
-                return Status.INVALID_MEMORY_ACCESS
+                result = Status.INVALID_MEMORY_ACCESS
             except AllocationFailed as exc:
                 self.allocation_failures.append(f"{name}: {exc}")
-                return Status.INVALID_MEMORY_ACCESS
+                result = Status.INVALID_MEMORY_ACCESS
+            if time.monotonic() > self.deadline:
+                raise OutOfTime(name)
+            return result
         return call
 
     def functions(self, names: list[str]) -> dict[str, Callable[..., Any]]:

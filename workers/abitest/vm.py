@@ -1,16 +1,23 @@
-"""One proxy-wasm VM on wasmtime: compile (cached), link the host, call exports under limits.
+"""One proxy-wasm VM on wasmtime: compile (capped, cached), link the host, call exports under limits.
 
-Each export call gets a fresh fuel allowance, so one runaway callback fails alone and never
-hangs the worker; linear memory is capped by the store's limits.  Failures come back as
-``CallbackFailed`` with a sentence an engineer can act on.
+Each export call gets a fresh fuel allowance and a wall-clock deadline, so one runaway callback
+fails alone and never hangs the worker; linear memory is capped by the store's limits, and
+compiling happens in a child process with a time and memory cap (``workers.abitest.compiler``).
+Failures come back as ``CallbackFailed`` or ``CompileRefused`` with a sentence an engineer can
+act on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +25,10 @@ from typing import Any
 
 import wasmtime
 
+from workers.abitest import compiler
 from workers.abitest.abi import HOST_FUNCTIONS, WASI_MODULES
 from workers.abitest.guest import Guest
-from workers.abitest.host import Host, HostViolation
+from workers.abitest.host import Host, HostViolation, OutOfTime
 from workers.abitest.wasi import ENOSYS, ProcExit, Wasi
 
 PAGE = 65536
@@ -33,6 +41,8 @@ class Limits:
     memory_bytes: int = 256 * 2**20
     max_module_bytes: int = 256 * 2**20  # Istio's image fetcher default cap
     table_elements: int = 1_000_000
+    compile_seconds: float = 30.0  # a 10 MB Go filter compiles in a few seconds
+    compile_memory_mb: int = 1024  # the compiler child's address space
 
 
 class CallbackFailed(Exception):
@@ -42,6 +52,12 @@ class CallbackFailed(Exception):
         super().__init__(f"{callback}: {reason}")
         self.callback = callback
         self.reason = reason
+
+
+class CompileRefused(Exception):
+    """The module is too costly to compile within the caps (or the compiler failed)."""
+
+    envoy = "not tested: raise the cap if a module this costly to compile is intended"
 
 
 _engine_lock = threading.Lock()
@@ -54,25 +70,41 @@ EPOCH_SECONDS = 0.01  # the wall-clock deadline's resolution
 def engine() -> wasmtime.Engine:
     """The process's one engine (engines are thread-safe and compiling is the expensive part).
 
-    Fuel bounds the instructions of a callback; epochs, advanced by a daemon thread every
-    ``EPOCH_SECONDS``, bound its wall-clock time (a loop that spends its time in host calls
-    burns little fuel).
+    Its epoch is a wall clock (``_EpochClock``), advanced by a daemon thread every
+    ``EPOCH_SECONDS``.
     """
     global _engine
     with _engine_lock:
         if _engine is None:
-            config = wasmtime.Config()
-            config.consume_fuel = True
-            config.epoch_interruption = True
-            config.max_wasm_stack = 1 << 20
-            _engine = wasmtime.Engine(config)
+            _engine = wasmtime.Engine(compiler.engine_config())
             threading.Thread(target=_tick, args=(_engine,), name="wasm-epoch", daemon=True).start()
         return _engine
 
 
+class _EpochClock:
+    """Epoch ticks due since start.  The ticker thread can be starved while long host calls
+    hold the GIL; catching up on the missed ticks keeps the epoch on the wall clock, and a VM
+    catches up before it sets a deadline so that ticks missed earlier are not charged to it."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.done = 0
+        self.lock = threading.Lock()
+
+    def catch_up(self, eng: wasmtime.Engine) -> None:
+        with self.lock:
+            due = int((time.monotonic() - self.start) / EPOCH_SECONDS)
+            for _ in range(due - self.done):
+                eng.increment_epoch()
+            self.done = max(self.done, due)
+
+
+_clock = _EpochClock()
+
+
 def _tick(eng: wasmtime.Engine) -> None:
     while not _stop_ticking.wait(EPOCH_SECONDS):
-        eng.increment_epoch()
+        _clock.catch_up(eng)
 
 
 _stop_ticking = threading.Event()
@@ -88,12 +120,73 @@ def _wasmtime_version() -> str:
     return version("wasmtime")
 
 
-def compile_module(wasm: bytes, cache_dir: Path | None) -> tuple[wasmtime.Module, str]:
+def _leb(data: bytes, at: int) -> tuple[int, int]:
+    """An unsigned LEB128 at ``at``: (value, offset after it)."""
+    value = shift = 0
+    while at < len(data) and shift < 35:
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if not byte & 0x80:
+            return value, at
+    raise ValueError("truncated LEB128")
+
+
+def shape(wasm: bytes) -> tuple[int, int]:
+    """(functions defined, bytes of code) from the section headers, for error messages."""
+    functions = code = 0
+    at = 8
+    try:
+        while at < len(wasm):
+            kind = wasm[at]
+            size, at = _leb(wasm, at + 1)
+            if kind == 3:
+                functions = _leb(wasm, at)[0]
+            elif kind == 10:
+                code = size
+            at += size
+    except ValueError:
+        return 0, 0
+    return functions, code
+
+
+_CHILD_ENV = {"MALLOC_ARENA_MAX": "2", "RUST_BACKTRACE": "0",  # no secrets, few malloc arenas
+              **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
+
+
+def compile_capped(wasm: bytes, limits: Limits) -> bytes:
+    """``wasm`` compiled and serialised by a child process held to the limits' compile caps."""
+    functions, code = shape(wasm)
+    size = f"{functions:,} functions, {code / 2**20:.1f} MiB of code"
+    cmd = [sys.executable, "-P", compiler.__file__, str(limits.compile_memory_mb),
+           str(math.ceil(limits.compile_seconds))]
+    try:
+        done = subprocess.run(cmd, input=wasm, capture_output=True, timeout=limits.compile_seconds,
+                              env=_CHILD_ENV, cwd="/", check=False)
+    except subprocess.TimeoutExpired:
+        raise CompileRefused(f"too large to compile within {limits.compile_seconds:g} s "
+                             f"(test_compile_seconds): {size}") from None
+    if done.returncode == 0:
+        return done.stdout
+    err = done.stderr.decode("utf-8", "replace").strip()
+    if done.returncode == -signal.SIGXCPU:
+        raise CompileRefused(f"too large to compile within {limits.compile_seconds:g} s "
+                             f"(test_compile_seconds): {size}")
+    if done.returncode == -signal.SIGABRT or "memory" in err.lower() or "alloc" in err.lower():
+        raise CompileRefused(f"too large to compile within {limits.compile_memory_mb} MiB of "
+                             f"memory (test_compile_memory_mb): {size}")
+    last = err.splitlines()[-1][:300] if err else f"exit status {done.returncode}"
+    raise CompileRefused(f"wasmtime failed to compile it ({size}): {last}")
+
+
+def compile_module(wasm: bytes, cache_dir: Path | None,
+                   limits: Limits | None = None) -> tuple[wasmtime.Module, str]:
     """The compiled module and where it came from: "memory", "disk" or "compiled".
 
     Compiled code is cached by content hash and engine fingerprint in memory and, when a
     cache directory is given, on disk (wasmtime's own serialisation, written atomically into
-    wasmbot's private data directory).
+    wasmbot's private data directory), so a module is compiled in a child only once.
+    Raises ``wasmtime.WasmtimeError`` for an invalid module, ``CompileRefused`` past a cap.
     """
     digest = hashlib.sha256(wasm).hexdigest()
     key = f"{digest}-{_fingerprint()}"
@@ -113,12 +206,14 @@ def compile_module(wasm: bytes, cache_dir: Path | None) -> tuple[wasmtime.Module
         except wasmtime.WasmtimeError:
             path.unlink(missing_ok=True)  # made by another wasmtime: compile again
     if module is None:
-        module = wasmtime.Module(eng, wasm)
+        wasmtime.Module.validate(eng, wasm)  # cheap and linear: the invalid get wasmtime's reason
+        compiled = compile_capped(wasm, limits or Limits())
+        module = wasmtime.Module.deserialize(eng, compiled)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             with os.fdopen(fd, "wb") as out:
-                out.write(module.serialize())
+                out.write(compiled)
             os.replace(tmp, path)
     with _engine_lock:
         _modules[key] = module
@@ -144,8 +239,7 @@ class VM:
         self.guest = guest
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=limits.memory_bytes, table_elements=limits.table_elements)
-        self.store.set_fuel(limits.fuel)
-        self.store.set_epoch_deadline(self._epochs())
+        self._arm()  # for the start function
         linker = wasmtime.Linker(engine())
         host_fns = host.functions(list(HOST_FUNCTIONS[host.abi]))
         wasi_fns = wasi.functions()
@@ -169,6 +263,8 @@ class VM:
             self.instance = linker.instantiate(self.store, module)
         except wasmtime.Trap as exc:
             raise CallbackFailed("instantiation", self._trap_reason(exc)) from None
+        except OutOfTime:
+            raise CallbackFailed("instantiation", self._over_time()) from None
         except wasmtime.WasmtimeError as exc:
             raise CallbackFailed("instantiation", str(exc).splitlines()[0]) from None
         guest.bind(self.store, self.instance, allocator)
@@ -182,14 +278,15 @@ class VM:
         func = self.exports.get(name)
         if not isinstance(func, wasmtime.Func):
             raise CallbackFailed(name, "not exported")
-        self.store.set_fuel(self.limits.fuel)
-        self.store.set_epoch_deadline(self._epochs())
+        self._arm()
         try:
             result = func(self.store, *args)
         except wasmtime.Trap as exc:
             raise CallbackFailed(name, self._trap_reason(exc)) from None
         except ProcExit as exc:
             raise CallbackFailed(name, f"{exc}; Envoy treats this as a crash of the VM") from None
+        except OutOfTime:
+            raise CallbackFailed(name, self._over_time()) from None
         except HostViolation as exc:
             raise CallbackFailed(name, str(exc)) from None
         except wasmtime.WasmtimeError as exc:
@@ -198,8 +295,16 @@ class VM:
             self.wasi.flush()
         return None if result is None else int(result)
 
-    def _epochs(self) -> int:
-        return max(1, round(self.limits.seconds / EPOCH_SECONDS))
+    def _arm(self) -> None:
+        """A fresh fuel allowance and wall-clock deadline, for the epochs and the host calls."""
+        self.store.set_fuel(self.limits.fuel)
+        _clock.catch_up(engine())
+        self.store.set_epoch_deadline(max(1, round(self.limits.seconds / EPOCH_SECONDS)))
+        self.host.deadline = time.monotonic() + self.limits.seconds
+
+    def _over_time(self) -> str:
+        return (f"ran longer than {self.limits.seconds:g} s of wall-clock time: a loop, "
+                "probably spent in host calls")
 
     def memory_bytes(self) -> int:
         mem = self.guest.memory
@@ -212,8 +317,7 @@ class VM:
             return (f"ran out of fuel ({self.limits.fuel:,} units for one callback): an infinite "
                     "loop, or far more work than a proxy should do per callback")
         if code == wasmtime.TrapCode.INTERRUPT:
-            return (f"ran longer than {self.limits.seconds:g} s of wall-clock time: a loop, "
-                    "probably spent in host calls")
+            return self._over_time()
         message = [line.strip() for line in (exc.message or "").splitlines() if line.strip()]
         cause = message[-1].removeprefix("wasm trap: ") if message else ""
         what = f"trap ({code.name.lower().replace('_', ' ')})" if code else "trap"

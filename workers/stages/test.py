@@ -15,7 +15,9 @@ from workers.stages.build import source_dir
 def limits(settings: Settings) -> abitest.Limits:
     return abitest.Limits(fuel=settings.test_fuel, seconds=settings.test_callback_seconds,
                           memory_bytes=settings.test_memory_mb * 2**20,
-                          max_module_bytes=settings.test_max_module_mb * 2**20)
+                          max_module_bytes=settings.test_max_module_mb * 2**20,
+                          compile_seconds=settings.test_compile_seconds,
+                          compile_memory_mb=settings.test_compile_memory_mb)
 
 
 def cache_dir(settings: Settings) -> Path:
