@@ -469,6 +469,24 @@ def test_foreign_functions_compress_and_uncompress() -> None:
     assert h.call(n, nn, a, an, P, L) == Status.NOT_FOUND
 
 
+@covers("proxy_call_foreign_function")
+def test_uncompress_of_a_zlib_bomb_is_refused_without_inflating_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small input that inflates past the host's output cap is refused at the cap, not
+    inflated into the worker's memory.  The cap is lowered so that the bomb fits the test
+    guest's scratch memory: 16 MiB of zeros is about 16 KiB of zlib."""
+    from workers.abitest import host
+
+    monkeypatch.setattr(host, "MAX_FOREIGN_OUTPUT", 2**20)
+    h = Harness("proxy_call_foreign_function")
+    n, nn = h.put("uncompress")
+    a, an = h.put(zlib.compress(bytes(16 * 2**20), 9))
+    assert an < 32 * 1024
+    assert h.call(n, nn, a, an, P, L) == Status.SERIALIZATION_FAILURE
+    assert any("output over 1 MiB" in line.message for line in h.host.logs)
+    a, an = h.put(zlib.compress(bytes(64 * 1024), 9))  # under the cap: inflated as before
+    assert h.call(n, nn, a, an, P, L) == Status.OK
+
+
 # -- the allocator rules ----------------------------------------------------------------------------
 
 def test_allocator_returning_zero_makes_the_copy_out_fail() -> None:

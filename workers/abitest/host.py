@@ -34,6 +34,7 @@ from workers.abitest.state import Context, GrpcCall, HeaderMap, HttpCall, LocalR
 
 MAX_LOG_LINES = 10_000
 MAX_LOG_LINE = 4096
+MAX_FOREIGN_OUTPUT = 64 * 2**20  # uncompress stops here: a zlib bomb must not fill the worker
 
 
 class HostViolation(Exception):
@@ -642,9 +643,14 @@ class Host:
         if name == "compress":
             result = zlib.compress(args)
         elif name == "uncompress":
+            inflater = zlib.decompressobj()
             try:
-                result = zlib.decompress(args)
+                result = inflater.decompress(args, MAX_FOREIGN_OUTPUT)
             except zlib.error:
+                return Status.SERIALIZATION_FAILURE
+            if inflater.unconsumed_tail or not inflater.eof:
+                self.log(LogLevel.ERROR, f"uncompress: output over {MAX_FOREIGN_OUTPUT >> 20} MiB, or the "
+                                    "input is truncated; refused")
                 return Status.SERIALIZATION_FAILURE
         else:
             return Status.NOT_FOUND
