@@ -1,5 +1,6 @@
 """`wasmbot serve` under slow and oversized clients: a real process on loopback, 1,200
-slow-loris connections, bodies over each webhook's limit, and a body that never arrives."""
+slow-loris connections (more than its connection cap), bodies over each webhook's limit, and a
+body that never arrives."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 
 import aiohttp
+import psutil
 import pytest
 import requests
 from conftest import TESTDATA, Wasmbot
@@ -21,6 +23,7 @@ from githubapi import TOKEN, WEBHOOK_SECRET, GitHubStandIn, webhook_headers
 from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers
 
 from bot.localservices import free_port
+from bot.serving import SPARE_FDS
 
 SLOW = 1200
 HEADER_TIMEOUT = 3.0
@@ -29,7 +32,7 @@ LIMIT = 1024  # the default web_max_connections: fewer than the slow clients, so
 
 
 @pytest.fixture
-def served(wasmbot: Wasmbot) -> Iterator[tuple[str, SlackStandIn]]:
+def served(wasmbot: Wasmbot) -> Iterator[tuple[str, SlackStandIn, int]]:
     slack, github = SlackStandIn(), GitHubStandIn()
     slack.start()
     github.start()
@@ -38,7 +41,7 @@ def served(wasmbot: Wasmbot) -> Iterator[tuple[str, SlackStandIn]]:
         "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack.api_url,
         "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": github.url,
         "WASMBOT_WEB_HEADER_TIMEOUT": str(HEADER_TIMEOUT), "WASMBOT_WEB_BODY_TIMEOUT": str(BODY_TIMEOUT)})
-    yield f"http://127.0.0.1:{port}", slack
+    yield f"http://127.0.0.1:{port}", slack, process.pid
     process.terminate()
     process.wait(30)
     slack.stop()
@@ -69,7 +72,7 @@ async def _closed(reader: asyncio.StreamReader) -> None:
             pass
 
 
-async def _slow_loris(url: str, slack: SlackStandIn) -> None:
+async def _slow_loris(url: str, slack: SlackStandIn, pid: int) -> None:
     port = urllib.parse.urlsplit(url).port
     opened = time.monotonic()
     connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(SLOW)]
@@ -84,6 +87,8 @@ async def _slow_loris(url: str, slack: SlackStandIn) -> None:
         # The acceptance limits of issue 16: answered before these deadlines, or the request fails.
         async with session.get(f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=1)) as answer:
             assert answer.status == 200
+        # Accepted in order, so every slow connection has been taken in or evicted by now.
+        assert psutil.Process(pid).num_fds() <= LIMIT + SPARE_FDS
         body, headers = help_command(slack)
         async with session.post(f"{url}/slack/events", data=body, headers=headers,
                                 timeout=aiohttp.ClientTimeout(total=3)) as answer:
@@ -100,7 +105,7 @@ async def _slow_loris(url: str, slack: SlackStandIn) -> None:
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
-def test_slow_loris_connections_are_closed_and_do_not_block_others(served: tuple[str, SlackStandIn]) -> None:
+def test_slow_loris_connections_are_closed_and_do_not_block_others(served: tuple[str, SlackStandIn, int]) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < SLOW + 256:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(SLOW + 256, hard), hard))
@@ -108,8 +113,8 @@ def test_slow_loris_connections_are_closed_and_do_not_block_others(served: tuple
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
-def test_oversized_bodies_get_413_with_the_limit(served: tuple[str, SlackStandIn]) -> None:
-    url, _slack = served
+def test_oversized_bodies_get_413_with_the_limit(served: tuple[str, SlackStandIn, int]) -> None:
+    url, _slack, _pid = served
     big = b"x" * (2**20 + 1)
     slack = requests.post(f"{url}/slack/events", data=big, timeout=30,
                           headers=signed_headers(big.decode(), "application/x-www-form-urlencoded"))
@@ -124,8 +129,8 @@ def test_oversized_bodies_get_413_with_the_limit(served: tuple[str, SlackStandIn
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
-def test_a_body_that_stops_arriving_gets_408(served: tuple[str, SlackStandIn]) -> None:
-    url, _slack = served
+def test_a_body_that_stops_arriving_gets_408(served: tuple[str, SlackStandIn, int]) -> None:
+    url, _slack, _pid = served
     port = urllib.parse.urlsplit(url).port
     assert port is not None
     with socket.create_connection(("127.0.0.1", port), timeout=BODY_TIMEOUT + 10) as conn:
