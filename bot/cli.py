@@ -293,15 +293,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _setup()
     _start_logging(args, settings)
-    import logging
+    import asyncio
 
-    from aiohttp import web
-
+    from bot.serving import serve
     from bot.web import JobAccessLogger, make_app
 
     host, port = args.host or settings.web_host, args.port if args.port is not None else settings.web_port
-    logging.getLogger("wasmbot.serve").info("serving on http://%s:%s", host, port)
-    web.run_app(make_app(settings), host=host, port=port, access_log_class=JobAccessLogger, print=None)
+    asyncio.run(serve(make_app(settings), settings, host, port, access_log_class=JobAccessLogger))
     return 0
 
 

@@ -201,6 +201,16 @@ class Settings(BaseSettings):
 
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
+    # Limits of `wasmbot serve` (bot/serving.py, docs/security.md "Web endpoints"): seconds a
+    # connection may take to send a complete request head (also the idle keep-alive time),
+    # seconds a handler waits for a body, open connections at most, the listen backlog, and
+    # the largest body each webhook takes (GitHub caps payloads at 25 MB; Slack's are small).
+    web_header_timeout: float = Field(default=10.0, gt=0)
+    web_body_timeout: float = Field(default=30.0, gt=0)
+    web_max_connections: int = Field(default=1024, gt=0)
+    web_backlog: int = Field(default=512, gt=0)
+    web_github_max_body: int = Field(default=25 * 2**20, gt=0)
+    web_slack_max_body: int = Field(default=2**20, gt=0)
 
     # Process logs (workers/logsetup.py, docs/logging.md); ``--log-level``/``--log-format`` win.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -25,6 +25,7 @@ from bot.config import Settings
 from bot.github import client as github_client
 from bot.github.handlers import router
 from bot.github.reporter import Reporter
+from bot.web import read_body
 from workers.metrics import count_delivery
 from workers.store import JobStore, open_store
 
@@ -69,13 +70,22 @@ class GitHubFrontEnd:
         return response
 
     async def _deliver(self, request: web.Request) -> tuple[str, web.Response]:
-        """The delivery's answer, and its outcome for the deliveries metric."""
+        """The delivery's answer, and its outcome for the deliveries metric.
+
+        The signature is checked on the raw bytes before anything parses them; a body that
+        cannot be read or is not what GitHub sends is a 4xx with the reason, never a 500."""
+        for name in ("X-GitHub-Event", "X-GitHub-Delivery", "X-Hub-Signature-256"):
+            if len(request.headers.getall(name, [])) > 1:
+                return "invalid", _answer(400, f"{name} is given more than once")
         event_name = request.headers.get("X-GitHub-Event")
         delivery = request.headers.get("X-GitHub-Delivery")
         signature = request.headers.get("X-Hub-Signature-256")
         if not event_name or not delivery:
             return "invalid", _answer(400, "X-GitHub-Event and X-GitHub-Delivery are required")
-        body = await request.read()
+        try:
+            body = await read_body(request, self.settings.web_github_max_body, self.settings.web_body_timeout)
+        except web.HTTPException as exc:
+            return "invalid", _answer(exc.status, exc.text or exc.reason)
         if not signature:
             return "bad_signature", _answer(401, "X-Hub-Signature-256 is missing: set the webhook's secret")
         if not signature_ok(self.secret, body, signature):
@@ -84,11 +94,15 @@ class GitHubFrontEnd:
                                                  "check the webhook's secret")
         try:
             data = json.loads(body)
-        except ValueError:
-            return "invalid", _answer(400, "the body is not JSON (set the webhook's content type "
-                                           "to application/json)")
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
+            return "invalid", _answer(400, f"the body is not JSON (set the webhook's content type "
+                                           f"to application/json): {type(exc).__name__}")
+        if not isinstance(data, dict):
+            return "invalid", _answer(400, "the body is JSON but not an object")
         if event_name == "ping":
             return "accepted", web.json_response({"ok": True, "message": "pong", "zen": data.get("zen")})
+        if not all(isinstance(data.get(key, ""), str) for key in ("action", "ref", "after")):
+            return "invalid", _answer(422, "action, ref and after must be strings")
         mine = uuid.uuid4().hex
         holder = await asyncio.to_thread(
             self.store.claim_key, f"github-delivery:{delivery}", mine, DELIVERY_TTL
@@ -101,6 +115,12 @@ class GitHubFrontEnd:
             return "accepted", _answer(202, f"{event_name}{action} is ignored")
         try:
             await router.dispatch(event, self)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            # The handlers read the fields GitHub always sends; a payload without them is bad input.
+            log.warning("GitHub delivery %s (%s) is not shaped as GitHub sends it: %r",
+                        delivery, event_name, exc)
+            return "invalid", _answer(422, f"the {event_name} payload lacks a field wasmbot reads or "
+                                           f"has one of the wrong type ({type(exc).__name__}: {exc})")
         except Exception:
             log.exception("GitHub delivery %s (%s) failed", delivery, event_name)
             return "accepted", _answer(500, f"wasmbot could not handle delivery {delivery}; see its log")

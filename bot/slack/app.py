@@ -1,9 +1,10 @@
 """The Slack app: a slack-bolt ``AsyncApp`` mounted in wasmbot's aiohttp application.
 
 ``POST /slack/events`` takes slash commands, interactivity and events (one Request URL, as the
-app manifest sets); bolt verifies every request's signature and timestamp before a listener
-runs.  ``/wasm`` is acknowledged at once (help and errors in the acknowledgement, visible only
-to the caller); the work happens after the acknowledgement.  Each accepted job gets one
+app manifest sets); each request's signature and timestamp are verified on the raw body, and
+the body parsed and checked, before bolt sees it (bot/slack/deliveries.py); bolt checks again.
+``/wasm`` is acknowledged at once (help and errors in the acknowledgement, visible only to the
+caller); the work happens after the acknowledgement.  Each accepted job gets one
 channel message that ``Reporter`` keeps up to date.  Buttons re-check permissions.
 """
 
@@ -24,13 +25,13 @@ from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.oauth.installation_store import FileInstallationStore
 from slack_sdk.oauth.state_store import FileOAuthStateStore
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import commands, permissions
 from bot.config import Settings
 from bot.slack import blocks, deliveries
 from bot.slack.reporter import Reporter
+from bot.web import read_body
 from workers.jobs import Job
 from workers.logsetup import job_context
 from workers.metrics import count_delivery
@@ -81,7 +82,7 @@ class SlackFrontEnd:
             client=self.client,
             oauth_settings=oauth,
         )
-        self.verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
+        self.signing_secret = settings.slack_signing_secret.get_secret_value()
         self.reporter = Reporter(settings, self.store, self.client_for)
         self._groups: dict[tuple[str, str], tuple[float, set[str]]] = {}
         self.socket: Any = None
@@ -108,15 +109,20 @@ class SlackFrontEnd:
         web_app.on_cleanup.append(self._stop)
 
     async def handle(self, request: web.Request) -> web.Response:
+        """Verify the raw body, then parse and check it, and only then hand it to bolt."""
         try:
-            outcome = await deliveries.outcome(self.store, self.verifier, await request.text(),
-                                               dict(request.headers), request.content_type)
-        except deliveries.Malformed as exc:
+            body = await read_body(request, self.settings.web_slack_max_body, self.settings.web_body_timeout)
+            bolt_request = deliveries.bolt_request(self.signing_secret, body, request.headers,
+                                                   request.query_string)
+        except web.HTTPException as exc:  # too large, too slow, unreadable
             await asyncio.to_thread(count_delivery, self.store, "slack", "invalid")
-            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+            return web.Response(status=exc.status, text=exc.text)
+        except deliveries.Refused as refused:
+            await asyncio.to_thread(count_delivery, self.store, "slack", refused.outcome)
+            return web.Response(status=refused.status, text=f"{refused.reason}\n")
+        outcome = await deliveries.outcome(self.store, bolt_request)
         await asyncio.to_thread(count_delivery, self.store, "slack", outcome)
-        response = await self.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 
     async def handle_install(self, request: web.Request) -> web.Response:
         assert self.app.oauth_flow is not None
