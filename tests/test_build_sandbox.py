@@ -192,7 +192,7 @@ def test_an_output_over_the_quota_fails_the_job_and_stays_bounded(wasmbot: Wasmb
     worker = psutil.Process(wasmbot.start_worker().pid)
     baseline = disk_use(data)
     job_id = wasmbot.submit(f"/wasm build tests/.sources/{source_dir.name}")
-    peak_rss = peak_disk = 0
+    peak_rss = peak_disk = seen = 0
     deadline = time.monotonic() + 540
     while True:
         peak_rss, peak_disk = max(peak_rss, worker_rss(worker)), max(peak_disk, disk_use(data) - baseline)
@@ -200,7 +200,8 @@ def test_an_output_over_the_quota_fails_the_job_and_stays_bounded(wasmbot: Wasmb
         assert job is not None
         if job.state.finished or time.monotonic() > deadline:
             break
-        wasmbot.store.events(job_id, after=0, timeout=0.2)  # a short pause, woken by progress
+        for event in wasmbot.store.events(job_id, after=seen, timeout=0.3):  # sample again on progress
+            seen = event.seq
     log = "\n".join(e.text for e in wasmbot.store.events(job_id) if e.kind == "log")
     assert job.state is State.FAILED, log
     assert job.stage("build").error == "output is over 64 MiB", log
