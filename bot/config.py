@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     fetch_timeout: float = Field(default=600.0, gt=0)
     build_memory: str = Field(default="2g", pattern=r"^[0-9]+[bkmg]?$")
     build_cache_mb: int = Field(default=1024, gt=0)
+    build_output_mb: int = Field(default=64, gt=0)  # /out of a build (and a precompiled module)
     deps_cache_mb: int = Field(default=8192, gt=0)
     # CA bundle mounted into dependency fetches (registries behind a TLS-inspecting proxy).
     build_ca_bundle: Path | None = Path("/etc/ssl/certs/ca-certificates.crt")

@@ -18,6 +18,8 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from workers import lease
+
 # Directories a source tree's digest ignores: build outputs and fetched dependencies.
 IGNORED = frozenset({".git", "node_modules", "target", "build", "__pycache__", ".wasmbot"})
 
@@ -60,7 +62,8 @@ def remove(path: Path) -> None:
 
 class Cache:
     """Entries are the directories (or files) directly below ``root``; names starting with a dot
-    are scratch space, ``.tmp`` files are being written."""
+    are scratch space (``.NAME@HOST@PID.*``: workers/sweep.py removes a dead owner's), ``.tmp``
+    files are being written."""
 
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.root = root
@@ -77,7 +80,7 @@ class Cache:
     def filling(self, name: str) -> Iterator[Path]:
         """A scratch directory that becomes entry ``name`` if the block completes."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.root))
+        scratch = Path(tempfile.mkdtemp(prefix=f".{name}@{lease.path_tag()}.", dir=self.root))
         try:
             yield scratch
             with contextlib.suppress(OSError):  # someone else filled it first: theirs is as good

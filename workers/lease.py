@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 HOST = socket.gethostname()
 RETRY_EVERY = 1.0  # seconds between renewals while the store does not answer
@@ -22,18 +22,44 @@ def owner_id() -> str:
     return f"{HOST}:{os.getpid()}"
 
 
+def _local_process_gone(owner: str) -> bool | None:
+    """Whether ``owner``'s process is gone, if it is on this host (None: another host's)."""
+    host, _, pid = owner.rpartition(":")
+    if host != HOST or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def path_tag() -> str:
+    """``owner_id()`` as a file name may hold it (podman's ``--volume`` splits at colons)."""
+    return owner_id().replace(":", "@")
+
+
+def from_path_tag(tag: str) -> str:
+    host, _, pid = tag.rpartition("@")
+    return f"{host}:{pid}"
+
+
 def alive(owner: str | None, expires: float | None, now: float) -> bool:
     if owner is None or expires is None or expires <= now:
         return False
+    return not _local_process_gone(owner)
+
+
+def gone(owner: str, live_workers: Collection[str]) -> bool:
+    """Whether what ``owner`` made may be removed: its process on this host has exited, or it is
+    not an owner id at all, or its host has no live worker (``live_workers``: the store's)."""
+    local = _local_process_gone(owner)
+    if local is not None:
+        return local
     host, _, pid = owner.rpartition(":")
-    if host == HOST and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-    return True
+    return not host or not pid.isdigit() or host not in {w.rpartition(":")[0] for w in live_workers}
 
 
 class Renewer:

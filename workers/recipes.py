@@ -26,18 +26,20 @@ class Recipe:
 _C_FLAGS = "--target=wasm32-wasi -O2 -mexec-model=reactor -I/src"
 
 RECIPES: dict[str, Recipe] = {r.lang: r for r in (
-    Recipe("c", "c", f"exec clang {_C_FLAGS} -o /out/filter.wasm *.c",
+    # Sources as ./NAME: a tree's file name (``-B.c``) must never read as an option.
+    Recipe("c", "c", f"exec clang {_C_FLAGS} -o /out/filter.wasm ./*.c",
            summary="clang --target=wasm32-wasi with wasi-libc"),
     Recipe("cpp", "cpp",
            # The proxy-wasm C++ SDK, where the image has it (PROXY_WASM_CPP_SDK), is compiled in.
-           'set -e; sdk=""; if [ -n "${PROXY_WASM_CPP_SDK:-}" ]; then '
+           'set -e; set --; for f in ./*.cc ./*.cpp; do if [ -f "$f" ]; then set -- "$@" "$f"; fi; done; '
+           'sdk=""; if [ -n "${PROXY_WASM_CPP_SDK:-}" ]; then '
            'sdk="-I$PROXY_WASM_CPP_SDK $PROXY_WASM_CPP_SDK/proxy_wasm_intrinsics.cc"; '
-           'elif grep -qs proxy_wasm_intrinsics.h *.cc *.cpp; then echo "error: the source uses the '
+           'elif grep -qs -e proxy_wasm_intrinsics.h -- "$@"; then echo "error: the source uses the '
            'proxy-wasm C++ SDK but this toolchain image has none (PROXY_WASM_CPP_SDK is unset); build '
            'deploy/toolchains/cpp/Containerfile, which adds it, and set toolchain_images.cpp" >&2; '
            'exit 2; fi; '
            f"exec clang++ {_C_FLAGS} -std=c++17 -fno-exceptions -Wl,--export-dynamic $sdk "
-           "-o /out/filter.wasm $(ls *.cc *.cpp 2>/dev/null)",
+           '-o /out/filter.wasm "$@"',
            summary="clang++ --target=wasm32-wasi with libc++ (and the proxy-wasm C++ SDK)"),
     Recipe("go", "go",
            "exec go build -buildmode=c-shared -trimpath -o /out/filter.wasm .",

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from celery.signals import worker_ready, worker_shutdown
 
 from bot.config import Settings
-from workers import lease, retention
+from workers import lease, retention, sweep
 from workers.jobs import Job, State
 from workers.store import JobStore
 
@@ -97,6 +97,10 @@ def _start_maintenance(sender: object = None, **_: object) -> None:
     from workers import pipeline  # imported late: the pipeline module registers the tasks
     from workers.celery_app import settings
 
+    try:  # before this worker's first heartbeat: what a killed predecessor left goes first
+        sweep.sweep(settings(), pipeline.store())
+    except Exception:
+        log.exception("startup sweep failed")
     _maintenance = Maintenance(lease.owner_id(), settings(), pipeline.store(), pipeline.enqueue)
     _maintenance.start()
 

@@ -4,7 +4,10 @@ Only the mounts a step is given are visible; only those marked writable can be w
 container runs as ``nobody`` (a worker that is not root: as its own user) with every capability
 dropped, a read-only root, no network unless the step is a dependency fetch, and capped memory,
 CPU, processes and wall time.  A container that outlives its limit is killed and removed, never
-left behind.
+left behind.  Its environment is only what the step is given: the engine itself runs with an
+allow-list of the worker's variables, and podman's forwarding of proxy variables is off.  Each
+container carries its owner's id (``OWNER_LABEL``), so a later worker can remove what a killed
+one left (workers/sweep.py).
 
 With ``CONTAINER_HOST`` set, podman is the remote client of that service (a worker in a
 container using the host's podman socket); mount paths are then paths on the service's host.
@@ -13,12 +16,15 @@ container using the host's podman socket); mount paths are then paths on the ser
 from __future__ import annotations
 
 import contextvars
+import io
 import os
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from workers import lease
 
 CONTAINERS_CONF = Path(__file__).resolve().parents[1] / "deploy" / "containers.conf"
 ENGINES: dict[str, tuple[str, ...]] = {
@@ -28,11 +34,26 @@ ENGINES: dict[str, tuple[str, ...]] = {
 }
 NOBODY = 65534
 BACKSTOP_SECONDS = 30
+OWNER_LABEL = "io.wasmbot.owner"
+# What the engine itself needs from the worker's environment; tokens and the rest stay out.
+ENGINE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "XDG_RUNTIME_DIR",
+              "XDG_CONFIG_HOME", "XDG_DATA_HOME", "CONTAINER_HOST", "CONTAINER_SSHKEY",
+              "CONTAINER_CONNECTION", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF",
+              "CONTAINERS_REGISTRIES_CONF", "REGISTRY_AUTH_FILE", "DOCKER_HOST", "DOCKER_CONFIG",
+              "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "DOCKER_CONTEXT", "HTTP_PROXY", "HTTPS_PROXY",
+              "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+CHUNK = 1 << 20
 containers_started = 0  # in this process: lets callers (and tests) see a cache hit started none
 
 
 class SandboxError(Exception):
     """The sandbox itself failed (engine missing, image missing), not the code in it."""
+
+
+class OutputTooLarge(Exception):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"output is over {max_bytes / 2**20:g} MiB")
+        self.max_bytes = max_bytes
 
 
 class SandboxTimeout(Exception):
@@ -48,6 +69,14 @@ class Limits:
     cpus: float = 1.0
     pids: int = 256
     tmpfs: str = "1g"  # /tmp inside the container, counted against the memory limit
+
+
+@dataclass(frozen=True)
+class Capture:
+    """The container's stdout goes to ``path`` (its stderr is the log); more than ``max_bytes``
+    of it stops the container."""
+    path: Path
+    max_bytes: int
 
 
 @dataclass(frozen=True)
@@ -74,7 +103,7 @@ def sandbox_user() -> tuple[int, int]:
 
 
 def engine_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k in ENGINE_ENV}
     env.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
     return env
 
@@ -119,12 +148,15 @@ def run(
     env: Mapping[str, str] | None = None,
     workdir: str = "/src",
     engine: str = "podman",
+    tmpfs: Mapping[str, str] | None = None,
+    capture: Capture | None = None,
 ) -> int:
     """Run ``argv`` in ``image`` as container ``name``; return its exit code.
 
     A container of the same name left by an earlier, killed attempt is removed first, so the
-    step can simply be run again.  Output (stdout and stderr) reaches ``on_line`` line by line
-    while the step runs.
+    step can simply be run again.  Output (stdout and stderr; only stderr with ``capture``)
+    reaches ``on_line`` line by line while the step runs.  ``tmpfs`` adds size-capped
+    in-memory directories (target: size), which vanish with the container.
     """
     remove(name, engine)
     uid, gid = sandbox_user()
@@ -135,10 +167,12 @@ def run(
         "--user", f"{uid}:{gid}", "--cap-drop", "all", "--security-opt", "no-new-privileges",
         "--memory", limits.memory, "--memory-swap", limits.memory,
         "--cpus", f"{limits.cpus:g}", "--pids-limit", str(limits.pids),
-        "--env", "HOME=/tmp", "--workdir", workdir,
+        "--env", "HOME=/tmp", "--workdir", workdir, "--label", f"{OWNER_LABEL}={lease.owner_id()}",
     ]
     if engine == "podman":  # a backstop: conmon kills the container even if this worker dies
-        cmd += ["--timeout", str(int(limits.timeout + BACKSTOP_SECONDS))]
+        cmd += ["--timeout", str(int(limits.timeout + BACKSTOP_SECONDS)), "--http-proxy=false"]
+    for target, size in (tmpfs or {}).items():
+        cmd += ["--tmpfs", f"{target}:rw,noexec,size={size},mode=1777"]
     for key, value in (env or {}).items():
         cmd += ["--env", f"{key}={value}"]
     for mount in mounts:
@@ -150,18 +184,35 @@ def run(
     containers_started += 1
     try:
         proc = subprocess.Popen(cmd, env=engine_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
+                                stderr=subprocess.PIPE if capture else subprocess.STDOUT)
     except FileNotFoundError:
         raise SandboxError(f"{engine} is not installed; run deploy/setup.sh") from None
-    stdout = proc.stdout
-    assert stdout is not None
+    assert proc.stdout is not None
+    lines = io.TextIOWrapper(proc.stderr if capture and proc.stderr else proc.stdout, errors="replace")
+    overflow = threading.Event()
 
     def pump() -> None:
-        for line in stdout:
+        for line in lines:
             on_line(line.rstrip("\n"))
 
-    reader = threading.Thread(target=contextvars.copy_context().run, args=(pump,), daemon=True)
-    reader.start()
+    def drain(stream: io.BufferedReader, into: Capture) -> None:
+        """Copy at most ``max_bytes + 1`` bytes, so an endless or sparse output costs no more."""
+        written = 0
+        with into.path.open("wb") as out:
+            while chunk := stream.read1(CHUNK):
+                out.write(chunk[:into.max_bytes + 1 - written])
+                written += len(chunk)
+                if written > into.max_bytes:
+                    overflow.set()
+                    engine_run(engine, "kill", name, timeout=30)
+                    break
+        stream.close()
+
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(pump,), daemon=True)]
+    if capture:
+        threads.append(threading.Thread(target=drain, args=(proc.stdout, capture), daemon=True))
+    for thread in threads:
+        thread.start()
     timed_out = False
     try:
         code = proc.wait(timeout=limits.timeout)
@@ -176,8 +227,11 @@ def run(
             proc.kill()
             code = proc.wait()
     finally:
-        reader.join(timeout=5)
+        for thread in threads:
+            thread.join(timeout=5)
         remove(name, engine)
+    if overflow.is_set() and capture:
+        raise OutputTooLarge(capture.max_bytes)
     if timed_out:
         raise SandboxTimeout(limits.timeout)
     if code == 125:

@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from workers import buildcache, recipes, repoconfig, sandbox
+from workers import buildcache, lease, recipes, repoconfig, sandbox, sourcetree
 from workers.recipes import Recipe
 from workers.stages import StageContext, StageError
 
 TOOLCHAIN_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "toolchains" / "build-image.sh"
 ERROR_LINE = re.compile(r"\berror\b|\bpanic\b|cannot find|undefined|not found", re.IGNORECASE)
+# The compile's wrapper: once the recipe has finished, /out (a size-capped tmpfs) must hold only
+# regular files, and filter.wasm goes to the container's stdout, of which the worker reads at
+# most the quota.  The worker never opens a path the build made, so a link cannot reach it.
+EMIT_MODULE = """exec 3>&1 1>&2
+/bin/sh -c "$1" 3>&- || exit
+odd=$(find /out -mindepth 1 ! -type f -print -quit)
+[ -z "$odd" ] || { echo "wasmbot: $odd is not a regular file: /out may hold only regular files"; exit 70; }
+[ -e /out/filter.wasm ] || { echo "wasmbot: the build produced no filter.wasm"; exit 70; }
+exec cat /out/filter.wasm >&3
+"""
+WRAPPER_ERROR = 70
 
 
 def source_dir(ctx: StageContext) -> Path:
@@ -31,6 +43,10 @@ def source_dir(ctx: StageContext) -> Path:
         raise StageError(f"source {ctx.job.command['source']!r} leaves the source root")
     if not path.is_dir():
         raise StageError(f"source {ctx.job.command['source']!r} is not a directory under {root}")
+    try:
+        sourcetree.check(path)
+    except sourcetree.UnsafeSource as exc:
+        raise StageError(str(exc)) from None
     return path
 
 
@@ -93,9 +109,14 @@ def run(ctx: StageContext) -> dict[str, str]:
         found = sorted(source.glob("*.wasm"))
         if len(found) != 1:
             raise StageError(f"a precompiled source holds exactly one *.wasm; found {len(found)}")
-        if not found[0].read_bytes().startswith(b"\0asm"):
+        quota = ctx.settings.build_output_mb * 2**20
+        with found[0].open("rb") as f:
+            data = f.read(quota + 1)
+        if len(data) > quota:
+            raise StageError(f"{found[0].name} is over {ctx.settings.build_output_mb} MiB")
+        if not data.startswith(b"\0asm"):
             raise StageError(f"{found[0].name} is not a WebAssembly module (no \\0asm header)")
-        shutil.copyfile(found[0], module)
+        module.write_bytes(data)
         ctx.log(f"precompiled module {found[0].name}: nothing to build")
     else:
         cached["build_cache"] = "hit" if build(ctx, recipes.RECIPES[lang], source, module) else "miss"
@@ -127,17 +148,20 @@ def build(ctx: StageContext, recipe: Recipe, source: Path, module: Path) -> bool
     if deps is not None:
         mounts.append(sandbox.Mount(deps, "/deps"))
     ctx.log("compiling (no network, read-only source)")
-    # In the job's directory, not /tmp: a remote engine (CONTAINER_HOST) mounts host paths, and
-    # the data directory is the one a containerised worker shares with its host at the same path.
-    with tempfile.TemporaryDirectory(prefix="wasmbot-out-", dir=ctx.workdir) as out:
-        mounts.append(sandbox.Mount(Path(out), "/out", writable=True))
-        step(ctx, recipe, image, "build", recipe.compile, mounts, network=False, timeout=s.build_timeout)
-        built = Path(out) / "filter.wasm"
-        if not built.is_file():
-            raise StageError("the build produced no filter.wasm")
-        with builds.filling(build_key) as entry:
-            shutil.copyfile(built, entry / "filter.wasm")
-        shutil.copyfile(built, module)
+    # Named by its owner, so that a worker starting after this one was killed removes it.
+    fd, name = tempfile.mkstemp(prefix=f"wasmbot-out-{lease.path_tag()}.", suffix=".wasm", dir=ctx.workdir)
+    os.close(fd)
+    built = Path(name)
+    try:
+        step(ctx, recipe, image, "build", recipe.compile, mounts, network=False, timeout=s.build_timeout,
+             capture=sandbox.Capture(built, s.build_output_mb * 2**20),
+             tmpfs={"/out": f"{s.build_output_mb}m"})
+        if built.stat().st_size <= builds.max_bytes:  # an entry larger than the whole cache is not kept
+            with builds.filling(build_key) as entry:
+                shutil.copyfile(built, entry / "filter.wasm")
+        os.replace(built, module)
+    finally:
+        built.unlink(missing_ok=True)
     return False
 
 
@@ -169,7 +193,9 @@ def fetch(ctx: StageContext, recipe: Recipe, source: Path, image: str, image_id:
 
 
 def step(ctx: StageContext, recipe: Recipe, image: str, phase: str, script: str,
-         mounts: list[sandbox.Mount], *, network: bool, timeout: float) -> None:
+         mounts: list[sandbox.Mount], *, network: bool, timeout: float,
+         capture: sandbox.Capture | None = None, tmpfs: dict[str, str] | None = None) -> None:
+    """Run one phase; with ``capture``, through EMIT_MODULE, which writes the module there."""
     s = ctx.settings
     limits = sandbox.Limits(timeout=timeout, memory=s.build_memory, cpus=s.build_cpus, pids=s.build_pids)
     lines: list[str] = []
@@ -179,14 +205,17 @@ def step(ctx: StageContext, recipe: Recipe, image: str, phase: str, script: str,
         ctx.log(line)
 
     ctx.log(f"$ {script}")
+    argv = ["/bin/sh", "-c", EMIT_MODULE, "wasmbot-build", script] if capture else ["/bin/sh", "-c", script]
     try:
-        code = sandbox.run(f"wasmbot-{ctx.job.id}-{phase}", image, ["/bin/sh", "-c", script],
-                           mounts=mounts, limits=limits, on_line=on_line, network=network,
-                           env=recipe.env, engine=s.container_engine)
+        code = sandbox.run(f"wasmbot-{ctx.job.id}-{phase}", image, argv, mounts=mounts, limits=limits,
+                           on_line=on_line, network=network, env=recipe.env, engine=s.container_engine,
+                           tmpfs=tmpfs, capture=capture)
     except sandbox.SandboxTimeout as exc:
         raise StageError(f"{phase} {exc}; the container was stopped and removed") from None
-    except sandbox.SandboxError as exc:
+    except (sandbox.SandboxError, sandbox.OutputTooLarge) as exc:
         raise StageError(str(exc)) from None
+    if capture and code == WRAPPER_ERROR and lines and lines[-1].startswith("wasmbot: "):
+        raise StageError(lines[-1].removeprefix("wasmbot: "))
     if code != 0:
         what = "compiler" if phase == "build" else "dependency fetch"
         raise StageError(f"{what} exited with status {code}:\n" + "\n".join(
