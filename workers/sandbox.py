@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers import logcap
+
 CONTAINERS_CONF = Path(__file__).resolve().parents[1] / "deploy" / "containers.conf"
 ENGINES: dict[str, tuple[str, ...]] = {
     # Hosts without systemd need runc with cgroupfs; podman reads deploy/containers.conf.
@@ -119,12 +121,13 @@ def run(
     env: Mapping[str, str] | None = None,
     workdir: str = "/src",
     engine: str = "podman",
+    line_max: int = logcap.LINE_MAX,
 ) -> int:
     """Run ``argv`` in ``image`` as container ``name``; return its exit code.
 
     A container of the same name left by an earlier, killed attempt is removed first, so the
     step can simply be run again.  Output (stdout and stderr) reaches ``on_line`` line by line
-    while the step runs.
+    while the step runs, each line cut at ``line_max`` bytes (workers/logcap.py).
     """
     remove(name, engine)
     uid, gid = sandbox_user()
@@ -150,17 +153,14 @@ def run(
     containers_started += 1
     try:
         proc = subprocess.Popen(cmd, env=engine_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
+                                stderr=subprocess.STDOUT)
     except FileNotFoundError:
         raise SandboxError(f"{engine} is not installed; run deploy/setup.sh") from None
     stdout = proc.stdout
     assert stdout is not None
 
-    def pump() -> None:
-        for line in stdout:
-            on_line(line.rstrip("\n"))
-
-    reader = threading.Thread(target=contextvars.copy_context().run, args=(pump,), daemon=True)
+    reader = threading.Thread(target=contextvars.copy_context().run, daemon=True,
+                              args=(logcap.pump, stdout, line_max, on_line))
     reader.start()
     timed_out = False
     try:
