@@ -20,7 +20,7 @@ from test_slack import final_message, start_slackbot
 from bot.localservices import Service, _wait_until
 from bot.slack.reporter import sign
 from workers import logcap, sandbox
-from workers.jobs import Job, Stage, State
+from workers.jobs import Event, Job, Stage, State
 from workers.store import JobStore, RedisStore, SqliteStore
 
 HUGE = 400_000_000
@@ -180,18 +180,18 @@ def test_the_slack_reporter_follows_a_400_mb_line_within_slacks_limits(
     wasmbot.env |= {"WASMBOT_TOOLCHAIN_IMAGES": f'{{"c": "{loud_toolchain}"}}'}
     api = SlackStandIn()
     api.start()
+    wasmbot.start_worker()
+    slackbot = start_slackbot(wasmbot, api, tmp_path)
     try:
-        wasmbot.start_worker()
-        slackbot = start_slackbot(wasmbot, api, tmp_path)
         assert slackbot.command(f"build tests/.sources/{source_dir.name}").ok
         final = final_message(api, "failed")
         assert slackbot.process.poll() is None  # the server and its reporter are still up
         job = wasmbot.store.recent(1)[0]
         page = requests.get(f"{slackbot.url}/jobs/{job.id}/log?sig={sign(settings_for(wasmbot), job.id)}",
                             timeout=30)
+    finally:
         slackbot.process.terminate()
         slackbot.process.wait(30)
-    finally:
         api.stop()
     for update in api.called("chat.update"):
         assert len(update.args["text"]) <= 4000
@@ -201,3 +201,17 @@ def test_the_slack_reporter_follows_a_400_mb_line_within_slacks_limits(
     assert "error: the end" in json.dumps(final["blocks"])
     assert page.status_code == 200 and len(page.content) < 5 * 2**20
     assert "x" * 8192 + f" … [{logcap.human(HUGE - 8192)} cut]" in page.text
+
+
+def test_a_redis_stream_from_an_older_wasmbot_is_renumbered_on_the_next_event(redis_service: Service) -> None:
+    client = redis.Redis.from_url(redis_service.url)
+    client.flushdb()
+    store = RedisStore(redis_service.url)
+    job = new_job()
+    client.set(f"wasmbot:job:{job.id}", job.model_dump_json())
+    for text in ("one", "two"):  # as an older wasmbot wrote them: time-based ids
+        client.xadd(f"wasmbot:events:{job.id}", {"e": Event(kind="log", text=text).model_dump_json()})
+    assert [(e.seq, e.text) for e in store.events(job.id, after=1)] == [(2, "two")]
+    store.log(job.id, None, "three")
+    assert [(e.seq, e.text) for e in store.events(job.id)] == [(1, "one"), (2, "two"), (3, "three")]
+    assert [e.text for e in store.events(job.id, after=2)] == ["three"]

@@ -79,6 +79,14 @@ def prunable(job: Job, before: float) -> bool:
 # KEYS: the job's stream, its log-cap hash.  ARGV: event JSON, kind, its size, its text's
 # size, head budget, job budget, its time.  Returns the event's seq.
 APPEND = """
+if not redis.call('HGET', KEYS[2], 'n') then
+  local old = redis.call('XRANGE', KEYS[1], '-', '+')
+  for i, entry in ipairs(old) do  -- a stream written before ids were 0-SEQ: renumber it
+    if i == 1 then redis.call('DEL', KEYS[1]) end
+    redis.call('XADD', KEYS[1], '0-' .. i, unpack(entry[2]))
+  end
+  redis.call('HSET', KEYS[2], 'n', #old)
+end
 local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
 if ARGV[2] ~= 'log' then
   redis.call('XADD', KEYS[1], '0-' .. n, 'e', ARGV[1])
@@ -212,10 +220,12 @@ class RedisStore:
             self.redis.xread({key: f"0-{after}"}, block=int(timeout * 1000), count=1)
             entries = self.redis.xrange(key, f"0-{after + 1}")  # type: ignore[assignment]
         out = []
-        for entry_id, fields in entries:
+        for position, (entry_id, fields) in enumerate(entries, start=1):
+            ms, _, n = entry_id.partition("-")
             event = Event.model_validate_json(fields["e"])
-            event.seq = int(entry_id.split("-")[1])
-            out.append(event)
+            event.seq = int(n) if ms == "0" else position  # not renumbered yet: from an older wasmbot
+            if event.seq > after:
+                out.append(event)
         cap: list[str | None] = self.redis.hmget(self._key("logcap", job_id), ["marker", "mts", "dl", "db"])  # type: ignore[assignment]
         marker, ts, lines, size = (c or "0" for c in cap)
         if int(lines) and int(marker) > after:  # the marker where the middle was dropped
