@@ -537,7 +537,8 @@ class SqliteStore:
                               if prunable(job, before)])
             now = time.time()
             counts = [db.execute(sql, args).fetchone()[0] for sql, args in (
-                ("SELECT COUNT(*) FROM events WHERE job_id IN (SELECT value FROM json_each(?))", (ids,)),
+                ("SELECT COUNT(*) FROM events WHERE data != '' "  # not an unused marker row
+                 "AND job_id IN (SELECT value FROM json_each(?))", (ids,)),
                 ("SELECT COUNT(*) FROM once WHERE expires <= ?", (now,)),
                 ("SELECT COUNT(*) FROM workers WHERE expires <= ?", (now,)))]
             if not dry_run:
