@@ -3,6 +3,8 @@ printing one 400 MB line leaves the worker, Redis and the followers unharmed."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import subprocess
 import threading
@@ -17,6 +19,7 @@ from conftest import Wasmbot, settings_for
 from slackapi import SlackStandIn
 from test_slack import final_message, start_slackbot
 
+from bot.follow import follow
 from bot.localservices import Service, _wait_until
 from bot.slack.reporter import sign
 from workers import logcap, sandbox
@@ -215,3 +218,39 @@ def test_a_redis_stream_from_an_older_wasmbot_is_renumbered_on_the_next_event(re
     store.log(job.id, None, "three")
     assert [(e.seq, e.text) for e in store.events(job.id)] == [(1, "one"), (2, "two"), (3, "three")]
     assert [e.text for e in store.events(job.id, after=2)] == ["three"]
+
+
+class FinishedMeanwhile:
+    """A real store, and the interleaving a long log makes likely: the job finishes after a
+    follower has read its events and before it reads the record."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store, self.gets = store, 0
+
+    def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]:
+        return self.store.events(job_id, after, timeout)
+
+    def get(self, job_id: str) -> Job | None:
+        self.gets += 1
+        if self.gets == 1:
+            self.store.log(job_id, "build", "a line")
+        elif self.gets == 2:
+            self.store.update(job_id, lambda j: setattr(j, "state", State.FAILED))
+        return self.store.get(job_id)
+
+
+def test_a_follower_sees_the_end_even_when_the_record_is_ahead_of_the_events(store: JobStore) -> None:
+    job = new_job()
+    store.create(job)
+    seen: list[State] = []
+
+    async def update(current: Job) -> None:
+        seen.append(current.state)
+
+    async def run() -> Job | None:
+        with concurrent.futures.ThreadPoolExecutor(2) as threads:
+            return await follow(FinishedMeanwhile(store), job.id, threads, 0, update)  # type: ignore[arg-type]
+
+    final = asyncio.run(run())
+    assert final is not None and final.state is State.FAILED
+    assert seen[-1] is State.FAILED  # the last edit shows the end
