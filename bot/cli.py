@@ -225,7 +225,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
     with worker_if_needed(settings):
         try:
-            after = len(store().events(args.job))
+            after = max((e.seq for e in store().events(args.job)), default=0)
             job = retry(args.job)
         except (KeyError, ValueError) as exc:
             print(f"wasmbot: {exc}", file=sys.stderr)

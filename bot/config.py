@@ -222,6 +222,11 @@ class Settings(BaseSettings):
     retention_days: float = Field(default=30.0, gt=0)
     data_dir_max_mb: int = Field(default=10240, gt=0)
     gc_interval: float = Field(default=3600.0, gt=0)
+    # Job log caps (workers/logcap.py): bytes kept of each line (the rest is cut, with a
+    # marker), and MiB kept of each job's log (the first quarter and the newest lines; the
+    # middle is dropped, with a marker).  State changes are never dropped.
+    log_line_max: int = Field(default=8192, ge=256)
+    job_log_max_mb: int = Field(default=4, gt=0)
 
     @field_validator("log_level", mode="before")
     @classmethod

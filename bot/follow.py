@@ -33,9 +33,10 @@ async def follow(
     ``threads`` runs the blocking waits, off the default executor the request handlers use.
     """
     after, last, pending = 0, 0.0, True
+    loop = asyncio.get_running_loop()
     while True:
         wait = max(0.0, interval - (time.monotonic() - last)) if pending else POLL
-        events = await asyncio.get_running_loop().run_in_executor(threads, store.events, job_id, after, wait)
+        events = await loop.run_in_executor(threads, store.events, job_id, after, wait)
         if events:
             after = events[-1].seq
             pending = pending or any(e.kind != "log" for e in events)
@@ -45,7 +46,10 @@ async def follow(
         if pending and (job.state.finished or time.monotonic() - last >= interval):
             await update(job)
             last, pending = time.monotonic(), False
-        if (job.state.finished or job.awaiting_approval) and not pending:
+        # The record may be newer than the events read (a long log takes a while to read):
+        # end only once the events that finished it have been seen.
+        if ((job.state.finished or job.awaiting_approval) and not pending
+                and not await loop.run_in_executor(threads, store.events, job_id, after)):
             return job
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers import lease
+from workers import lease, logcap
 
 CONTAINERS_CONF = Path(__file__).resolve().parents[1] / "deploy" / "containers.conf"
 ENGINES: dict[str, tuple[str, ...]] = {
@@ -150,13 +150,15 @@ def run(
     engine: str = "podman",
     tmpfs: Mapping[str, str] | None = None,
     capture: Capture | None = None,
+    line_max: int = logcap.LINE_MAX,
 ) -> int:
     """Run ``argv`` in ``image`` as container ``name``; return its exit code.
 
     A container of the same name left by an earlier, killed attempt is removed first, so the
     step can simply be run again.  Output (stdout and stderr; only stderr with ``capture``)
-    reaches ``on_line`` line by line while the step runs.  ``tmpfs`` adds size-capped
-    in-memory directories (target: size), which vanish with the container.
+    reaches ``on_line`` line by line while the step runs, each line cut at ``line_max`` bytes
+    (workers/logcap.py).  ``tmpfs`` adds size-capped in-memory directories (target: size),
+    which vanish with the container.
     """
     remove(name, engine)
     uid, gid = sandbox_user()
@@ -188,12 +190,8 @@ def run(
     except FileNotFoundError:
         raise SandboxError(f"{engine} is not installed; run deploy/setup.sh") from None
     assert proc.stdout is not None
-    lines = io.TextIOWrapper(proc.stderr if capture and proc.stderr else proc.stdout, errors="replace")
+    output = proc.stderr if capture and proc.stderr else proc.stdout  # what the log shows
     overflow = threading.Event()
-
-    def pump() -> None:
-        for line in lines:
-            on_line(line.rstrip("\n"))
 
     def drain(stream: io.BufferedReader, into: Capture) -> None:
         """Copy at most ``max_bytes + 1`` bytes, so an endless or sparse output costs no more."""
@@ -208,7 +206,8 @@ def run(
                     break
         stream.close()
 
-    threads = [threading.Thread(target=contextvars.copy_context().run, args=(pump,), daemon=True)]
+    threads = [threading.Thread(target=contextvars.copy_context().run, daemon=True,
+                            args=(logcap.pump, output, line_max, on_line))]
     if capture:
         threads.append(threading.Thread(target=drain, args=(proc.stdout, capture), daemon=True))
     for thread in threads:

@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 import redis
 
 from bot.config import Settings
+from workers import logcap
 from workers.jobs import Event, Job, State, state_events
 from workers.logsetup import redact
 from workers.metrics import transition_counts
@@ -75,12 +76,71 @@ def prunable(job: Job, before: float) -> bool:
     return job.state is State.PENDING and expires is not None and float(expires) < before
 
 
-class RedisStore:
-    """Records as JSON strings, events as a Redis stream per job (``XREAD BLOCK`` to follow)."""
+# KEYS: the job's stream, its log-cap hash.  ARGV: event JSON, kind, its size, its text's
+# size, head budget, job budget, its time.  Returns the event's seq.
+APPEND = """
+if not redis.call('HGET', KEYS[2], 'n') then
+  local old = redis.call('XRANGE', KEYS[1], '-', '+')
+  for i, entry in ipairs(old) do  -- a stream written before ids were 0-SEQ: renumber it
+    if i == 1 then redis.call('DEL', KEYS[1]) end
+    redis.call('XADD', KEYS[1], '0-' .. i, unpack(entry[2]))
+  end
+  redis.call('HSET', KEYS[2], 'n', #old)
+end
+local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+if ARGV[2] ~= 'log' then
+  redis.call('XADD', KEYS[1], '0-' .. n, 'e', ARGV[1])
+  return n
+end
+local size, budget = tonumber(ARGV[3]), tonumber(ARGV[6])
+local kept = tonumber(redis.call('HGET', KEYS[2], 'bytes') or '0') + size
+local marker = tonumber(redis.call('HGET', KEYS[2], 'marker') or '0')
+if marker == 0 and kept > tonumber(ARGV[5]) then
+  marker = n
+  redis.call('HSET', KEYS[2], 'marker', marker, 'mts', ARGV[7], 'cursor', marker)
+  n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+end
+redis.call('XADD', KEYS[1], '0-' .. n, 'e', ARGV[1], 'k', 'log', 's', size, 't', ARGV[4])
+if marker > 0 and kept > budget then
+  local cursor = tonumber(redis.call('HGET', KEYS[2], 'cursor'))
+  local lines, dropped = 0, 0
+  while kept > budget and cursor < n - 1 do
+    local entries = redis.call('XRANGE', KEYS[1], '0-' .. (cursor + 1), '0-' .. (n - 1), 'COUNT', 64)
+    if #entries == 0 then cursor = n - 1 break end
+    for _, entry in ipairs(entries) do
+      cursor = tonumber(string.sub(entry[1], 3))
+      local f = {}
+      for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+      if f['k'] == 'log' then
+        redis.call('XDEL', KEYS[1], entry[1])
+        kept = kept - tonumber(f['s'])
+        lines, dropped = lines + 1, dropped + tonumber(f['t'])
+        if kept <= budget then break end
+      end
+    end
+  end
+  redis.call('HSET', KEYS[2], 'cursor', cursor)
+  redis.call('HINCRBY', KEYS[2], 'dl', lines)
+  redis.call('HINCRBY', KEYS[2], 'db', dropped)
+end
+redis.call('HSET', KEYS[2], 'bytes', kept)
+return n
+"""
 
-    def __init__(self, url: str, prefix: str = "wasmbot") -> None:
+
+class RedisStore:
+    """Records as JSON strings, events as a Redis stream per job (``XREAD BLOCK`` to follow).
+
+    Stream ids are ``0-SEQ``, SEQ numbering the job's events; ``APPEND`` (Lua, so atomic
+    across processes) allocates it and applies the log caps: log entries past the head
+    are dropped oldest first with ``XDEL``, and a hash per job counts what went.
+    """
+
+    def __init__(self, url: str, prefix: str = "wasmbot", line_max: int = logcap.LINE_MAX,
+                 job_log_max: int = logcap.JOB_LOG_MAX) -> None:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
         self.prefix = prefix
+        self.line_max, self.job_log_max = line_max, job_log_max
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -94,7 +154,7 @@ class RedisStore:
             pipe.zadd(self._key("jobs"), {job.id: job.created_at})
             pipe.sadd(self._key("active"), job.id)
             for event in state_events(None, job):
-                pipe.xadd(self._key("events", job.id), {"e": event.model_dump_json()})
+                self._append(pipe, job.id, event)
             pipe.execute()
 
     def get(self, job_id: str) -> Job | None:
@@ -136,33 +196,43 @@ class RedisStore:
                     else:
                         pipe.sadd(self._key("active"), job_id)
                     for event in state_events(before, job):
-                        pipe.xadd(self._key("events", job_id), {"e": event.model_dump_json()})
+                        self._append(pipe, job_id, event)
                     self._queue_counts(pipe, transition_counts(before, job))
                     pipe.execute()
                     return result
                 except redis.WatchError:
                     continue
 
+    def _append(self, client: redis.Redis | redis.client.Pipeline, job_id: str, event: Event) -> None:
+        data = event.model_dump_json()
+        client.eval(APPEND, 2, self._key("events", job_id), self._key("logcap", job_id), data,
+                    event.kind, len(data.encode()), len(event.text.encode()),
+                    self.job_log_max // 4, self.job_log_max, event.ts)
+
     def log(self, job_id: str, stage: str | None, text: str) -> None:
-        event = Event(kind="log", stage=stage, text=redact(text))
-        self.redis.xadd(self._key("events", job_id), {"e": event.model_dump_json()})
+        self._append(self.redis, job_id, Event(kind="log", stage=stage,
+                                               text=logcap.cut_text(redact(text), self.line_max)))
 
     def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]:
-        # Stream ids are "<ms>-<n>"; callers only see a running number, so keep the mapping
-        # simple: seq is the position in the stream (1-based), read with XRANGE/XREAD.
         key = self._key("events", job_id)
-        entries: list[tuple[str, dict[str, str]]] = self.redis.xrange(key)  # type: ignore[assignment]
-        if len(entries) <= after and timeout > 0:
-            last = entries[-1][0] if entries else "0-0"
+        entries: list[tuple[str, dict[str, str]]] = self.redis.xrange(key, f"0-{after + 1}")  # type: ignore[assignment]
+        if not entries and timeout > 0:
             # redis-py's socket timeout is 5 s: a longer XREAD BLOCK would fail as a TimeoutError.
-            self.redis.xread({key: last}, block=int(min(timeout, 4.0) * 1000), count=1)
-            entries = self.redis.xrange(key)  # type: ignore[assignment]
+            self.redis.xread({key: f"0-{after}"}, block=int(min(timeout, 4.0) * 1000), count=1)
+            entries = self.redis.xrange(key, f"0-{after + 1}")  # type: ignore[assignment]
         out = []
-        for seq, (_id, fields) in enumerate(entries, start=1):
-            if seq > after:
-                event = Event.model_validate_json(fields["e"])
-                event.seq = seq
+        for position, (entry_id, fields) in enumerate(entries, start=1):
+            ms, _, n = entry_id.partition("-")
+            event = Event.model_validate_json(fields["e"])
+            event.seq = int(n) if ms == "0" else position  # not renumbered yet: from an older wasmbot
+            if event.seq > after:
                 out.append(event)
+        cap: list[str | None] = self.redis.hmget(self._key("logcap", job_id), ["marker", "mts", "dl", "db"])  # type: ignore[assignment]
+        marker, ts, lines, size = (c or "0" for c in cap)
+        if int(lines) and int(marker) > after:  # the marker where the middle was dropped
+            note = logcap.dropped_marker(int(lines), int(size))
+            out.append(Event(seq=int(marker), ts=float(ts), kind="log", text=note))
+            out.sort(key=lambda e: e.seq)
         return out
 
     def claim_key(self, key: str, value: str, ttl: float) -> str:
@@ -218,7 +288,7 @@ class RedisStore:
                     count = int(pipe.xlen(events))
                     if not dry_run:
                         pipe.multi()
-                        pipe.delete(key, events)
+                        pipe.delete(key, events, self._key("logcap", job_id))
                         pipe.zrem(self._key("jobs"), job_id)
                         pipe.srem(self._key("active"), job_id)
                         pipe.execute()
@@ -252,9 +322,11 @@ class SqliteStore:
     POLL_INTERVAL = 0.1
     METRICS_TABLE = "CREATE TABLE IF NOT EXISTS metrics (name TEXT PRIMARY KEY, value REAL NOT NULL)"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, line_max: int = logcap.LINE_MAX,
+                 job_log_max: int = logcap.JOB_LOG_MAX) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.line_max, self.job_log_max = line_max, job_log_max
         self._local = threading.local()
         with self._connect() as db:
             db.executescript(
@@ -273,6 +345,12 @@ class SqliteStore:
                 CREATE TABLE IF NOT EXISTS deploys (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, env TEXT NOT NULL, data TEXT NOT NULL);
                 CREATE INDEX IF NOT EXISTS deploys_env ON deploys(env, seq);
+                -- log caps: bytes kept, the marker's row (reserved when the head is full),
+                -- the last row looked at for dropping, and the lines and bytes dropped
+                CREATE TABLE IF NOT EXISTS logcaps (
+                    job_id TEXT PRIMARY KEY, bytes INTEGER NOT NULL, marker INTEGER NOT NULL,
+                    marker_ts REAL NOT NULL, cursor INTEGER NOT NULL,
+                    lines INTEGER NOT NULL, dropped INTEGER NOT NULL);
                 """
             )
             db.execute(self.METRICS_TABLE)
@@ -345,23 +423,62 @@ class SqliteStore:
             raise
 
     def log(self, job_id: str, stage: str | None, text: str) -> None:
-        self._insert_events(self._connect(), job_id, [Event(kind="log", stage=stage, text=redact(text))])
+        event = Event(kind="log", stage=stage, text=logcap.cut_text(redact(text), self.line_max))
+        data = event.model_dump_json()
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT bytes, marker, marker_ts, cursor, lines, dropped FROM logcaps "
+                             "WHERE job_id = ?", (job_id,)).fetchone()
+            kept, marker, marker_ts, cursor, lines, dropped = row or (0, 0, 0.0, 0, 0, 0)
+            if not marker and kept + len(data.encode()) > self.job_log_max // 4:
+                # the head is full: reserve the marker's place; it is written once lines go
+                marker = cursor = db.execute("INSERT INTO events(job_id, data) VALUES (?, '')",
+                                             (job_id,)).lastrowid or 0
+                marker_ts = event.ts
+            seq = db.execute("INSERT INTO events(job_id, data) VALUES (?, ?)", (job_id, data)).lastrowid
+            kept += len(data.encode())
+            before = lines
+            while marker and kept > self.job_log_max:
+                rows = db.execute(
+                    "SELECT seq, length(CAST(data AS BLOB)), json_extract(data, '$.kind'), "
+                    "length(CAST(json_extract(data, '$.text') AS BLOB)) FROM events "
+                    "WHERE job_id = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT 64",
+                    (job_id, cursor, seq)).fetchall()
+                if not rows:
+                    break
+                for cursor, size, kind, text_size in rows:
+                    if kind == "log":  # state changes are never dropped
+                        db.execute("DELETE FROM events WHERE seq = ?", (cursor,))
+                        kept, lines, dropped = kept - size, lines + 1, dropped + text_size
+                        if kept <= self.job_log_max:
+                            break
+            if lines != before:
+                note = Event(kind="log", ts=marker_ts, text=logcap.dropped_marker(lines, dropped))
+                db.execute("UPDATE events SET data = ? WHERE seq = ?", (note.model_dump_json(), marker))
+            db.execute("INSERT OR REPLACE INTO logcaps VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (job_id, kept, marker, marker_ts, cursor, lines, dropped))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]:
+        """Events after ``after``; seq is the row's number (a reserved, unused marker row is
+        left out)."""
         deadline = time.monotonic() + timeout
         db = self._connect()
         while True:
-            rows = db.execute(
-                "SELECT data FROM events WHERE job_id = ? ORDER BY seq", (job_id,)).fetchall()
-            if len(rows) > after or time.monotonic() >= deadline:
+            rows = db.execute("SELECT seq, data FROM events WHERE job_id = ? AND seq > ? AND data != '' "
+                              "ORDER BY seq", (job_id, after)).fetchall()
+            if rows or time.monotonic() >= deadline:
                 break
             time.sleep(self.POLL_INTERVAL)
         out = []
-        for seq, (data,) in enumerate(rows, start=1):
-            if seq > after:
-                event = Event.model_validate_json(data)
-                event.seq = seq
-                out.append(event)
+        for seq, data in rows:
+            event = Event.model_validate_json(data)
+            event.seq = seq
+            out.append(event)
         return out
 
     def claim_key(self, key: str, value: str, ttl: float) -> str:
@@ -421,11 +538,13 @@ class SqliteStore:
                               if prunable(job, before)])
             now = time.time()
             counts = [db.execute(sql, args).fetchone()[0] for sql, args in (
-                ("SELECT COUNT(*) FROM events WHERE job_id IN (SELECT value FROM json_each(?))", (ids,)),
+                ("SELECT COUNT(*) FROM events WHERE data != '' "  # not an unused marker row
+                 "AND job_id IN (SELECT value FROM json_each(?))", (ids,)),
                 ("SELECT COUNT(*) FROM once WHERE expires <= ?", (now,)),
                 ("SELECT COUNT(*) FROM workers WHERE expires <= ?", (now,)))]
             if not dry_run:
                 db.execute("DELETE FROM events WHERE job_id IN (SELECT value FROM json_each(?))", (ids,))
+                db.execute("DELETE FROM logcaps WHERE job_id IN (SELECT value FROM json_each(?))", (ids,))
                 db.execute("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids,))
                 db.execute("DELETE FROM once WHERE expires <= ?", (now,))
                 db.execute("DELETE FROM workers WHERE expires <= ?", (now,))
@@ -468,8 +587,9 @@ def open_store(settings: Settings) -> JobStore:
     key = (os.getpid(), settings.redis_url or str(settings.data_dir))
     store = _stores.get(key)
     if store is None:
-        store = (RedisStore(settings.redis_url) if settings.redis_url
-                 else SqliteStore(settings.data_dir / "jobs.sqlite"))
+        line_max, job_max = settings.log_line_max, settings.job_log_max_mb * 2**20
+        store = (RedisStore(settings.redis_url, line_max=line_max, job_log_max=job_max) if settings.redis_url
+                 else SqliteStore(settings.data_dir / "jobs.sqlite", line_max=line_max, job_log_max=job_max))
         _stores[key] = store
     return store
 

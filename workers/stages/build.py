@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from workers import buildcache, lease, recipes, repoconfig, sandbox, sourcetree
+from workers import buildcache, lease, logcap, recipes, repoconfig, sandbox, sourcetree
 from workers.recipes import Recipe
 from workers.stages import StageContext, StageError
 
@@ -77,12 +77,6 @@ def root_ids(source: Path, config: repoconfig.RepoConfig) -> list[str]:
             raise StageError(f"runtime-config.json is not valid: {exc}") from None
         raise StageError("runtime-config.json has no config.rootIds list of strings")
     return [config.root_id or config.name or source.name]
-
-
-def first_errors(lines: list[str], limit: int = 5) -> list[str]:
-    """The lines an engineer needs first: error lines, else the last lines."""
-    errors = [line for line in lines if ERROR_LINE.search(line)]
-    return (errors or lines[-limit:])[:limit]
 
 
 def language(ctx: StageContext, source: Path, config: repoconfig.RepoConfig) -> str:
@@ -198,10 +192,10 @@ def step(ctx: StageContext, recipe: Recipe, image: str, phase: str, script: str,
     """Run one phase; with ``capture``, through EMIT_MODULE, which writes the module there."""
     s = ctx.settings
     limits = sandbox.Limits(timeout=timeout, memory=s.build_memory, cpus=s.build_cpus, pids=s.build_pids)
-    lines: list[str] = []
+    excerpt = logcap.Excerpt(lambda line: bool(ERROR_LINE.search(line)))  # not the whole output
 
     def on_line(line: str) -> None:
-        lines.append(line)
+        excerpt.add(line)
         ctx.log(line)
 
     ctx.log(f"$ {script}")
@@ -209,14 +203,15 @@ def step(ctx: StageContext, recipe: Recipe, image: str, phase: str, script: str,
     try:
         code = sandbox.run(f"wasmbot-{ctx.job.id}-{phase}", image, argv, mounts=mounts, limits=limits,
                            on_line=on_line, network=network, env=recipe.env, engine=s.container_engine,
-                           tmpfs=tmpfs, capture=capture)
+                           tmpfs=tmpfs, capture=capture, line_max=s.log_line_max)
     except sandbox.SandboxTimeout as exc:
         raise StageError(f"{phase} {exc}; the container was stopped and removed") from None
     except (sandbox.SandboxError, sandbox.OutputTooLarge) as exc:
         raise StageError(str(exc)) from None
-    if capture and code == WRAPPER_ERROR and lines and lines[-1].startswith("wasmbot: "):
-        raise StageError(lines[-1].removeprefix("wasmbot: "))
+    last = excerpt.last[-1] if excerpt.last else ""
+    if capture and code == WRAPPER_ERROR and last.startswith("wasmbot: "):
+        raise StageError(last.removeprefix("wasmbot: "))
     if code != 0:
         what = "compiler" if phase == "build" else "dependency fetch"
         raise StageError(f"{what} exited with status {code}:\n" + "\n".join(
-            f"  {line}" for line in first_errors(lines)))
+            f"  {line}" for line in excerpt.lines()))
