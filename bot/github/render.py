@@ -6,6 +6,7 @@ Pure functions of job records, so the text is easy to test and the same after a 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import time
 from pathlib import Path, PurePosixPath
@@ -136,7 +137,9 @@ def compiler_annotations(job: Job) -> list[dict[str, Any]]:
             level, message = "error", f"{hit['code']}: {hit['message']}"
         else:
             continue
-        path = str(PurePosixPath(source) / hit["path"]) if source not in ("", ".") else hit["path"]
+        # Recipes name sources "./NAME" (never an option) and compile in /src: repository paths.
+        relative = posixpath.normpath(hit["path"]).removeprefix("/src/")
+        path = str(PurePosixPath(source) / relative) if source not in ("", ".") else relative
         note = {
             "path": path,
             "start_line": int(hit["line"]),
