@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import ROOT
+from test_build import hostile_crate
 
 from bot.localservices import free_port
 from workers.jobs import State
@@ -64,24 +65,12 @@ def persistent_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
         service.stop()
 
 
-def slow_crate(root: Path, seconds: int) -> Path:
-    """A Rust crate whose build script sleeps: a build stage that runs for ``seconds``."""
-    source = root / "slow"
-    (source / "src").mkdir(parents=True)
-    (source / "Cargo.toml").write_text('[package]\nname = "slow"\nversion = "0.1.0"\nedition = "2021"\n'
-                                       '[lib]\ncrate-type = ["cdylib"]\n')
-    (source / "Cargo.lock").write_text('version = 4\n\n[[package]]\nname = "slow"\nversion = "0.1.0"\n')
-    (source / "src" / "lib.rs").write_text("")
-    (source / "build.rs").write_text(
-        f"fn main() {{ std::thread::sleep(std::time::Duration::from_secs({seconds})); }}\n")
-    return source
-
-
 def test_a_redis_outage_during_a_stage_runs_it_once_and_the_job_ends(
         persistent_redis: PersistentRedis, source_dir: Path, tmp_path: Path) -> None:
     # lease_ttl 18 s, renewed every 6 s: the outage (10 s, from about 2 s into the stage) spans a
     # renewal, and a lease that was not renewed after it would lapse while the stage still runs.
-    slow_crate(source_dir, seconds=40)
+    # A crate whose build script sleeps: a build stage that runs for 40 s.
+    crate = hostile_crate(source_dir, "fn main() { std::thread::sleep(std::time::Duration::from_secs(40)); }")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WASMBOT_") and k != "REDIS_URL"}
     env.update(REDIS_URL=persistent_redis.url, WASMBOT_DATA_DIR=str(tmp_path / "data"),
                WASMBOT_CONFIG=str(tmp_path / "none.toml"), WASMBOT_LEASE_TTL="18")
@@ -95,7 +84,7 @@ def test_a_redis_outage_during_a_stage_runs_it_once_and_the_job_ends(
         while len(store.live_workers()) < 2:
             assert time.monotonic() < deadline, "workers did not start"
             time.sleep(0.1)
-        relative = source_dir.relative_to(ROOT) / "slow"
+        relative = crate.relative_to(ROOT)
         submitted = subprocess.run([sys.executable, "-m", "bot.cli", "run", "--detach", f"/wasm build {relative}"],
                                    env=env, cwd=ROOT, capture_output=True, text=True, check=True)
         job_id = submitted.stdout.split()[1]
