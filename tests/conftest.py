@@ -15,15 +15,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
 import requests
+from slackapi import SlackStandIn
 
 from bot.config import Settings
-from bot.localservices import Service, _wait_until, start_redis, start_registry
+from bot.localservices import Service, _wait_until, free_port, start_redis, start_registry
 from workers.jobs import Job
 from workers.store import JobStore, RedisStore, SqliteStore
 
@@ -174,6 +176,30 @@ def source_dir(tmp_path: Path) -> Path:
     path.mkdir(parents=True)
     yield path  # type: ignore[misc]
     shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def front_ends(bot: Wasmbot, env: dict[str, str]) -> Iterator[tuple[str, SlackStandIn, subprocess.Popen[bytes]]]:
+    """`wasmbot serve` with the Slack and GitHub front ends on, against stand-ins of their APIs
+    (``env`` adds settings): the server's URL, the Slack stand-in and the server process."""
+    from githubapi import TOKEN, WEBHOOK_SECRET, GitHubStandIn
+    from slackapi import BOT_TOKEN, SIGNING_SECRET
+
+    slack, github = SlackStandIn(), GitHubStandIn()
+    slack.start()
+    github.start()
+    port = free_port()
+    process = bot.serve(port, {
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack.api_url,
+        "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": github.url,
+        "WASMBOT_PUBLIC_URL": f"http://127.0.0.1:{port}"} | env)
+    try:
+        yield f"http://127.0.0.1:{port}", slack, process
+    finally:
+        process.terminate()
+        process.wait(30)
+        slack.stop()
+        github.stop()
 
 
 def settings_for(bot: Wasmbot) -> Settings:

@@ -21,12 +21,11 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import ROOT, TESTDATA, Wasmbot
-from githubapi import TOKEN, WEBHOOK_SECRET, GitHubStandIn, webhook_headers
+from conftest import ROOT, TESTDATA, Wasmbot, front_ends
+from githubapi import WEBHOOK_SECRET, webhook_headers
 from prometheus_client.parser import text_string_to_metric_families
-from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers
+from slackapi import SlackStandIn, signed_headers
 
-from bot.localservices import free_port
 from workers import metrics
 from workers.jobs import Job, Stage, State
 from workers.pipeline import _finish, claim
@@ -79,20 +78,9 @@ class Server:
 @pytest.fixture
 def server(wasmbot: Wasmbot) -> Iterator[Server]:
     """`wasmbot serve` with both front ends, against stand-ins of Slack's and GitHub's APIs."""
-    slack, github = SlackStandIn(), GitHubStandIn()
-    slack.start()
-    github.start()
-    port = free_port()
-    process = wasmbot.serve(port, {
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack.api_url,
-        "WASMBOT_SOURCE_ROOT": str(ROOT), "WASMBOT_SLACK_UPDATE_INTERVAL": "0.2",
-        "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": github.url,
-        "WASMBOT_PUBLIC_URL": f"http://127.0.0.1:{port}"})
-    yield Server(f"http://127.0.0.1:{port}", slack, process)
-    process.terminate()
-    process.wait(30)
-    slack.stop()
-    github.stop()
+    with front_ends(wasmbot, {"WASMBOT_SOURCE_ROOT": str(ROOT),
+                              "WASMBOT_SLACK_UPDATE_INTERVAL": "0.2"}) as (url, slack, process):
+        yield Server(url, slack, process)
 
 
 def test_a_scrape_counts_what_every_process_did(wasmbot: Wasmbot, server: Server, source_dir: Path) -> None:

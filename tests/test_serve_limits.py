@@ -18,11 +18,10 @@ import aiohttp
 import psutil
 import pytest
 import requests
-from conftest import TESTDATA, Wasmbot
-from githubapi import TOKEN, WEBHOOK_SECRET, GitHubStandIn, webhook_headers
-from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers
+from conftest import TESTDATA, Wasmbot, front_ends
+from githubapi import webhook_headers
+from slackapi import SlackStandIn, signed_headers
 
-from bot.localservices import free_port
 from bot.serving import SPARE_FDS
 
 SLOW = 1200
@@ -33,19 +32,9 @@ LIMIT = 1024  # the default web_max_connections: fewer than the slow clients, so
 
 @pytest.fixture
 def served(wasmbot: Wasmbot) -> Iterator[tuple[str, SlackStandIn, int]]:
-    slack, github = SlackStandIn(), GitHubStandIn()
-    slack.start()
-    github.start()
-    port = free_port()
-    process = wasmbot.serve(port, {
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack.api_url,
-        "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": github.url,
-        "WASMBOT_WEB_HEADER_TIMEOUT": str(HEADER_TIMEOUT), "WASMBOT_WEB_BODY_TIMEOUT": str(BODY_TIMEOUT)})
-    yield f"http://127.0.0.1:{port}", slack, process.pid
-    process.terminate()
-    process.wait(30)
-    slack.stop()
-    github.stop()
+    with front_ends(wasmbot, {"WASMBOT_WEB_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+                              "WASMBOT_WEB_BODY_TIMEOUT": str(BODY_TIMEOUT)}) as (url, slack, process):
+        yield url, slack, process.pid
 
 
 def help_command(slack: SlackStandIn) -> tuple[bytes, dict[str, str]]:
