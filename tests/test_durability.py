@@ -64,6 +64,22 @@ def test_lease_of_a_dead_local_process_is_not_alive() -> None:
     assert lease.alive("elsewhere:1", now + 60, now)  # another host: trust the expiry
 
 
+def test_lease_of_a_killed_but_unreaped_process_is_not_alive() -> None:
+    """A zombie (exited, not yet reaped by its parent) still answers signal 0."""
+    proc = subprocess.Popen(["true"])
+    stat = Path(f"/proc/{proc.pid}/stat")
+    deadline = time.monotonic() + 30
+    while stat.read_text().rpartition(")")[2].split()[0] != "Z":  # exited; we have not reaped it
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    now = time.time()
+    try:
+        assert not lease.alive(f"{lease.HOST}:{proc.pid}", now + 60, now)
+        assert lease.gone(f"{lease.HOST}:{proc.pid}", [])
+    finally:
+        proc.wait()
+
+
 def test_recovery_requeues_only_lost_stages(store: JobStore, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, lease_ttl=3, requeue_after=60)
     lost, live, old_queue = new_job(), new_job(), new_job()

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Collection
+from pathlib import Path
 
 HOST = socket.gethostname()
 RETRY_EVERY = 1.0  # seconds between renewals while the store does not answer
@@ -33,7 +34,17 @@ def _local_process_gone(owner: str) -> bool | None:
         return True
     except PermissionError:
         return False
-    return False
+    return _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process nobody has reaped yet still answers signal 0, but it is dead.  (A killed
+    worker's pool process is reparented to init, which may reap it late.)"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (not Linux), or it was reaped meanwhile: signal 0 said it lived
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def path_tag() -> str:
