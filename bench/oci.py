@@ -30,8 +30,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.config import Settings  # noqa: E402
 from bot.localservices import start_registry  # noqa: E402
+from workers.config import Settings  # noqa: E402
 from workers.oci import image, reference  # noqa: E402
 from workers.oci.connect import connect  # noqa: E402
 from workers.oci.pull import pull  # noqa: E402

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from bot import commands
-from bot.config import Settings
+from workers import commands
+from workers.config import Settings
 from workers.oci.connect import connect
 from workers.oci.registry import RegistryError
 from workers.oci.search import search

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING
 from bot import imagecli
 
 if TYPE_CHECKING:  # the rest is imported where it is used, so that `wasmbot --help` starts fast
-    from bot.config import Settings
+    from workers.config import Settings
     from workers.jobs import Event, Job
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 def _setup() -> Settings:
-    from bot.config import load_settings
     from workers.celery_app import configure
+    from workers.config import load_settings
 
     settings = load_settings()
     configure(settings)
@@ -136,7 +136,7 @@ def worker_if_needed(settings: Settings) -> Iterator[None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot import commands
+    from workers import commands
     from workers.jobs import State
 
     settings = _setup()
@@ -346,8 +346,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     """One retention pass now: old jobs, their logs and artifacts, then the disk bound."""
-    from bot.config import load_settings
     from workers import retention
+    from workers.config import load_settings
     from workers.store import open_store
 
     settings = load_settings()
@@ -371,9 +371,9 @@ def _cases_beside(module: Path) -> Path | None:
 
 
 def cmd_abi_test(args: argparse.Namespace) -> int:
-    from bot.config import load_settings
     from workers import abitest
     from workers.abitest import report as render
+    from workers.config import load_settings
     from workers.stages.test import cache_dir, limits
 
     settings = load_settings()
@@ -505,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
         return result
     except Exception as exc:
-        from bot.config import ConfigError  # loaded by any command that reads settings
+        from workers.config import ConfigError  # loaded by any command that reads settings
 
         if not isinstance(exc, ConfigError):
             raise

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported where used: `wasmbot --help` must not load requests or pydantic
-    from bot.config import Settings
+    from workers.config import Settings
     from workers.oci import reference
     from workers.oci.registry import Registry
 
@@ -38,9 +38,9 @@ def store_dir(settings: Settings) -> Path:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from bot.config import load_settings
     from workers.abitest import vm
     from workers.abitest.validate import validate
+    from workers.config import load_settings
     from workers.oci import image, reference
     from workers.oci.connect import connect
     from workers.oci.push import push
@@ -87,7 +87,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def _with_registry(text: str, action: Callable[[Settings, reference.Reference, Registry], str]) -> int:
     """Parse the reference (exit 2 when invalid, before any request), then run ``action``."""
-    from bot.config import load_settings
+    from workers.config import load_settings
     from workers.oci import image, reference
     from workers.oci.connect import connect
     from workers.oci.registry import RegistryError
@@ -139,8 +139,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from bot import commands
-    from bot.config import load_settings
+    from workers import commands
+    from workers.config import load_settings
     from workers.oci.registry import RegistryError
 
     settings = load_settings()

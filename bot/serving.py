@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from bot.config import Settings
+from workers.config import Settings
 
 log = logging.getLogger("wasmbot.serve")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

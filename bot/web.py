@@ -17,8 +17,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_log import AccessLogger
 from kombu.connection import Connection
 
-from bot.config import Settings
 from workers import broker  # noqa: F401  (the embedded broker's transport, for /readyz)
+from workers.config import Settings
 from workers.logsetup import job_context
 from workers.store import open_store
 

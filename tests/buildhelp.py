@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.config import Settings
+from workers.config import Settings
 from workers.jobs import Job, Stage
 from workers.stages import StageContext, StageError, build
 

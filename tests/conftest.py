@@ -24,8 +24,8 @@ import redis
 import requests
 from slackapi import SlackStandIn
 
-from bot.config import Settings
 from bot.localservices import Service, _wait_until, free_port, start_redis, start_registry
+from workers.config import Settings
 from workers.jobs import Job
 from workers.store import JobStore, RedisStore, SqliteStore
 

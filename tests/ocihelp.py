@@ -8,8 +8,8 @@ from typing import Any
 
 import wasmtime
 
-from bot.config import Settings
 from bot.localservices import Service
+from workers.config import Settings
 from workers.oci import image
 from workers.oci.connect import connect
 from workers.oci.registry import Registry

@@ -11,9 +11,9 @@ from subprocess import CompletedProcess
 import pytest
 import wasmtime
 
-from bot.config import Settings
 from workers import abitest
 from workers.abitest.vm import Limits, compile_module
+from workers.config import Settings
 from workers.jobs import Job, Stage, State
 from workers.stages import StageContext, StageError
 from workers.stages import test as test_stage

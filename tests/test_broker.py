@@ -51,7 +51,7 @@ def test_an_idle_poll_runs_no_query(tmp_path: Path) -> None:
 
 
 def test_the_settings_name_this_transport(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot.config import load_settings
+    from workers.config import load_settings
 
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("WASMBOT_CONFIG", str(tmp_path / "absent.toml"))

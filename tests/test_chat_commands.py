@@ -7,8 +7,8 @@ import re
 import pytest
 from conftest import Wasmbot, manifest_puts, registry_host
 
-from bot.commands import CommandError, ListCommand, PushCommand, SearchCommand, TestCommand, parse
 from bot.localservices import Service
+from workers.commands import CommandError, ListCommand, PushCommand, SearchCommand, TestCommand, parse
 from workers.jobs import State
 
 

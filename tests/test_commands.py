@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from bot.commands import (
+from workers.commands import (
     SPECS,
     BuildCommand,
     CommandError,

@@ -11,7 +11,7 @@ import yaml
 from conftest import ROOT, TESTDATA
 
 from bot.cli import build_parser
-from bot.config import Settings
+from workers.config import Settings
 
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 

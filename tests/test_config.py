@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_settings
+from workers.config import ConfigError, load_settings
 
 
 def test_defaults_use_the_embedded_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from kubeapi import CRD, KubeStandIn
 from ocihelp import built, client, host_of, module_bytes
 
 from bot.answers import history_text, status_text
-from bot.commands import DeployCommand
-from bot.config import Environment, Settings
 from bot.localservices import Service, free_port
+from workers.commands import DeployCommand
+from workers.config import Environment, Settings
 from workers.jobs import Job, Stage, State
 from workers.oci import image, reference
 from workers.oci.push import push
@@ -178,7 +178,7 @@ def run_job(settings: Settings, command: object, tmp: Path, log: list[str] | Non
 
 
 def test_rollback_redeploys_the_previous_digest(kube: KubeStandIn, registry: Service, tmp_path: Path) -> None:
-    from bot.commands import RollbackCommand
+    from workers.commands import RollbackCommand
 
     settings = settings_for(tmp_path, kube)
     first = pushed(registry, tmp_path, "deploy/roll:v1", module_bytes(padding=30))
@@ -203,7 +203,7 @@ def test_rollback_redeploys_the_previous_digest(kube: KubeStandIn, registry: Ser
 
 
 def test_undeploy_removes_only_wasmbots_plugin(kube: KubeStandIn, registry: Service, tmp_path: Path) -> None:
-    from bot.commands import UndeployCommand
+    from workers.commands import UndeployCommand
 
     settings = settings_for(tmp_path, kube)
     run_job(settings, DeployCommand(target=pushed(registry, tmp_path, "deploy/gone:v1"), env="staging"), tmp_path)
@@ -217,7 +217,7 @@ def test_undeploy_removes_only_wasmbots_plugin(kube: KubeStandIn, registry: Serv
     assert sorted(n for _, _, n in kube.objects) == ["hand-made", "stays"]
     with pytest.raises(StageError, match="WasmPlugin hand-made in staging was not deployed by wasmbot; it is left alone"):
         run_job(settings, UndeployCommand(env="staging", filter="hand-made"), tmp_path)
-    from bot.commands import RollbackCommand
+    from workers.commands import RollbackCommand
 
     with pytest.raises(StageError, match=r"gone was undeployed from staging by job [0-9a-f]{12}: deploy it again"):
         run_job(settings, RollbackCommand(env="staging", filter="gone"), tmp_path)
@@ -247,7 +247,7 @@ def test_gloo_gateway_keeps_everything_else_and_retries_a_conflict(
         kube: KubeStandIn, registry: Service, tmp_path: Path) -> None:
     import copy
 
-    from bot.commands import UndeployCommand
+    from workers.commands import UndeployCommand
 
     kube.objects[("gateways", "gloo-system", "gateway-proxy")] = copy.deepcopy(GATEWAY)
     settings = gloo_settings(tmp_path, kube)

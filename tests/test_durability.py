@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from bot.config import Settings
 from workers import lease
+from workers.config import Settings
 from workers.jobs import Job, Stage, State
 from workers.pipeline import claim
 from workers.recovery import recover, stalled_stage

@@ -311,7 +311,7 @@ def test_deploy_and_approval_from_pull_request_comments(wasmbot: Wasmbot, github
 # -- stages against the stand-in -------------------------------------------------------------------
 
 def stage_settings(api: GitHubStandIn, tmp: Path, **extra: Any) -> Any:
-    from bot.config import Settings
+    from workers.config import Settings
 
     return Settings(data_dir=tmp / "data", github_token=TOKEN, github_api_url=api.url,  # type: ignore[arg-type]
                     github_write_interval=0, github_backoff=0.01, **extra)
@@ -374,8 +374,8 @@ def test_app_installation_tokens_are_minted_once_and_reused(github_api: GitHubSt
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from bot.config import Settings
-    from bot.github.client import client, installation_for
+    from workers.config import Settings
+    from workers.github_client import client, installation_for
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

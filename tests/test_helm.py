@@ -16,7 +16,7 @@ import yaml
 from conftest import ROOT
 from k8sschema import errors
 
-from bot.config import Settings
+from workers.config import Settings
 
 # The first run builds Helm from source (minutes, once per version); later runs reuse it.
 pytestmark = pytest.mark.timeout(900)

@@ -24,9 +24,9 @@ from conftest import Wasmbot, settings_for
 from slackapi import SlackStandIn
 from test_slack import final_message, start_slackbot
 
-from bot.config import Settings
 from bot.slack.reporter import sign
 from workers import logsetup
+from workers.config import Settings
 from workers.store import SqliteStore
 
 GITHUB_TOKEN = "ghp_" + "L0gT3st" * 5

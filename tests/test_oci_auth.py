@@ -14,8 +14,8 @@ import pytest
 from ocihelp import built, host_of, module_bytes
 from registries import TLSFiles, TokenServer, start_secure_registry, start_token_registry
 
-from bot.config import Settings
 from bot.localservices import Service, start_registry
+from workers.config import Settings
 from workers.oci import reference
 from workers.oci.connect import connect
 from workers.oci.inspect import inspect

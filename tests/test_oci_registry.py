@@ -12,9 +12,9 @@ from ocihelp import blob_uploads, built, client, host_of, log_lines, module_byte
 from registries import FaultyProxy
 from test_pipeline import oci_validator
 
-from bot.config import Settings
 from bot.localservices import Service, start_registry
 from workers import sandbox
+from workers.config import Settings
 from workers.oci import image, reference
 from workers.oci.inspect import inspect
 from workers.oci.pull import pull

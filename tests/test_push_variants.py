@@ -10,8 +10,8 @@ import requests
 from conftest import registry_host
 from test_pipeline import oci_validator
 
-from bot.config import Settings
 from workers import sandbox
+from workers.config import Settings
 from workers.jobs import Job, Stage, State
 from workers.oci import image
 from workers.stages import StageContext

@@ -84,7 +84,7 @@ def test_existing_destinations_are_never_overwritten(tmp_path: Path) -> None:
 
 
 def _ctx(tmp_path: Path, log: list[str]) -> StageContext:
-    from bot.config import Settings
+    from workers.config import Settings
     job = Job(requester="t", origin="t", text="", source_root=str(tmp_path), stages=[Stage(name="scaffold")],
               command={"name": "init", "filter": "again", "lang": "rust", "platform": "istio",
                        "platform_version": "1.26", "source": "again"})

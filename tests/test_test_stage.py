@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
+from workers.config import Settings
 from workers.jobs import Job, Stage, State
 from workers.stages import StageContext, StageError
 from workers.stages import test as test_stage

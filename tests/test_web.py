@@ -7,9 +7,9 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.config import Settings
 from bot.localservices import Service, free_port
 from bot.web import make_app
+from workers.config import Settings
 
 
 async def _get(settings: Settings, path: str) -> tuple[int, dict[str, object]]:

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from loopback import LoopbackServer
 from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn
 
-from bot.config import Settings
 from bot.slack import blocks
 from bot.web import make_app
+from workers.config import Settings
 
 SLACK_LIMIT = 2**20  # the default; the deepest bodies here are 600 kB
 FUZZ = settings(max_examples=200, deadline=None,

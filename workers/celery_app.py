@@ -15,11 +15,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import setup_logging
 
-from bot.config import Settings, load_settings
 from workers import (
     broker,  # noqa: F401  (registers the embedded broker's transport)
     logsetup,
 )
+from workers.config import Settings, load_settings
 
 app = Celery("wasmbot", include=["workers.pipeline", "workers.recovery"])
 _settings: Settings | None = None

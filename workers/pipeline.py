@@ -18,9 +18,9 @@ from celery import chain
 from celery.exceptions import Ignore
 from celery.signals import task_postrun, task_prerun
 
-from bot.commands import ENVIRONMENT_COMMANDS, Command
 from workers import lease, logsetup, outage
 from workers.celery_app import app, settings
+from workers.commands import ENVIRONMENT_COMMANDS, Command
 from workers.jobs import Job, Stage, State
 from workers.oci.reference import InvalidReference
 from workers.oci.registry import RegistryError

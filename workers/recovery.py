@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from celery.signals import worker_ready, worker_shutdown
 
-from bot.config import Settings
 from workers import lease, retention, sweep
+from workers.config import Settings
 from workers.jobs import Job, State
 from workers.store import JobStore
 

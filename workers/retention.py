@@ -14,8 +14,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bot.config import Settings
 from workers import buildcache, lease
+from workers.config import Settings
 from workers.store import JobStore
 
 log = logging.getLogger(__name__)

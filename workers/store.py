@@ -19,8 +19,8 @@ from typing import Protocol, TypeVar
 
 import redis
 
-from bot.config import Settings
 from workers import logcap
+from workers.config import Settings
 from workers.jobs import Event, Job, State, state_events
 from workers.logsetup import redact
 from workers.metrics import transition_counts

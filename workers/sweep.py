@@ -13,8 +13,8 @@ import tempfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from bot.config import Settings
 from workers import buildcache, lease, sandbox
+from workers.config import Settings
 from workers.store import JobStore
 
 log = logging.getLogger(__name__)

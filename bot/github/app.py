@@ -21,11 +21,11 @@ from typing import Any
 from aiohttp import web
 from gidgethub import sansio
 
-from bot.config import Settings
-from bot.github import client as github_client
 from bot.github.handlers import router
 from bot.github.reporter import Reporter
 from bot.web import read_body
+from workers import github_client
+from workers.config import Settings
 from workers.metrics import count_delivery
 from workers.store import JobStore, open_store
 

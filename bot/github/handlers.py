@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from gidgethub import routing, sansio
 
-from bot import commands, permissions
-from bot.github.client import client, installation_for
+from bot import permissions
+from workers import commands
+from workers.github_client import client, installation_for
 from workers.jobs import Job, State
 
 if TYPE_CHECKING:

@@ -17,10 +17,10 @@ from typing import Any
 
 from github.Repository import Repository
 
-from bot.config import Settings
 from bot.follow import Follower, follow
 from bot.github import render
-from bot.github.client import client
+from workers.config import Settings
+from workers.github_client import client
 from workers.jobs import Job, State
 from workers.store import JobStore
 

@@ -27,11 +27,12 @@ from slack_sdk.oauth.installation_store import FileInstallationStore
 from slack_sdk.oauth.state_store import FileOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import commands, permissions
-from bot.config import Settings
+from bot import permissions
 from bot.slack import blocks, deliveries
 from bot.slack.reporter import Reporter
 from bot.web import read_body
+from workers import commands
+from workers.config import Settings
 from workers.jobs import Job
 from workers.logsetup import job_context
 from workers.metrics import count_delivery

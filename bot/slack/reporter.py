@@ -18,9 +18,9 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import Settings
 from bot.follow import Follower, follow
 from bot.slack import blocks
+from workers.config import Settings
 from workers.jobs import Job, State
 from workers.store import JobStore
 

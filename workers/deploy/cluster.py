@@ -15,7 +15,7 @@ from kubernetes import client as k8s
 from kubernetes import config as kubeconfig
 from kubernetes.client.rest import ApiException
 
-from bot.config import Environment
+from workers.config import Environment
 from workers.deploy.target import DeployError
 
 FIELD_MANAGER = "wasmbot"

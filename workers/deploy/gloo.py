@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from bot.config import Environment
+from workers.config import Environment
 from workers.deploy.cluster import Cluster, Conflict
 from workers.deploy.target import DeployError, Target
 

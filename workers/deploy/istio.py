@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.config import Environment
+from workers.config import Environment
 from workers.deploy.target import Target
 
 API_VERSION = "extensions.istio.io/v1alpha1"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.config import Environment, Settings
 from workers import platforms
+from workers.config import Environment, Settings
 from workers.oci import reference
 from workers.oci.connect import connect
 from workers.oci.inspect import inspect

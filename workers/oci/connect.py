@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bot.config import Settings
+from workers.config import Settings
 from workers.oci import credentials
 from workers.oci.registry import Endpoint, Registry, RegistryError
 

@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.config import Settings
+from workers.config import Settings
 
 
 class CredentialsError(Exception):

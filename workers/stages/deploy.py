@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from bot.config import Environment, Settings
+from workers.config import Environment, Settings
 from workers.deploy import envoy, gloo, istio
 from workers.deploy.cluster import Cluster
 from workers.deploy.target import DeployError, Target, check_abi, resolve

@@ -1,6 +1,6 @@
 """Stages that talk to GitHub: check out a commit, attach a release's module, create a repository.
 
-They run in workers with a client of their own (bot/github/client.py), minted from the
+They run in workers with a client of their own (workers/github_client.py), minted from the
 installation id recorded in the job: no token travels through the broker.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path, PurePosixPath
 import requests
 from github import Github, GithubException, InputGitTreeElement
 
-from bot.config import Settings
-from bot.github.client import NotConfigured, client
+from workers.config import Settings
+from workers.github_client import NotConfigured, client
 from workers.stages import StageContext, StageError
 
 MAX_ARCHIVE = 200 * 2**20  # bytes of a repository tarball wasmbot will download

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot.config import Settings
 from workers import abitest, repoconfig
 from workers.abitest.report import render_text, to_junit
+from workers.config import Settings
 from workers.stages import StageContext, StageError
 from workers.stages.build import source_dir
 

@@ -14,7 +14,7 @@ from github import Auth, Github, GithubIntegration
 from github.GithubRetry import GithubRetry
 from urllib3.util.retry import Retry
 
-from bot.config import Settings
+from workers.config import Settings
 
 
 class NotConfigured(RuntimeError):
