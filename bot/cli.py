@@ -1,30 +1,26 @@
-"""``wasmbot``: run commands, workers and the web app from a terminal.
+"""``wasmbot``: the program — the terminal front end, workers, the web server, image tools.
 
 ``wasmbot run "/wasm build examples/hello-c --tag localhost:5000/hello:v1"`` goes through the
-same parser and pipeline as Slack and GitHub will, and starts a worker for the duration of the
-command when none is running, so one command shows the whole path.
+same parser and dispatch as Slack and GitHub (bot/terminal.py).  This module only wires the
+subcommands; it is the one place above every front end (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot import imagecli
+from bot import imagecli, terminal
 
 if TYPE_CHECKING:  # the rest is imported where it is used, so that `wasmbot --help` starts fast
     from workers.config import Settings
-    from workers.jobs import Event, Job
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -53,226 +49,13 @@ def _logging_flags(parser: argparse.ArgumentParser) -> None:
                         help="json: one object per line (default: WASMBOT_LOG_FORMAT, else text)")
 
 
-def _age(ts: float) -> str:
-    seconds = int(time.time() - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def describe(event: Event, job: Job | None) -> str:
-    """One line for one event, as the CLI prints it."""
-    from workers.jobs import State
-
-    prefix = f"[{event.stage}] " if event.stage else ""
-    if event.kind == "log":
-        return prefix + event.text
-    if event.kind == "stage" and event.state is not None and job is not None:
-        stage = job.stage(event.stage or "")
-        elapsed = f" in {stage.elapsed:.1f}s" if event.state.finished and stage.elapsed else ""
-        retried = event.state is State.RUNNING and stage.attempts > 1
-        attempt = f" (attempt {stage.attempts})" if retried else ""
-        text = f"{prefix}{event.state.value}{elapsed}{attempt}"
-        return text + (f": {event.text}" if event.text else "")
-    return f"job {event.state.value if event.state else ''}"
-
-
-def follow(job_id: str, after: int = 0) -> Job:
-    """Print the job's events as they happen until it finishes; return the final record."""
-    from workers.jobs import State
-    from workers.pipeline import store
-
-    jobs = store()
-    while True:
-        for event in jobs.events(job_id, after=after, timeout=1.0):
-            after = event.seq
-            if event.state is State.PENDING or (event.kind == "job" and event.state is State.QUEUED):
-                continue  # the record's creation: nothing has happened yet
-            print(describe(event, jobs.get(job_id)), flush=True)
-        job = jobs.get(job_id)
-        if job is None:
-            raise SystemExit(f"job {job_id} disappeared from the store")
-        if job.state.finished and not jobs.events(job_id, after=after):
-            return job
-
-
-def summary(job: Job) -> str:
-    from workers.jobs import State
-
-    if job.state is State.SUCCEEDED:
-        if "digest" in job.artifacts:
-            return f"job {job.id} succeeded: pushed {job.artifacts['image']}@{job.artifacts['digest']}"
-        return f"job {job.id} succeeded"
-    failed = job.failed_stage()
-    where = f" in {failed.name}" if failed else ""
-    return f"job {job.id} {job.state.value}{where}; retry with: wasmbot retry {job.id}"
-
-
-@contextmanager
-def worker_if_needed(settings: Settings) -> Iterator[None]:
-    """Start a worker for the duration of the block unless one is already running."""
-    from workers.pipeline import store
-
-    if store().live_workers():
-        yield
-        return
-    # Its log goes to a file: a pipe nobody reads would fill up and stall the worker.
-    log_path = settings.data_dir / "cli-worker.log"
-    print(f"no worker is running: starting one for this command (its log: {log_path})",
-          file=sys.stderr, flush=True)
-    with log_path.open("ab") as worker_log:
-        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--concurrency", "1"],
-                                stdout=subprocess.DEVNULL, stderr=worker_log)
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)  # warm shutdown: the job is done, nothing is lost
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_commands(args: argparse.Namespace) -> int:
     from workers import commands
-    from workers.jobs import State
 
-    settings = _setup()
-    try:
-        command = commands.parse(args.text)
-    except commands.CommandError as exc:
-        print(f"wasmbot: {exc}", file=sys.stderr)
+    if args.topic is not None and args.topic not in commands.SPECS:
+        print(f"wasmbot: unknown command {args.topic!r}; wasmbot commands lists them", file=sys.stderr)
         return EXIT_USAGE
-    if isinstance(command, commands.HelpCommand):
-        print(commands.help_text(command.topic))
-        return 0
-    if isinstance(command, commands.PullRequestCommand):
-        print(f"wasmbot: /wasm {command.name} works in a pull request comment on GitHub", file=sys.stderr)
-        return EXIT_USAGE
-    if isinstance(command, commands.ListCommand):
-        from bot.answers import list_text
-
-        print(list_text(settings, command))
-        return 0
-    if isinstance(command, commands.ApproveCommand):
-        from workers.pipeline import approve, cancel
-
-        try:
-            if command.name == "approve":
-                job = approve(command.job, by=getpass.getuser())
-            else:
-                job = cancel(command.job, by=getpass.getuser())
-        except (KeyError, ValueError) as exc:
-            print(f"wasmbot: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        if command.name == "deny":
-            print(f"job {job.id} turned down")
-            return 0
-        print(f"job {job.id} approved", flush=True)
-        with worker_if_needed(settings):
-            job = follow(job.id)
-        print(summary(job))
-        return 0 if job.state is State.SUCCEEDED else EXIT_FAILED
-    if isinstance(command, commands.CancelCommand):
-        from workers.pipeline import cancel
-
-        try:
-            job = cancel(command.job, by=getpass.getuser())
-        except (KeyError, ValueError) as exc:
-            print(f"wasmbot: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        print(f"job {job.id} cancelled")
-        return 0
-    if isinstance(command, commands.SearchCommand):
-        from bot.answers import search_text
-        from workers.oci.registry import RegistryError
-
-        try:
-            print(search_text(settings, command))
-        except RegistryError as exc:
-            print(f"wasmbot: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        return 0
-    from workers.pipeline import submit
-
-    with worker_if_needed(settings):
-        try:
-            job = submit(command, requester=getpass.getuser(), origin="cli", text=args.text,
-                         source_root=os.getcwd())
-        except ValueError as exc:
-            print(f"wasmbot: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        print(f"job {job.id} submitted: {args.text}", flush=True)
-        if job.awaiting_approval:
-            print(f"job {job.id} waits for an approval: someone else allowed to {job.approval['action']} "
-                  f"runs /wasm approve {job.id}")
-            if job.approval.get("diff"):
-                print(job.approval["diff"])
-            return 0
-        if args.detach:
-            return 0
-        job = follow(job.id)
-    print(summary(job))
-    return 0 if job.state is State.SUCCEEDED else EXIT_FAILED
-
-
-def cmd_retry(args: argparse.Namespace) -> int:
-    settings = _setup()
-    from workers.jobs import State
-    from workers.pipeline import retry, store
-
-    with worker_if_needed(settings):
-        try:
-            after = max((e.seq for e in store().events(args.job)), default=0)
-            job = retry(args.job)
-        except (KeyError, ValueError) as exc:
-            print(f"wasmbot: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        print(f"job {job.id} queued again", flush=True)
-        job = follow(job.id, after=after)
-    print(summary(job))
-    return 0 if job.state is State.SUCCEEDED else EXIT_FAILED
-
-
-def cmd_jobs(args: argparse.Namespace) -> int:
-    _setup()
-    from workers.pipeline import store
-
-    jobs = store().recent(limit=args.limit)
-    if not jobs:
-        print("no jobs yet")
-    for job in jobs:
-        stages = " ".join(f"{s.name}:{s.state.value}" for s in job.stages)
-        print(f"{job.id}  {job.state.value:<9}  {_age(job.created_at):>4} ago  "
-              f"{job.requester}@{job.origin}  {job.text}  [{stages}]")
-    return 0
-
-
-def cmd_job(args: argparse.Namespace) -> int:
-    _setup()
-    from workers.pipeline import store
-
-    job = store().get(args.job)
-    if job is None:
-        print(f"wasmbot: no job {args.job!r}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.json:
-        print(job.model_dump_json(indent=2))
-        return 0
-    print(f"job {job.id}: {job.state.value}\n  command: {job.text}\n"
-          f"  by {job.requester} from {job.origin}, {_age(job.created_at)} ago")
-    for stage in job.stages:
-        took = f" {stage.elapsed:.1f}s" if stage.elapsed else ""
-        tries = f", {stage.attempts} attempts" if stage.attempts > 1 else ""
-        print(f"  {stage.name:<6} {stage.state.value}{took}{tries}")
-    for key, value in job.artifacts.items():
-        print(f"  {key}: {value}")
-    print("log:")
-    for event in store().events(job.id):
-        stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-        print(f"  {stamp} {describe(event, job)}")
+    print(commands.commands_markdown() if args.markdown else commands.help_text("cli", args.topic))
     return 0
 
 
@@ -295,8 +78,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _start_logging(args, settings)
     import asyncio
 
+    from bot.application import make_app
     from bot.serving import serve
-    from bot.web import JobAccessLogger, make_app
+    from bot.web import JobAccessLogger
 
     host, port = args.host or settings.web_host, args.port if args.port is not None else settings.web_port
     asyncio.run(serve(make_app(settings), settings, host, port, access_log_class=JobAccessLogger))
@@ -437,30 +221,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="submit a /wasm command and follow its job")
+    p = sub.add_parser("run", help="submit a /wasm command and follow its job",
+                       epilog="`wasmbot commands` lists the /wasm commands and what they do.")
     p.add_argument("text", help='e.g. "/wasm build examples/hello-c --tag localhost:5000/hello:v1"')
     p.add_argument("--detach", action="store_true", help="print the job id and return at once")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=terminal.cmd_run)
+
+    p = sub.add_parser("commands", help="list the /wasm commands (from the command registry)")
+    p.add_argument("topic", nargs="?", help="one command: its usage")
+    p.add_argument("--markdown", action="store_true", help="the table of docs/commands.md")
+    p.set_defaults(func=cmd_commands)
 
     p = sub.add_parser("retry", help="run a failed job again from the stage that failed")
     p.add_argument("job")
-    p.set_defaults(func=cmd_retry)
+    p.set_defaults(func=terminal.cmd_retry)
 
     p = sub.add_parser("jobs", help="list recent jobs")
     p.add_argument("--limit", type=int, default=20)
-    p.set_defaults(func=cmd_jobs)
+    p.set_defaults(func=terminal.cmd_jobs)
 
     p = sub.add_parser("job", help="show one job's record and log")
     p.add_argument("job")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
-    p.set_defaults(func=cmd_job)
+    p.set_defaults(func=terminal.cmd_job)
 
     p = sub.add_parser("worker", help="start a Celery worker")
     p.add_argument("--concurrency", type=int)
     _logging_flags(p)
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("serve", help="run the web application (health probes, later Slack and GitHub)")
+    p = sub.add_parser("serve", help="serve the web front end (probes, metrics, job logs), and Slack "
+                       "and GitHub when configured")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     _logging_flags(p)

@@ -11,8 +11,9 @@ The configuration maps an action to the principals allowed it::
 
 Principals: ``*`` (anyone), ``user:ID``, ``group:ID`` (a Slack user group), ``channel:ID``
 (when asked in that channel), ``requester`` (whoever asked for the job acted on).  Actions
-missing from the configuration fall back to ``DEFAULTS``; an action with no rule at all is
-refused, so new powers (deploys) are closed until someone opens them.
+missing from the configuration fall back to what the command registry declares
+(workers/commands/registry.py, ``Spec.allowed``); an action with no rule at all is refused, so
+new powers (deploys, approvals) are closed until someone opens them.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-DEFAULTS: dict[str, list[str]] = {
-    "help": ["*"], "search": ["*"], "jobs": ["*"], "status": ["*"],
-    "build": ["*"], "init": ["*"], "test": ["*"],
-    "retry": ["requester"], "cancel": ["requester"],
-}
+from workers.commands import COMMANDS
+
+DEFAULTS: dict[str, list[str]] = {spec.action: list(spec.allowed) for spec in COMMANDS if spec.allowed}
 
 
 @dataclass(frozen=True)
@@ -43,14 +42,15 @@ def rules_for(policy: dict[str, list[str]], action: str) -> list[str]:
 
 
 async def check(policy: dict[str, list[str]], action: str, who: Principal, *,
-                requester: str | None = None, members: GroupLookup | None = None) -> str | None:
-    """None when ``who`` may do ``action``; otherwise the reason, naming what is missing."""
+                requester: bool = False, members: GroupLookup | None = None) -> str | None:
+    """None when ``who`` may do ``action``; otherwise the reason, naming what is missing.
+    ``requester``: ``who`` asked for the job the action is on."""
     rules = rules_for(policy, action)
     for rule in rules:
         kind, _, value = rule.partition(":")
         if rule == "*" or (kind == "user" and value == who.user) \
                 or (kind == "channel" and value == who.channel) \
-                or (rule == "requester" and requester is not None and requester == who.user):
+                or (rule == "requester" and requester):
             return None
         if kind == "group" and members is not None and who.user in await members(value):
             return None

@@ -4,7 +4,7 @@ aiohttp (3.14.5; aio-libs/aiohttp#13681) arms its keep-alive timer when a connec
 closes the connection if no complete request head has arrived when it fires, whatever bytes
 trickle in meanwhile; so ``keepalive_timeout`` set to ``web_header_timeout`` is the header read
 timeout (and the idle keep-alive time).  Bodies are read with their own deadline and size limit
-per route (``bot.web.read_body``).  ``ConnectionGuard`` caps open connections: at the cap, a new one
+per route (``bot.httpbody.read_body``).  ``ConnectionGuard`` caps open connections: at the cap, a new one
 closes the oldest connection that is not in a request, so a flood of idle or half-sent
 connections cannot lock out a health probe or a webhook, and the process never holds an
 unbounded number of descriptors.

@@ -1,10 +1,9 @@
-"""The aiohttp application that the Slack and GitHub front ends join.
+"""The web front end: what a deployment and its users read over HTTP.
 
-It serves the probes a deployment needs (``/healthz``: the process answers; ``/readyz``: the
-broker and the job store answer too), Prometheus metrics (``/metrics``: the deployment's figures
-from the job store, see workers/metrics.py), a job's log behind a signed link (``/jobs/ID/log``),
-and the Slack front end at ``/slack/events`` and the GitHub one at ``/github/webhook`` when each
-is configured.
+The probes a deployment needs (``/healthz``: the process answers; ``/readyz``: the broker and
+the job store answer too), Prometheus metrics (``/metrics``: the deployment's figures from the
+job store, see workers/metrics.py) and a job's log behind a signed link (``/jobs/ID/log``).
+bot/application.py serves these beside the Slack and GitHub front ends.
 """
 
 from __future__ import annotations
@@ -13,18 +12,16 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_log import AccessLogger
 from kombu.connection import Connection
 
+from bot.loglinks import verify
 from workers import broker  # noqa: F401  (the embedded broker's transport, for /readyz)
 from workers.config import Settings
 from workers.logsetup import job_context
 from workers.store import open_store
 
 SETTINGS = web.AppKey("settings", Settings)
-SLACK: web.AppKey[Any] = web.AppKey("slack")
-GITHUB: web.AppKey[Any] = web.AppKey("github")
 METRICS: web.AppKey[Any] = web.AppKey("metrics")  # a prometheus_client CollectorRegistry
 
 
@@ -39,29 +36,6 @@ class JobAccessLogger(AccessLogger):
             return
         with job_context(job_id):
             super().log(request, response, time)
-
-
-async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
-    """The raw body, at most ``limit`` bytes and within ``timeout`` seconds: 413 or 408 otherwise.
-
-    A declared length over the limit is refused before anything is read."""
-    too_large = f"the body is over this endpoint's limit of {limit} bytes\n"
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(limit, request.content_length, text=too_large)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.content.iter_any():
-                size += len(chunk)
-                if size > limit:
-                    raise web.HTTPRequestEntityTooLarge(limit, size, text=too_large)
-                chunks.append(chunk)
-    except TimeoutError:
-        raise web.HTTPRequestTimeout(text=f"the body did not arrive within {timeout:g} s\n") from None
-    except HttpProcessingError as exc:  # broken chunked encoding, bad compression, a short body
-        raise web.HTTPBadRequest(text=f"the body could not be read: {exc.message}\n") from None
-    return b"".join(chunks)
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -97,7 +71,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def job_log(request: web.Request) -> web.Response:
     """A job's record and full log, for whoever holds the signed link the job message shows."""
-    from bot.slack.reporter import verify
 
     settings = request.app[SETTINGS]
     job_id = request.match_info["job"]
@@ -113,9 +86,8 @@ async def job_log(request: web.Request) -> web.Response:
     return web.Response(text="\n".join(lines) + "\n")
 
 
-def make_app(settings: Settings) -> web.Application:
-    # Webhooks read their bodies with read_body and their own limits; other routes take none.
-    app = web.Application(client_max_size=2**16)
+def mount(app: web.Application, settings: Settings) -> None:
+    """The web front end's routes: probes, metrics and the signed job log."""
     app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -124,19 +96,3 @@ def make_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics_.registry(open_store(settings))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/jobs/{job:[0-9a-f]{12}}/log", job_log)
-    from bot.slack import app as slack
-
-    if slack.configured(settings):
-        app[SLACK] = slack.SlackFrontEnd(settings)
-        app[SLACK].mount(app)
-    from bot.github import app as github
-
-    if github.configured(settings):
-        from bot.slack.reporter import log_url
-
-        app[GITHUB] = github.GitHubFrontEnd(settings, log_url=lambda job: log_url(settings, job.id))
-        app[GITHUB].mount(app)
-        if SLACK in app:  # releases published on GitHub are announced in Slack
-            app[GITHUB].announce = app[SLACK].reporter.announce_when_released
-    return app
-

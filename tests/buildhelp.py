@@ -24,7 +24,7 @@ class BuildRun:
 
 
 def run_build(source: Path, data_dir: Path, lang: str | None = None, **settings: Any) -> BuildRun:
-    job = Job(requester="test", origin="test", command={"source": source.name, "lang": lang},
+    job = Job(requester="test", origin="test", command={"name": "build", "source": source.name, "lang": lang},
               text="", source_root=str(source.parent), stages=[Stage(name="build")])
     log: list[str] = []
     ctx = StageContext(job=job, settings=Settings(data_dir=data_dir, **settings),

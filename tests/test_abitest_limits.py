@@ -73,7 +73,7 @@ def test_the_test_stage_takes_its_compile_caps_from_the_settings(tmp_path: Path)
     module.write_bytes(many_functions(200_000))
     build = Stage(name="build", state=State.SUCCEEDED, result={"module": str(module)})
     job = Job(requester="t", origin="t", text="", source_root=str(tmp_path),
-              command={"source": "src"}, stages=[build, Stage(name="test")])
+              command={"name": "test", "source": "src"}, stages=[build, Stage(name="test")])
     settings = Settings(data_dir=tmp_path / "data", test_compile_seconds=0.5)
     ctx = StageContext(job=job, settings=settings, workdir=tmp_path / "work", log=lambda _: None)
     with pytest.raises(StageError, match=r"too large to compile within 0\.5 s \(test_compile_seconds\)"):

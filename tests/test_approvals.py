@@ -38,8 +38,8 @@ def protected(bot: Wasmbot, kube: KubeStandIn, ttl: float = 3600) -> dict[str, s
 def ask(bot: Wasmbot, env: dict[str, str], ref: str) -> str:
     asked = bot.cli("run", f"/wasm deploy {ref} --env prod", env=env)
     assert asked.returncode == 0, asked.stderr
-    match = re.search(r"job ([0-9a-f]{12}) waits for an approval: someone else allowed to deploy:prod runs "
-                      r"/wasm approve \1", asked.stdout)
+    match = re.search(r"job ([0-9a-f]{12}) waits for an approval: someone else allowed to approve:prod "
+                      r"answers /wasm approve \1", asked.stdout)
     assert match, asked.stdout
     # The approver sees the server-side dry run as a diff of what would change.
     assert "--- in the cluster now\n+++ after this deploy" in asked.stdout

@@ -135,13 +135,14 @@ def test_deploy_by_job_id_uses_the_digest_the_job_pushed(kube: KubeStandIn, regi
     ref = pushed(registry, tmp_path, "deploy/from-job:v1")
     settings = settings_for(tmp_path, kube)
     store = SqliteStore(settings.data_dir / "jobs.sqlite")
-    job = Job(requester="t", origin="t", text="", source_root="/", command={}, stages=[Stage(name="push")],
+    job = Job(requester="t", origin="t", text="", source_root="/", command={"name": "build", "source": "."}, stages=[Stage(name="push")],
               state=State.SUCCEEDED, artifacts={"image": ref.split("@")[0], "digest": ref.split("@")[1]})
     store.create(job)
     result = deploy(settings, job.id, tmp_path)
     assert result["deployed_digest"] == ref.split("@")[1]
     with pytest.raises(StageError, match="pushed no image"):
-        failed = Job(requester="t", origin="t", text="", source_root="/", command={}, stages=[Stage(name="push")])
+        failed = Job(requester="t", origin="t", text="", source_root="/", command={"name": "build", "source": "."},
+                     stages=[Stage(name="push")])
         store.create(failed)
         deploy(settings, failed.id, tmp_path)
 
@@ -160,11 +161,12 @@ def test_protected_and_unknown_environments(kube: KubeStandIn, registry: Service
 
 def run_job(settings: Settings, command: object, tmp: Path, log: list[str] | None = None) -> dict[str, str]:
     """Run the command's one stage as the pipeline would, recording the job (the deploy history)."""
-    from workers.pipeline import PIPELINES, STAGES
+    from workers.commands import SPECS
+    from workers.pipeline import STAGES
     from workers.store import open_store
 
     store = open_store(settings)
-    name = PIPELINES[command.name][0]  # type: ignore[attr-defined]
+    name = SPECS[command.name].stages[0]  # type: ignore[attr-defined]
     job = Job(requester="slack:W111", origin="t", text="", source_root="/",
               command=command.model_dump(), stages=[Stage(name=name)])  # type: ignore[attr-defined]
     store.create(job)

@@ -297,7 +297,7 @@ def test_deploy_and_approval_from_pull_request_comments(wasmbot: Wasmbot, github
         assert "```diff" in asked and re.search(r"^\+ *url: oci://", asked, re.M), asked
         assert "you asked for this change" in said("alice", f"/wasm approve {job_id}")
         assert "you may not approve:prod" in said("bob", f"/wasm approve {job_id}")
-        assert f"approved job `{job_id}`" in said("lead", f"/wasm approve {job_id}")
+        assert f"job `{job_id}` approved: it runs now" in said("lead", f"/wasm approve {job_id}")
         job = bot.bot.wait(job_id)
         assert job.state is State.SUCCEEDED and job.approval["approved_by"] == "github:lead"
         [plugin] = [o for (kind, _, _), o in kube.objects.items() if kind == "wasmplugins"]

@@ -38,7 +38,7 @@ exit 1
 
 
 def new_job() -> Job:
-    return Job(requester="t", origin="cli", command={"verb": "build"}, text="/wasm build x",
+    return Job(requester="t", origin="cli", command={"name": "build", "source": "x"}, text="/wasm build x",
                source_root="/", stages=[Stage(name="build")])
 
 

@@ -25,7 +25,7 @@ def push_stage_run(module: Path, ref: str, settings: Settings, workdir: Path,
         "module_sha256": "sha256:" + hashlib.sha256(module.read_bytes()).hexdigest()})
     test = Stage(name="test", state=State.SUCCEEDED, result={"abi_version": "0.2.1"})
     job = Job(requester="t", origin="t", text="", source_root=str(module.parent.parent),
-              command={"source": module.parent.name, "tag": ref}, stages=[build, test, Stage(name="push")])
+              command={"name": "build", "source": module.parent.name, "tag": ref}, stages=[build, test, Stage(name="push")])
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = StageContext(job=job, settings=settings, workdir=workdir,
                        log=(log.append if log is not None else lambda line: None))

@@ -23,7 +23,7 @@ MIB = 2**20
 def make_job(bot: Wasmbot, state: State, *, age: float = 0, approval: dict[str, str] | None = None,
              artifact_bytes: int = 0) -> Job:
     """A job in ``state`` with a log line and an artifact of ``artifact_bytes``, last touched ``age`` ago."""
-    job = Job(requester="t", origin="cli", command={"name": "build"}, text="/wasm build x", source_root="/",
+    job = Job(requester="t", origin="cli", command={"name": "build", "source": "x"}, text="/wasm build x", source_root="/",
               stages=[Stage(name="build")])
     bot.store.create(job)
 

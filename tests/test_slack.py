@@ -284,7 +284,7 @@ def test_socket_mode_takes_the_same_commands(wasmbot: Wasmbot, slack_api: SlackS
 def test_the_app_manifest_matches_what_wasmbot_serves() -> None:
     import yaml
 
-    from bot.slack.app import SCOPES
+    from bot.slack.workspaces import SCOPES
 
     manifest = yaml.safe_load((ROOT / "deploy" / "slack-app-manifest.yaml").read_text())
     assert manifest["oauth_config"]["scopes"]["bot"] == SCOPES

@@ -19,7 +19,7 @@ def context(source: Path, module: Path, log: list[str]) -> StageContext:
     build = Stage(name="build", state=State.SUCCEEDED,
                   result={"module": str(module), "root_ids": "add-header"})
     job = Job(requester="t", origin="t", text="", source_root=str(source.parent),
-              command={"source": source.name}, stages=[build, Stage(name="test")])
+              command={"name": "test", "source": source.name}, stages=[build, Stage(name="test")])
     return StageContext(job=job, settings=Settings(data_dir=source.parent / "data"),
                         workdir=source.parent / "work", log=log.append)
 

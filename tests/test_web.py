@@ -7,8 +7,8 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.application import make_app
 from bot.localservices import Service, free_port
-from bot.web import make_app
 from workers.config import Settings
 
 

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from loopback import LoopbackServer
 from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn
 
+from bot.application import make_app
 from bot.slack import blocks
-from bot.web import make_app
 from workers.config import Settings
 
 SLACK_LIMIT = 2**20  # the default; the deepest bodies here are 600 kB

@@ -61,6 +61,12 @@ def client(settings: Settings, installation: int | None = None) -> Github:
         return found
 
 
+def forget(settings: Settings, installation: int) -> None:
+    """Drop the client of an installation that was removed, and its token with it."""
+    with _lock:
+        _clients.pop((settings.github_api_url, installation), None)
+
+
 def _auth(settings: Settings, installation: int | None) -> Auth.Auth:
     if settings.github_token is not None:
         return Auth.Token(settings.github_token.get_secret_value())

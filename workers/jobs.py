@@ -1,7 +1,8 @@
 """The job record: who asked for what, and where each stage of it stands.
 
 A record is plain data (pydantic) so that both stores keep it as JSON and every front end can
-render it.  Log lines and state changes are kept beside it as an ordered event stream.
+render it; its command is the typed command the front end parsed, checked again when read.
+Log lines and state changes are kept beside it as an ordered event stream.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import time
 import uuid
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
+
+from workers.commands import Command
 
 
 class State(StrEnum):
@@ -51,7 +54,7 @@ class Job(BaseModel):
     id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     requester: str
     origin: str  # "cli", "slack:C123", "github:owner/repo#12", ...
-    command: dict[str, Any]
+    command: Annotated[Command, Field(discriminator="name")]  # validated when the job is made or read
     text: str
     source_root: str
     state: State = State.QUEUED

@@ -65,7 +65,7 @@ def transition_counts(before: Job, after: Job) -> dict[str, float]:
     """What the change from ``before`` to ``after`` adds: a finished job, finished stage runs."""
     counts: dict[str, float] = defaultdict(float)
     if not before.state.finished and after.state.finished:
-        counts[series(JOBS, str(after.command.get("name", "")), after.state.value)] += 1
+        counts[series(JOBS, after.command.name, after.state.value)] += 1
     old = {s.name: s for s in before.stages}
     for stage in after.stages:
         prev = old.get(stage.name)

@@ -20,7 +20,7 @@ from celery.signals import task_postrun, task_prerun
 
 from workers import lease, logsetup, outage
 from workers.celery_app import app, settings
-from workers.commands import ENVIRONMENT_COMMANDS, Command
+from workers.commands import SPECS, Command, DeployCommand, EnvironmentCommand, PushCommand, source_of
 from workers.jobs import Job, Stage, State
 from workers.oci.reference import InvalidReference
 from workers.oci.registry import RegistryError
@@ -45,16 +45,6 @@ STAGES: dict[str, StageFn] = {
     "fetch": github_stages.fetch,
     "attach": github_stages.attach,
     "repository": github_stages.create_repository,
-}
-# The stages each command's job runs, in order.
-PIPELINES: dict[str, tuple[str, ...]] = {
-    "build": ("build", "test", "push"),
-    "init": ("scaffold", "build", "test"),
-    "test": ("build", "test"),
-    "push": ("build", "test", "push"),  # build and test come done from the job named
-    "deploy": ("deploy",),
-    "rollback": ("deploy",),
-    "undeploy": ("undeploy",),
 }
 Claim = Literal["run", "done", "busy", "stopped"]
 
@@ -83,7 +73,7 @@ def submit_once(command: Command, *, requester: str, origin: str, text: str,
     ``github`` names a commit to build (``repo``, ``sha``, ``installation``; ``release`` and
     ``tag`` for a release): the job first checks it out, and reports to GitHub.
     """
-    job = Job(requester=requester, origin=origin, command=command.model_dump(), text=text,
+    job = Job(requester=requester, origin=origin, command=command, text=text,
               source_root=source_root, stages=[Stage(name=name) for name in stages_for(command, github)])
     with logsetup.job_context(job.id):
         return _submit(job, command, dedupe_key, github)
@@ -121,7 +111,7 @@ def _submit(job: Job, command: Command, dedupe_key: str | None,
 
 def stages_for(command: Command, github: dict[str, str] | None = None) -> list[str]:
     """The stages of ``command``'s job: its pipeline, with the GitHub steps it needs."""
-    names = list(PIPELINES[command.name])
+    names = list(SPECS[command.name].stages)  # the registry declares each command's stages
     if github is not None and command.name in ("build", "test"):
         names.insert(0, "fetch")
         if github.get("release"):
@@ -133,14 +123,15 @@ def stages_for(command: Command, github: dict[str, str] | None = None) -> list[s
 
 def _from_tested_job(job: Job) -> None:
     """``/wasm push JOB``: take the build and test the job named did, and push what they made."""
-    source = store().get(str(job.command["job"]))
+    command = job.command
+    assert isinstance(command, PushCommand)
+    source = store().get(command.job)
     if source is None:
-        raise ValueError(f"no job {job.command['job']}")
+        raise ValueError(f"no job {command.job}")
     done = {s.name: s for s in source.stages if s.state is State.SUCCEEDED}
     if "build" not in done or "test" not in done:
         raise ValueError(f"job {source.id} has no passed build and test to push (it is {source.state.value})")
-    job.command = source.command | {"name": "push", "job": source.id, "tag": job.command["tag"],
-                                    "release": job.command["release"]}
+    job.command = command.model_copy(update={"source": source_of(source.command)})
     job.source_root = source.source_root
     job.stages = [done["build"].model_copy(), done["test"].model_copy(), Stage(name="push")]
     job.artifacts = {k: v for k, v in source.artifacts.items() if k not in ("image", "digest")}
@@ -156,13 +147,14 @@ def approval_needed(job: Job) -> dict[str, str]:
     from workers.stages.deploy import preview
 
     command = job.command
-    env = settings().environments.get(str(command.get("env", "")))
-    if command.get("name") not in ENVIRONMENT_COMMANDS or env is None or not env.protected \
-            or command.get("dry_run"):
+    if not SPECS[command.name].approval or not isinstance(command, EnvironmentCommand):
         return {}
-    approval = {"action": f"deploy:{command['env']}",
+    env = settings().environments.get(command.env)
+    if env is None or not env.protected or (isinstance(command, DeployCommand) and command.dry_run):
+        return {}
+    approval = {"action": f"deploy:{command.env}",
                 "expires_at": str(time.time() + settings().approval_ttl)}
-    if command.get("name") == "deploy":
+    if isinstance(command, DeployCommand):
         try:
             target, diff = preview(settings(), command, job.requester, job.id)
         except (DeployError, RegistryError, InvalidReference) as exc:

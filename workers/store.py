@@ -592,7 +592,3 @@ def open_store(settings: Settings) -> JobStore:
                  else SqliteStore(settings.data_dir / "jobs.sqlite", line_max=line_max, job_log_max=job_max))
         _stores[key] = store
     return store
-
-
-def dump(job: Job) -> str:
-    return json.dumps(job.model_dump(mode="json"), indent=2)

@@ -3,8 +3,8 @@
 The ``X-Hub-Signature-256`` HMAC of the raw body is checked in constant time before the body
 is parsed; without a configured secret the endpoint is not served at all (fail closed).  A
 delivery id seen before is answered 200 and not handled again, so a redelivery never starts
-a second job.  Events without a handler are answered 202 and ignored.  Handlers
-(bot/github/handlers.py) only submit jobs; workers do the slow part.  Every delivery is counted
+a second job.  Events without a handler are answered 202 and ignored.  The handlers (one
+module per event, bot/github/routes.py) only submit jobs; workers do the slow part.  Every delivery is counted
 in ``wasmbot_webhook_deliveries_total`` by what was made of it.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 from aiohttp import web
 from gidgethub import sansio
 
-from bot.github.handlers import router
 from bot.github.reporter import Reporter
-from bot.web import read_body
+from bot.github.routes import router
+from bot.httpbody import read_body
 from workers import github_client
 from workers.config import Settings
 from workers.metrics import count_delivery

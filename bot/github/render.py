@@ -12,6 +12,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from workers.commands import source_of
 from workers.jobs import Job, State
 
 MARKER = "<!-- wasmbot:pull-request -->"
@@ -124,7 +125,7 @@ def compiler_annotations(job: Job) -> list[dict[str, Any]]:
     build = next((s for s in job.stages if s.name == "build"), None)
     if build is None or not build.error:
         return []
-    source = str(job.command.get("source") or ".")
+    source = source_of(job.command) or "."
     found: list[dict[str, Any]] = []
     lines = build.error.splitlines()
     for i, line in enumerate(lines):

@@ -13,24 +13,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
-from slack_sdk.oauth.installation_store import FileInstallationStore
-from slack_sdk.oauth.state_store import FileOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import permissions
+from bot.dispatch import Reply, Request, Requester, Status, admit, dispatch, execute
+from bot.httpbody import read_body
 from bot.slack import blocks, deliveries
 from bot.slack.reporter import Reporter
-from bot.web import read_body
+from bot.slack.workspaces import client_for, oauth_settings, workspace
 from workers import commands
 from workers.config import Settings
 from workers.jobs import Job
@@ -39,9 +39,7 @@ from workers.metrics import count_delivery
 from workers.store import JobStore, open_store
 
 log = logging.getLogger(__name__)
-
-# The bot token scopes the app manifest asks for (deploy/slack-app-manifest.yaml says why).
-SCOPES = ["commands", "chat:write", "chat:write.public", "usergroups:read", "app_mentions:read"]
+SUBMITTED = {spec.name for spec in commands.COMMANDS if spec.stages}  # commands that make a job
 GROUP_CACHE_SECONDS = 300.0
 
 
@@ -52,11 +50,6 @@ def configured(settings: Settings) -> bool:
     )
 
 
-def workspace(enterprise: str | None, team: str | None) -> str:
-    """One key for a workspace: ``ENTERPRISE/TEAM`` (either part may be empty)."""
-    return f"{enterprise or ''}/{team or ''}"
-
-
 class SlackFrontEnd:
     def __init__(self, settings: Settings, store: JobStore | None = None) -> None:
         assert settings.slack_signing_secret is not None
@@ -65,18 +58,8 @@ class SlackFrontEnd:
         retry: list[AsyncRetryHandler] = [AsyncRateLimitErrorRetryHandler(max_retry_count=3)]
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
         self.client = AsyncWebClient(token=token, base_url=settings.slack_api_url, retry_handlers=retry)
-        oauth = None
-        if settings.slack_client_id and settings.slack_client_secret:
-            folder = settings.data_dir / "slack"
-            oauth = AsyncOAuthSettings(
-                client_id=settings.slack_client_id,
-                client_secret=settings.slack_client_secret.get_secret_value(),
-                scopes=SCOPES,
-                installation_store=FileInstallationStore(base_dir=str(folder / "installations")),
-                state_store=FileOAuthStateStore(expiration_seconds=600, base_dir=str(folder / "states")),
-                install_path="/slack/install",
-                redirect_uri_path="/slack/oauth_redirect",
-            )
+        oauth = oauth_settings(settings)
+        if oauth is not None:
             self.client.token = None  # each team's own installation token is used instead
         self.app = AsyncApp(
             signing_secret=settings.slack_signing_secret.get_secret_value(),
@@ -88,11 +71,8 @@ class SlackFrontEnd:
         self._groups: dict[tuple[str, str], tuple[float, set[str]]] = {}
         self.socket: Any = None
         self.app.command("/wasm")(self.on_command)
-        self.app.action(blocks.RETRY)(self.on_retry)
-        self.app.action(blocks.CANCEL)(self.on_cancel)
-        self.app.action(blocks.APPROVE)(self.on_approve)
-        self.app.action(blocks.DENY)(self.on_deny)
-        self.app.action(blocks.DEPLOY)(self.on_deploy)
+        for action_id in (blocks.RETRY, blocks.CANCEL, blocks.APPROVE, blocks.DENY, blocks.DEPLOY):
+            self.app.action(action_id)(self.on_button)
         self.app.event("app_mention")(self.on_mention)
         self.app.event("message")(self.ignore)  # the app sees channel messages; it acts on none
 
@@ -159,31 +139,14 @@ class SlackFrontEnd:
             await self.socket.close_async()
         await self.reporter.close()
 
-    async def client_for(self, workspace: str | None) -> AsyncWebClient:
-        """The Web API client for ``workspace`` (``ENTERPRISE/TEAM``): the bot token, or that
-        workspace's installation when installed through OAuth (several workspaces)."""
-        store = self.app.installation_store
-        if self.app.oauth_flow is None or store is None:
-            return self.client
-        enterprise, _, team = (workspace or "/").partition("/")
-        bot = await store.async_find_bot(enterprise_id=enterprise or None, team_id=team or None)
-        if bot is None and enterprise:  # an org-wide installation serves every team of the org
-            bot = await store.async_find_bot(
-                enterprise_id=enterprise, team_id=None, is_enterprise_install=True
-            )
-        if bot is None or not bot.bot_token:
-            raise LookupError(f"wasmbot is not installed in Slack workspace {workspace}")
-        return AsyncWebClient(
-            token=bot.bot_token,
-            base_url=self.settings.slack_api_url,
-            retry_handlers=self.client.retry_handlers,
-        )
+    async def client_for(self, key: str | None) -> AsyncWebClient:
+        return await client_for(self.app, self.client, self.settings, key)
 
-    # -- permissions -----------------------------------------------------------------------
+    # -- requests --------------------------------------------------------------------------
 
-    async def allowed(
-        self, action: str, user: str, channel: str | None, team: str | None, requester: str | None = None
-    ) -> str | None:
+    def _request(self, command: commands.Command, text: str, user: str, channel: str | None,
+                 team: str | None, trigger: str | None) -> Request:
+        """A request from ``user`` in ``channel``: Slack user groups answer ``group:`` rules."""
         async def members(group: str) -> set[str]:
             key = (team or "", group)
             cached = self._groups.get(key)
@@ -195,98 +158,76 @@ class SlackFrontEnd:
             self._groups[key] = (time.monotonic() + GROUP_CACHE_SECONDS, users)
             return users
 
+        root = self.settings.chat_source_root
+        Path(root).mkdir(parents=True, exist_ok=True)
+        requester = Requester("slack", f"slack:{user}", f"<@{user}>", permissions.Principal(user, channel),
+                              members=members)
+        return Request(command, text, requester, origin=f"slack:{team}:{channel}", source_root=str(root),
+                       dedupe_key=f"slack:{team}:{trigger}" if trigger else None)
+
+    @staticmethod
+    async def _checked(step: Awaitable[Reply | None], request: Request) -> Reply | None:
+        """Fail closed when Slack cannot say who is in a user group, and say why."""
         try:
-            return await permissions.check(
-                self.settings.permissions,
-                action,
-                permissions.Principal(user, channel),
-                requester=requester,
-                members=members,
-            )
-        except SlackApiError as exc:  # fail closed, and say why
-            log.warning("permission check for %s failed: %s", action, exc.response.get("error"))
-            return (
-                f"wasmbot could not check who may {action} (Slack answered "
-                f"{exc.response.get('error') or exc.response.status_code}); ask an admin"
-            )
+            reply: Reply | None = await step
+            return reply
+        except SlackApiError as exc:
+            log.warning("permission check for %s failed: %s", request.command.name, exc.response.get("error"))
+            return Reply(f"wasmbot could not check who may {request.command.name} (Slack answered "
+                         f"{exc.response.get('error') or exc.response.status_code}); ask an admin",
+                         Status.REFUSED)
 
     # -- listeners -------------------------------------------------------------------------
 
-    async def on_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
-        text = command.get("text", "")
+    async def on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """``/wasm TEXT``: ``body`` is the slash command's payload."""
+        text = body.get("text", "")
         try:
             parsed = commands.parse(text)
         except commands.CommandError as exc:
             await ack(response_type="ephemeral", text=f":warning: {exc.message}\nusage: `{exc.usage}`")
             return
-        if isinstance(parsed, commands.HelpCommand):
-            await ack(
-                response_type="ephemeral",
-                text=commands.help_text(parsed.topic),
-                blocks=blocks.help_blocks(commands.help_text(parsed.topic)),
-            )
+        user, channel = body["user_id"], body.get("channel_id")
+        team = workspace(body.get("enterprise_id"), body.get("team_id"))
+        request = self._request(parsed, f"/wasm {text}", user, channel, team, body.get("trigger_id"))
+        refused = await self._checked(admit(self.settings, request), request)
+        if refused:
+            await ack(response_type="ephemeral", text=rendered(refused))
             return
-        if isinstance(parsed, commands.PullRequestCommand):
-            await ack(response_type="ephemeral",
-                      text=f"`/wasm {parsed.name}` works in a pull request comment on GitHub")
-            return
-        user, channel = command["user_id"], command.get("channel_id")
-        team = workspace(command.get("enterprise_id"), command.get("team_id"))
-        env = getattr(parsed, "env", None)
-        action = f"deploy:{env}" if parsed.name in commands.ENVIRONMENT_COMMANDS else parsed.name
-        reason = await self.allowed(action, user, channel, team)
-        if reason:
-            await ack(response_type="ephemeral", text=f":lock: {reason}")
+        if isinstance(parsed, commands.HelpCommand):  # answered within the acknowledgement
+            reply = await execute(self.settings, request)
+            await ack(response_type="ephemeral", text=reply.text, blocks=blocks.help_blocks(reply.text))
             return
         await ack()  # within Slack's 3 seconds; what follows may take longer
         try:
-            if isinstance(parsed, commands.SearchCommand):
-                await respond(response_type="ephemeral", text=await self._search(parsed))
-            elif isinstance(parsed, commands.CancelCommand):
-                answer = await self._cancel(parsed.job, user, channel, team)
-                await respond(response_type="ephemeral", text=answer)
-            elif isinstance(parsed, commands.ListCommand):
-                from bot.answers import list_text
-
-                text_ = await asyncio.to_thread(list_text, self.settings, parsed)
-                await respond(response_type="ephemeral", text=f"```{text_}```")
-            elif isinstance(parsed, commands.ApproveCommand):
-                await respond(response_type="ephemeral", text=await self._decide(parsed, user, channel, team))
-            else:
-                await self._submit(
-                    parsed, f"/wasm {text}", user, channel, team, command.get("trigger_id"), respond
-                )
+            answer = await self._checked(execute(self.settings, request), request)
+            assert answer is not None
+            await self._answer(request, answer, channel, user, team, respond)
         except Exception as exc:  # tell the caller; never leave them in silence
             log.exception("/wasm %s failed", parsed.name)
             await respond(response_type="ephemeral", text=f":x: wasmbot could not do that: {exc}")
 
     async def on_mention(self, event: dict[str, Any], say: Any, body: dict[str, Any]) -> None:
         """``@wasmbot help`` in a channel: the same help, as a thread reply."""
-        await say(text=commands.help_text(), thread_ts=event.get("ts"))
+        await say(text=commands.help_text("slack"), thread_ts=event.get("ts"))
 
     async def ignore(self) -> None:
         """Acknowledge and drop: an unanswered event would be sent again by Slack."""
 
-    async def on_retry(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_button(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
+                        action: dict[str, Any]) -> None:
+        """Retry, Cancel, Approve, Deny, and *Deploy to ENV* on a pushed job: the same commands as
+        typed ones, asked for by whoever clicked."""
         await ack()
-        await self._button(body, respond, "retry")
-
-    async def on_cancel(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
-        await self._button(body, respond, "cancel")
-
-    async def on_approve(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
-        await self._button(body, respond, "approve")
-
-    async def on_deny(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
-        await self._button(body, respond, "deny")
-
-    async def on_deploy(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        """*Deploy to ENV* on a pushed job: a deploy job of its own, asked for by whoever clicked."""
-        await ack()
-        job_id, _, env = body["actions"][0]["value"].partition(":")
+        value = str(action.get("value") or "")
+        job_id, _, env = value.partition(":")
+        verb = str(action["action_id"]).removeprefix("wasmbot_")
+        text = f"/wasm deploy {job_id} --env {env}" if verb == "deploy" else f"/wasm {verb} {job_id}"
+        try:
+            parsed = commands.parse(text)
+        except commands.CommandError as exc:
+            await respond(response_type="ephemeral", replace_original=False, text=f":warning: {exc.message}")
+            return
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id")
         organisation = body.get("enterprise") or {}
@@ -294,149 +235,31 @@ class SlackFrontEnd:
             (body.get("team") or {}).get("enterprise_id") or organisation.get("id"),
             (body.get("team") or {}).get("id") or body["user"].get("team_id"),
         )
-        reason = await self.allowed(f"deploy:{env}", user, channel, team)
-        if reason:
-            await respond(response_type="ephemeral", replace_original=False, text=f":lock: {reason}")
+        request = self._request(parsed, text, user, channel, team, body.get("trigger_id"))
+        reply = await self._checked(dispatch(self.settings, request), request)
+        assert reply is not None
+        if not reply.ok:
+            await respond(response_type="ephemeral", replace_original=False, text=rendered(reply))
+        await self._answer(request, reply, channel, user, team, respond, quiet=True)
+
+    # -- replies ---------------------------------------------------------------------------
+
+    async def _answer(self, request: Request, reply: Reply, channel: str | None, user: str,
+                      team: str | None, respond: AsyncRespond, *, quiet: bool = False) -> None:
+        """A new job gets its channel message (a redelivered request's job has it already); a job
+        acted on has its message brought up to date; anything else is told to the caller alone
+        (``quiet``: a button's success says nothing, its message changes)."""
+        job = reply.job
+        if job is not None and reply.ok and reply.new:  # a new job: its message
+            with job_context(job.id):  # its lines, the library's included, name the job
+                await self._post_job(job, channel, user, team, respond)
             return
-        command = commands.DeployCommand(target=job_id, env=env)
-        try:
-            await self._submit(
-                command,
-                f"/wasm deploy {job_id} --env {env}",
-                user,
-                channel,
-                team,
-                body.get("trigger_id"),
-                respond,
-            )
-        except ValueError as exc:
-            await respond(response_type="ephemeral", replace_original=False, text=f":warning: {exc}")
-
-    # -- work ------------------------------------------------------------------------------
-
-    async def _button(self, body: dict[str, Any], respond: AsyncRespond, action: str) -> None:
-        from workers import pipeline
-
-        job_id = body["actions"][0]["value"]
-        user = body["user"]["id"]
-        channel = (body.get("channel") or {}).get("id")
-        organisation = body.get("enterprise") or {}
-        team = workspace(
-            (body.get("team") or {}).get("enterprise_id") or organisation.get("id"),
-            (body.get("team") or {}).get("id") or body["user"].get("team_id"),
-        )
-        job = await asyncio.to_thread(self.store.get, job_id)
-        if job is None:
-            await respond(response_type="ephemeral", replace_original=False, text=f"no job {job_id}")
+        if job is not None and reply.ok and request.command.name in SUBMITTED:
             return
-        requester = job.requester.removeprefix("slack:")
-        # Approving and denying act on an environment: "approve:ENV", checked like any other action.
-        checked = (
-            job.approval.get("action", "").replace("deploy:", "approve:")
-            if action in ("approve", "deny")
-            else action
-        )
-        reason = await self.allowed(
-            checked, user, channel, team, requester=requester if action != "approve" else None
-        )
-        if reason:
-            await respond(response_type="ephemeral", replace_original=False, text=f":lock: {reason}")
-            return
-        try:
-            if action == "retry":
-                await asyncio.to_thread(pipeline.retry, job_id)
-            elif action == "approve":
-                await asyncio.to_thread(pipeline.approve, job_id, f"slack:{user}")
-            else:
-                await asyncio.to_thread(pipeline.cancel, job_id, f"<@{user}>")
-        except (KeyError, ValueError) as exc:
-            await respond(response_type="ephemeral", replace_original=False, text=f":warning: {exc}")
-            self.reporter.follow(job_id)  # an expired request changed the job: show it
-            return
-        self.reporter.follow(job_id)
-
-    async def _cancel(self, job_id: str, user: str, channel: str | None, team: str | None) -> str:
-        from workers import pipeline
-
-        job = await asyncio.to_thread(self.store.get, job_id)
-        if job is None:
-            return f"no job {job_id}"
-        requester = job.requester.removeprefix("slack:")
-        reason = await self.allowed("cancel", user, channel, team, requester=requester)
-        if reason:
-            return f":lock: {reason}"
-        try:
-            await asyncio.to_thread(pipeline.cancel, job_id, f"<@{user}>")
-        except ValueError as exc:
-            return f":warning: {exc}"
-        self.reporter.follow(job_id)
-        return f"job `{job_id}` cancelled"
-
-    async def _decide(
-        self, command: commands.ApproveCommand, user: str, channel: str | None, team: str | None
-    ) -> str:
-        """``/wasm approve|deny JOB``: the same checks as the buttons."""
-        from workers import pipeline
-
-        job = await asyncio.to_thread(self.store.get, command.job)
-        if job is None or not job.approval:
-            return f"job {command.job} is not waiting for an approval"
-        reason = await self.allowed(
-            job.approval["action"].replace("deploy:", "approve:"),
-            user,
-            channel,
-            team,
-            requester=None if command.name == "approve" else job.requester.removeprefix("slack:"),
-        )
-        if reason:
-            return f":lock: {reason}"
-        try:
-            if command.name == "approve":
-                await asyncio.to_thread(pipeline.approve, command.job, f"slack:{user}")
-            else:
-                await asyncio.to_thread(pipeline.cancel, command.job, f"<@{user}>")
-        except (KeyError, ValueError) as exc:
-            return f":warning: {exc}"
-        finally:
-            self.reporter.follow(command.job)
-        return f"job `{command.job}` {'approved' if command.name == 'approve' else 'turned down'}"
-
-    async def _search(self, command: commands.SearchCommand) -> str:
-        from bot.answers import search_text
-        from workers.oci.registry import RegistryError
-
-        try:
-            return await asyncio.to_thread(search_text, self.settings, command)
-        except RegistryError as exc:
-            return f":warning: {exc}"
-
-    async def _submit(
-        self,
-        command: commands.Command,
-        text: str,
-        user: str,
-        channel: str | None,
-        team: str | None,
-        trigger: str | None,
-        respond: AsyncRespond,
-    ) -> None:
-        from workers.pipeline import submit_once
-
-        root = self.settings.chat_source_root
-        Path(root).mkdir(parents=True, exist_ok=True)
-        job, new = await asyncio.to_thread(
-            submit_once,
-            command,
-            requester=f"slack:{user}",
-            origin=f"slack:{team}:{channel}",
-            text=text,
-            source_root=str(root),
-            dedupe_key=f"slack:{team}:{trigger}" if trigger else None,
-        )
-        if not new:
-            return  # Slack sent this request again; the first delivery reports on the job
-        with job_context(job.id):  # its lines, the library's included, name the job
-            await self._post_job(job, channel, user, team, respond)
+        if job is not None:
+            self.reporter.follow(job.id)
+        if not quiet:
+            await respond(response_type="ephemeral", text=rendered(reply))
 
     async def _post_job(self, job: Job, channel: str | None, user: str, team: str | None,
                         respond: AsyncRespond) -> None:
@@ -462,3 +285,12 @@ class SlackFrontEnd:
 
         await asyncio.to_thread(self.store.update, job.id, record)
         self.reporter.follow(job.id)
+
+
+def rendered(reply: Reply) -> str:
+    """A reply as Slack shows it: a mark for refusals and failures, lists as code blocks."""
+    mark = {Status.REFUSED: ":lock: ", Status.FAILED: ":warning: ", Status.USAGE: ":warning: "}
+    text = mark.get(reply.status, "") + reply.text
+    if reply.detail:
+        text += ("\n" if text else "") + f"```{reply.detail}```"
+    return text

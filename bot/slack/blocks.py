@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from workers.commands import source_of
 from workers.jobs import Job, State
 
 ICONS = {
@@ -117,7 +118,7 @@ def job_message(
 def announcement(job: Job, inspected: dict[str, Any]) -> Blocks:
     """A published release: name, version, image, digest, ABI versions, root ids and size."""
     annotations = inspected.get("annotations", {})
-    name = annotations.get("org.opencontainers.image.title") or job.command.get("source", "filter")
+    name = annotations.get("org.opencontainers.image.title") or (source_of(job.command) or "filter")
     version = annotations.get("org.opencontainers.image.version", "")
     fields = [
         ("Image", f"`{inspected['reference']}`"),

@@ -9,17 +9,16 @@ after their ``Retry-After`` by the client's retry handler.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.follow import Follower, follow
+from bot.loglinks import log_url
 from bot.slack import blocks
+from workers.commands import released
 from workers.config import Settings
 from workers.jobs import Job, State
 from workers.store import JobStore
@@ -58,7 +57,7 @@ class Reporter(Follower):
     async def _follow(self, job_id: str) -> None:
         job = await follow(self.store, job_id, self.threads, self.settings.slack_update_interval,
                            self._update, wanted=lambda job: "slack" in job.reports)
-        if job is not None and job.state is State.SUCCEEDED and job.command.get("release"):
+        if job is not None and job.state is State.SUCCEEDED and released(job.command):
             await self.announce(job)
 
     async def _update(self, job: Job) -> None:
@@ -96,28 +95,3 @@ class Reporter(Follower):
             blocks=blocks.announcement(job, found.as_dict()),
         )
         return dict(answer.data) if isinstance(answer.data, dict) else None
-
-
-def _key(settings: Settings) -> bytes:
-    path = settings.data_dir / "log-link.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
-
-
-def sign(settings: Settings, job_id: str) -> str:
-    """A link signature, so a job's log is readable only by whoever was shown the link."""
-    return hmac.new(_key(settings), job_id.encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def log_url(settings: Settings, job_id: str) -> str | None:
-    """The signed link to a job's log, where wasmbot has a public URL."""
-    if not settings.public_url:
-        return None
-    return f"{settings.public_url.rstrip('/')}/jobs/{job_id}/log?sig={sign(settings, job_id)}"
-
-
-def verify(settings: Settings, job_id: str, signature: str) -> bool:
-    return hmac.compare_digest(sign(settings, job_id), signature)

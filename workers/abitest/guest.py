@@ -75,10 +75,6 @@ class Guest:
     def put_u64(self, cx: Any, ptr: int, value: int) -> None:
         self.write(cx, ptr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
 
-    def get_u32(self, cx: Any, ptr: int) -> int:
-        value: int = struct.unpack("<I", self.read(cx, ptr, 4))[0]
-        return value
-
     def string(self, cx: Any, ptr: int, size: int) -> str:
         return self.read(cx, ptr, size).decode("utf-8", "replace")
 

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from workers import buildcache, lease, logcap, recipes, repoconfig, sandbox, sourcetree
+from workers.commands import lang_of, source_of
 from workers.recipes import Recipe
 from workers.stages import StageContext, StageError
 
@@ -38,11 +39,14 @@ WRAPPER_ERROR = 70
 def source_dir(ctx: StageContext) -> Path:
     """The job's source directory, refusing anything outside the front end's source root."""
     root = Path(ctx.job.source_root).resolve()
-    path: Path = (root / str(ctx.job.command["source"])).resolve()
+    source = source_of(ctx.job.command)
+    if source is None:
+        raise StageError(f"a {ctx.job.command.name} job has no source to build")
+    path: Path = (root / source).resolve()
     if path != root and root not in path.parents:
-        raise StageError(f"source {ctx.job.command['source']!r} leaves the source root")
+        raise StageError(f"source {source!r} leaves the source root")
     if not path.is_dir():
-        raise StageError(f"source {ctx.job.command['source']!r} is not a directory under {root}")
+        raise StageError(f"source {source!r} is not a directory under {root}")
     try:
         sourcetree.check(path)
     except sourcetree.UnsafeSource as exc:
@@ -80,7 +84,7 @@ def root_ids(source: Path, config: repoconfig.RepoConfig) -> list[str]:
 
 
 def language(ctx: StageContext, source: Path, config: repoconfig.RepoConfig) -> str:
-    lang = ctx.job.command.get("lang") or config.build.lang
+    lang = lang_of(ctx.job.command) or config.build.lang
     if lang:
         return str(lang)
     try:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from workers.commands import DeployCommand, RollbackCommand, UndeployCommand
 from workers.config import Environment, Settings
 from workers.deploy import envoy, gloo, istio
 from workers.deploy.cluster import Cluster
@@ -29,9 +30,18 @@ from workers.oci.registry import RegistryError
 from workers.stages import StageContext, StageError
 from workers.store import open_store
 
+EnvironmentCommand = DeployCommand | RollbackCommand | UndeployCommand
+
+
+def _command(ctx: StageContext) -> EnvironmentCommand:
+    command = ctx.job.command
+    if not isinstance(command, EnvironmentCommand):
+        raise StageError(f"a {command.name} job has no environment to change")
+    return command
+
 
 def _environment(ctx: StageContext) -> tuple[str, Environment]:
-    env_name = str(ctx.job.command["env"])
+    env_name = _command(ctx).env
     env = ctx.settings.environments.get(env_name)
     if env is None and env_name == "envoy":
         env = Environment(platform="envoy")  # always there: a local Envoy needs no configuration
@@ -44,34 +54,38 @@ def _environment(ctx: StageContext) -> tuple[str, Environment]:
 
 
 def run(ctx: StageContext) -> dict[str, str]:
-    command = ctx.job.command
+    command = _command(ctx)
     env_name, env = _environment(ctx)
-    dry_run = bool(command.get("dry_run"))
+    deploy = command if isinstance(command, DeployCommand) else None  # rollback: the digest alone
+    dry_run = deploy is not None and deploy.dry_run
+    root_id = deploy.root_id if deploy else None
     approval = ctx.job.approval
     if env.protected and not dry_run and not approval.get("approved_by"):
         raise StageError(f"environment {env_name} is protected: this change needs an approval first")
     try:
-        text = previous_digest(ctx, env_name) if command.get("name") == "rollback" else str(command["target"])
+        text = deploy.target if deploy else previous_digest(ctx, env_name)
         target = resolve(ctx.settings, text)
         if approval.get("digest") and approval["digest"] != target.digest:
             raise DeployError(
-                f"{command['target']} is now {target.digest}, not the {approval['digest']} that "
+                f"{text} is now {target.digest}, not the {approval['digest']} that "
                 f"{approval.get('approved_by')} approved: nothing was deployed; ask again"
             )
         check_abi(target, env_name, env)
-        config = json.loads(command["config"]) if command.get("config") else None
+        config = json.loads(deploy.config) if deploy and deploy.config else None
         if env.platform == "envoy":
-            where, generation = _envoy(ctx, target, env, config)
+            where, generation = _envoy(ctx, target, env, root_id, config)
         elif env.platform == "istio":
-            where, generation = _istio(ctx, Cluster(env_name, env), target, env_name, env, config, dry_run)
+            where, generation = _istio(ctx, Cluster(env_name, env), target, env_name, env, root_id, config,
+                                       dry_run)
         else:
-            where, generation = _gloo(ctx, Cluster(env_name, env), target, env_name, env, config, dry_run)
+            where, generation = _gloo(ctx, Cluster(env_name, env), target, env_name, env, root_id, config,
+                                      dry_run)
     except (DeployError, RegistryError, InvalidReference) as exc:
         raise StageError(str(exc)) from None
     done = "validated (dry run, nothing changed)" if dry_run else "deployed"
     ctx.log(f"{done}: {where} pinned to {target.digest}")
     if not dry_run:
-        _record(ctx, str(command.get("name", "deploy")), env_name, target.filter_name,
+        _record(ctx, command.name, env_name, target.filter_name,
                 image=str(target.image), digest=target.digest, resource=where)
     return {
         "environment": env_name,
@@ -89,7 +103,8 @@ def _show(ctx: StageContext, env_name: str, dry_run: bool, objects: list[dict[st
     ctx.log(f"{verb} to {env_name}:\n" + yaml.safe_dump_all(objects, sort_keys=False).rstrip())
 
 
-def _envoy(ctx: StageContext, target: Target, env: Environment, config: Any) -> tuple[str, str]:
+def _envoy(ctx: StageContext, target: Target, env: Environment, root_id: str | None,
+           config: Any) -> tuple[str, str]:
     """Pull the module and write envoy.yaml (a bootstrap) and envoy-filter.yaml (the filter alone)."""
     from workers.oci.connect import connect
     from workers.oci.pull import pull
@@ -104,7 +119,7 @@ def _envoy(ctx: StageContext, target: Target, env: Environment, config: Any) -> 
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     module = ctx.workdir / "plugin.wasm"
     module.write_bytes(pulled.module)
-    wasm = envoy.wasm_filter(target, env, module, root_id=ctx.job.command.get("root_id"), config=config)
+    wasm = envoy.wasm_filter(target, env, module, root_id=root_id, config=config)
     (ctx.workdir / "envoy-filter.yaml").write_text(yaml.safe_dump(wasm, sort_keys=False))
     bootstrap = ctx.workdir / "envoy.yaml"
     bootstrap.write_text(yaml.safe_dump(envoy.bootstrap(wasm), sort_keys=False))
@@ -121,6 +136,7 @@ def _istio(
     target: Target,
     env_name: str,
     env: Environment,
+    root_id: str | None,
     config: Any,
     dry_run: bool,
 ) -> tuple[str, str]:
@@ -128,7 +144,7 @@ def _istio(
         target,
         env_name,
         env,
-        root_id=ctx.job.command.get("root_id"),
+        root_id=root_id,
         config=config,
         job=ctx.job.id,
         requester=ctx.job.requester,
@@ -154,10 +170,11 @@ def _gloo(
     target: Target,
     env_name: str,
     env: Environment,
+    root_id: str | None,
     config: Any,
     dry_run: bool,
 ) -> tuple[str, str]:
-    entry = gloo.filter_entry(target, env, root_id=ctx.job.command.get("root_id"), config=config)
+    entry = gloo.filter_entry(target, env, root_id=root_id, config=config)
     _show(ctx, env_name, dry_run, [{"gateways": env.gateways, "filter": entry}])
     stored = gloo.update(
         cluster, env_name, env, lambda gateway: gloo.with_filter(gateway, entry), dry_run=dry_run
@@ -175,14 +192,14 @@ def _gloo(
     )
 
 
-def preview(settings: Settings, command: dict[str, Any], requester: str, job_id: str) -> tuple[Target, str]:
+def preview(settings: Settings, command: DeployCommand, requester: str, job_id: str) -> tuple[Target, str]:
     """What a deploy would change, from a server-side dry run: a unified diff of the spec (Istio)
     or of the Gateways' wasm filters (Gloo).  Shown to approvers before they approve."""
-    env_name = str(command["env"])
+    env_name = command.env
     env = settings.environments[env_name]
-    target = resolve(settings, str(command["target"]))
+    target = resolve(settings, command.target)
     check_abi(target, env_name, env)
-    config = json.loads(command["config"]) if command.get("config") else None
+    config = json.loads(command.config) if command.config else None
     cluster = Cluster(env_name, env)
     before: list[Any] = []
     after: list[Any] = []
@@ -191,7 +208,7 @@ def preview(settings: Settings, command: dict[str, Any], requester: str, job_id:
             target,
             env_name,
             env,
-            root_id=command.get("root_id"),
+            root_id=command.root_id,
             config=config,
             job=job_id,
             requester=requester,
@@ -200,7 +217,7 @@ def preview(settings: Settings, command: dict[str, Any], requester: str, job_id:
         simulated = cluster.apply(plugin, istio.GROUP, istio.VERSION, istio.PLURAL, dry_run=True) or plugin
         before, after = [current["spec"]] if current else [], [simulated["spec"]]
     elif env.platform == "gloo":
-        entry = gloo.filter_entry(target, env, root_id=command.get("root_id"), config=config)
+        entry = gloo.filter_entry(target, env, root_id=command.root_id, config=config)
         for name in env.gateways:
             current = cluster.get(gloo.GROUP, gloo.VERSION, gloo.PLURAL, name) or {
                 "spec": {"httpGateway": {}}
@@ -230,7 +247,8 @@ def _record(ctx: StageContext, action: str, env_name: str, name: str, **what: st
 
 
 def previous_digest(ctx: StageContext, env_name: str) -> str:
-    name = ctx.job.command.get("filter")
+    command = _command(ctx)
+    name = command.filter if isinstance(command, RollbackCommand) else None
     records = [r for r in open_store(ctx.settings).deploys(env_name) if name is None or r["filter"] == name]
     if not records:
         raise DeployError(f"nothing was deployed to {env_name}{' as ' + name if name else ''} by wasmbot yet")
@@ -262,7 +280,9 @@ def undeploy(ctx: StageContext) -> dict[str, str]:
     env_name, env = _environment(ctx)
     if env.protected and not ctx.job.approval.get("approved_by"):
         raise StageError(f"environment {env_name} is protected: this change needs an approval first")
-    name = str(ctx.job.command["filter"])
+    command = _command(ctx)
+    assert isinstance(command, UndeployCommand)  # the undeploy stage runs undeploy jobs only
+    name = command.filter
     try:
         cluster = Cluster(env_name, env)
         if env.platform == "istio":

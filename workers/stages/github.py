@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 import requests
 from github import Github, GithubException, InputGitTreeElement
 
+from workers.commands import InitCommand
 from workers.config import Settings
 from workers.github_client import NotConfigured, client
 from workers.stages import StageContext, StageError
@@ -90,11 +91,13 @@ def create_repository(ctx: StageContext) -> dict[str, str]:
     """``/wasm init``: a new repository whose first commit is the scaffolded filter."""
     owner = ctx.settings.github_repo_owner
     assert owner is not None
-    name = str(ctx.job.command["filter"])
-    source = Path(ctx.job.source_root) / str(ctx.job.command["source"])
+    command = ctx.job.command
+    if not isinstance(command, InitCommand):
+        raise StageError(f"a {command.name} job creates no repository")
+    name, source = command.filter, Path(ctx.job.source_root) / command.source
     gh = _github(ctx)
     try:
-        repo = _new_repository(ctx.settings, gh, owner, name, str(ctx.job.command["lang"]))
+        repo = _new_repository(ctx.settings, gh, owner, name, command.lang)
         tree = [
             InputGitTreeElement(
                 path,
@@ -108,7 +111,7 @@ def create_repository(ctx: StageContext) -> dict[str, str]:
         # The repository was created with a README commit (the Git Data API refuses empty
         # repositories with 409); the scaffold replaces it as the branch's first commit.
         repo.get_git_ref(f"heads/{repo.default_branch}").edit(commit.sha, force=True)
-        repo.replace_topics([*TOPICS, str(ctx.job.command["lang"])])
+        repo.replace_topics([*TOPICS, command.lang])
     except GithubException as exc:
         raise _failed(f"cannot create {owner}/{name}", exc) from None
     ctx.log(f"created {repo.html_url} with the scaffold as its first commit {commit.sha[:12]}")

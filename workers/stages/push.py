@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from workers.commands import BuildCommand, PushCommand, source_of
 from workers.oci import image, reference
 from workers.oci.connect import connect
 from workers.oci.push import Pushed, push
@@ -22,7 +23,8 @@ from workers.stages.build import source_dir
 
 
 def run(ctx: StageContext) -> dict[str, str]:
-    text = ctx.job.command.get("tag")
+    command = ctx.job.command
+    text = command.tag if isinstance(command, BuildCommand | PushCommand) else None
     if not text:
         raise StageSkipped("no --tag given: nothing to push")
     try:
@@ -58,15 +60,13 @@ def run(ctx: StageContext) -> dict[str, str]:
 
 
 def provenance(ctx: StageContext, version: str) -> dict[str, str]:
-    """OCI annotations saying where the module came from.  ``repository`` and ``revision`` in the
-    job's command (set by the GitHub front end) win over what the source's git checkout says."""
-    command = ctx.job.command
+    """OCI annotations saying where the module came from: the source's git checkout."""
     try:
         folder = source_dir(ctx)
     except StageError:  # provenance is best effort: the source may be gone by now
-        folder = Path(str(command.get("source", "module")))
-    source = str(command.get("repository") or _git(folder, "remote", "get-url", "origin") or "")
-    revision = str(command.get("revision") or _git(folder, "rev-parse", "HEAD") or "")
+        folder = Path(source_of(ctx.job.command) or "module")
+    source = _git(folder, "remote", "get-url", "origin") or ""
+    revision = _git(folder, "rev-parse", "HEAD") or ""
     committed = _git(folder, "log", "-1", "--format=%ct", revision) if revision else None
     created = float(committed) if committed and committed.isdigit() else time.time()
     found = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from workers import platforms, scaffold
+from workers.commands import InitCommand
 from workers.stages import StageContext, StageError
 
 
@@ -23,9 +24,11 @@ def _already_ours(path: Path, files: dict[str, bytes]) -> bool:
 
 def run(ctx: StageContext) -> dict[str, str]:
     cmd = ctx.job.command
-    name, lang = str(cmd["filter"]), str(cmd["lang"])
+    if not isinstance(cmd, InitCommand):
+        raise StageError(f"a {cmd.name} job has nothing to scaffold")
+    name, lang = cmd.filter, cmd.lang
     try:
-        release, sdk = platforms.choose(lang, str(cmd["platform"]), cmd.get("platform_version"))
+        release, sdk = platforms.choose(lang, cmd.platform, cmd.platform_version)
         files = scaffold.render(name, lang, release.platform, release.version)
     except (platforms.PlatformError, scaffold.ScaffoldError) as exc:
         raise StageError(str(exc)) from None

@@ -1,0 +1,37 @@
+"""The one aiohttp application ``wasmbot serve`` runs: the web front end's routes, and the
+Slack front end at ``/slack/events`` and the GitHub one at ``/github/webhook`` when each is
+configured.  This is where the front ends meet (releases built from GitHub are announced in
+Slack), so that none of them imports another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from bot import web as web_front_end
+from bot.loglinks import log_url
+from workers.config import Settings
+
+SLACK: web.AppKey[Any] = web.AppKey("slack")
+GITHUB: web.AppKey[Any] = web.AppKey("github")
+
+
+def make_app(settings: Settings) -> web.Application:
+    # Webhooks read their bodies with read_body and their own limits; other routes take none.
+    app = web.Application(client_max_size=2**16)
+    web_front_end.mount(app, settings)
+    from bot.slack import app as slack
+
+    if slack.configured(settings):
+        app[SLACK] = slack.SlackFrontEnd(settings)
+        app[SLACK].mount(app)
+    from bot.github import app as github
+
+    if github.configured(settings):
+        app[GITHUB] = github.GitHubFrontEnd(settings, log_url=lambda job: log_url(settings, job.id))
+        app[GITHUB].mount(app)
+        if SLACK in app:  # releases published on GitHub are announced in Slack
+            app[GITHUB].announce = app[SLACK].reporter.announce_when_released
+    return app
