@@ -21,7 +21,7 @@ from test_slack import final_message, start_slackbot
 
 from bot.follow import follow
 from bot.localservices import Service, _wait_until
-from bot.slack.reporter import sign
+from bot.loglinks import sign
 from workers import logcap, sandbox
 from workers.jobs import Event, Job, Stage, State
 from workers.store import JobStore, RedisStore, SqliteStore

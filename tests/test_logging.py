@@ -24,7 +24,7 @@ from conftest import Wasmbot, settings_for
 from slackapi import SlackStandIn
 from test_slack import final_message, start_slackbot
 
-from bot.slack.reporter import sign
+from bot.loglinks import sign
 from workers import logsetup
 from workers.config import Settings
 from workers.store import SqliteStore

@@ -24,10 +24,15 @@ class CommandError(ValueError):
         return f"{self.message}\nusage: {self.usage}"
 
 
-class BuildCommand(BaseModel):
-    """Build SOURCE (a path below the front end's source root), test it, push it to ``tag``."""
+class _Command(BaseModel):
+    """What every command is: immutable once parsed, so a job's command is the one asked for."""
 
     model_config = ConfigDict(frozen=True)
+
+
+class BuildCommand(_Command):
+    """Build SOURCE (a path below the front end's source root), test it, push it to ``tag``."""
+
     name: Literal["build"] = "build"
     source: str
     tag: str | None = None
@@ -35,14 +40,13 @@ class BuildCommand(BaseModel):
     release: bool = False  # announce the pushed image (Slack #wasm)
 
 
-class InitCommand(BaseModel):
+class InitCommand(_Command):
     """Scaffold filter ``filter`` (a DNS label) from the ``lang`` template for a platform.
 
     ``source`` is where the new filter lands below the front end's source root, which the
     build and test stages that follow then read.
     """
 
-    model_config = ConfigDict(frozen=True)
     name: Literal["init"] = "init"
     filter: str
     lang: str
@@ -56,25 +60,22 @@ class InitCommand(BaseModel):
         return self.filter
 
 
-class HelpCommand(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class HelpCommand(_Command):
     name: Literal["help"] = "help"
     topic: str | None = None
 
 
-class SearchCommand(BaseModel):
+class SearchCommand(_Command):
     """Search ``registry`` (None: the configured default registry) for repositories matching ``text``."""
 
-    model_config = ConfigDict(frozen=True)
     name: Literal["search"] = "search"
     text: str
     registry: str | None = None
 
 
-class DeployCommand(BaseModel):
+class DeployCommand(_Command):
     """Deploy ``target`` (an image reference, or the id of a job that pushed one) to ``env``."""
 
-    model_config = ConfigDict(frozen=True)
     name: Literal["deploy"] = "deploy"
     target: str
     env: str
@@ -83,32 +84,28 @@ class DeployCommand(BaseModel):
     dry_run: bool = False
 
 
-class RollbackCommand(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class RollbackCommand(_Command):
     name: Literal["rollback"] = "rollback"
     env: str
     filter: str | None = None
 
 
-class UndeployCommand(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class UndeployCommand(_Command):
     name: Literal["undeploy"] = "undeploy"
     env: str
     filter: str
 
 
-class TestCommand(BaseModel):
+class TestCommand(_Command):
     __test__ = False  # not a pytest class
-    model_config = ConfigDict(frozen=True)
     name: Literal["test"] = "test"
     source: str
     lang: str | None = None
 
 
-class PushCommand(BaseModel):
+class PushCommand(_Command):
     """Push the module job ``job`` built and tested, to ``tag``."""
 
-    model_config = ConfigDict(frozen=True)
     name: Literal["push"] = "push"
     job: str
     tag: str
@@ -116,38 +113,33 @@ class PushCommand(BaseModel):
     source: str | None = None  # the pushed job's source, filled in when the job is made
 
 
-class ListCommand(BaseModel):
+class ListCommand(_Command):
     """``jobs``, ``status [ENV]`` and ``history ENV [FILTER]``: answered at once from the store."""
 
-    model_config = ConfigDict(frozen=True)
     name: Literal["jobs", "status", "history"] = "jobs"
     env: str | None = None
     filter: str | None = None
 
 
-class PullRequestCommand(BaseModel):
+class PullRequestCommand(_Command):
     """Commands that only make sense in a pull request comment (bot/github/)."""
 
-    model_config = ConfigDict(frozen=True)
     name: Literal["retest", "ok-to-test"] = "retest"
 
 
-class CancelCommand(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class CancelCommand(_Command):
     name: Literal["cancel"] = "cancel"
     job: str
 
 
-class RetryCommand(BaseModel):
+class RetryCommand(_Command):
     """Run a failed or cancelled job again from the stage that failed (Slack's button, too)."""
 
-    model_config = ConfigDict(frozen=True)
     name: Literal["retry"] = "retry"
     job: str
 
 
-class ApproveCommand(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class ApproveCommand(_Command):
     name: Literal["approve", "deny"] = "approve"
     job: str
 
