@@ -183,5 +183,8 @@ def commands_markdown() -> str:
               "3. Its entry in `COMMANDS` in `workers/commands/registry.py`: usage, help line, front ends, "
               "permission, and `stages` if it runs as a job.",
               "4. Unless it is a job, its handler in `bot/dispatch.py` (`HANDLERS`).",
-              "5. `wasmbot commands --markdown > docs/commands.md`.", ""]
+              "5. `wasmbot commands --markdown > docs/commands.md`.",
+              "6. Its lines in `SCRIPT` of `tests/test_golden_replies.py`, then "
+              "`WASMBOT_GOLDEN_UPDATE=1 python3 -m pytest tests/test_golden_replies.py` "
+              "and read the diff.", ""]
     return "\n".join(lines)
