@@ -5,13 +5,14 @@
 #
 # System packages: podman + runc (build sandbox), debootstrap (toolchain images), redis-server
 # (production broker and the tests), docker-registry (local OCI registry), clang/lld/wasi-libc
-# (also used by the tests to make WebAssembly fixtures).  Then wasmbot itself with its dev
+# (also used by the tests to make WebAssembly fixtures), etcd-server (with apiextensions-apiserver,
+# built from the Go module proxy, the tests' Kubernetes API server).  Then wasmbot itself with its dev
 # extras, then the toolchain images (cached in podman's storage, rebuilt when a recipe changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(podman runc uidmap debootstrap redis-server docker-registry clang lld wasi-libc
-          libclang-rt-14-dev-wasm32 curl ca-certificates)
+          libclang-rt-14-dev-wasm32 curl ca-certificates etcd-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,6 +42,8 @@ if ! command -v rustup >/dev/null; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[dev]" >&2
+
+bash deploy/tools/apiextensions-apiserver.sh >/dev/null
 
 # Every toolchain with a local recipe (tinygo has only a production Containerfile).
 for toolchain in c cpp go rust assemblyscript; do

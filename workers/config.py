@@ -78,6 +78,9 @@ class Environment(BaseModel):
     pull_policy: Literal["UNSPECIFIED_POLICY", "IfNotPresent", "Always"] | None = None
     pull_secret: str | None = None
     protected: bool = False  # deploys wait for an approval
+    # Seconds to connect to the API server, and to wait for each answer: a hung server is given
+    # up on, and what is known then is reported, rather than waiting on it.
+    api_timeout: float = Field(default=5.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _one_target(self) -> Environment:

@@ -3,6 +3,10 @@
 Writes are server-side apply (``application/apply-patch+yaml``) under the field manager
 ``wasmbot``, so wasmbot owns the fields it sets and nothing else; every apply is read back.
 API errors become messages naming the environment, the object and what the server said.
+
+Each call is tried once, with the environment's ``api_timeout`` to connect and to answer.  A
+write whose answer does not come is followed by a read: the report says what that read shows
+(applied, not applied), or that it is unknown — never a guess.
 """
 
 from __future__ import annotations
@@ -25,36 +29,48 @@ class Conflict(DeployError):
     """Someone else changed the object since it was read (HTTP 409): read it again and retry."""
 
 
+class NotFound(DeployError):
+    """There is no such object (HTTP 404)."""
+
+
+class NoAnswer(DeployError):
+    """The server took the request but did not answer in time: whether it acted is unknown."""
+
+
 class Cluster:
-    def __init__(self, env_name: str, env: Environment, timeout: float = 30.0) -> None:
-        self.env_name, self.env, self.timeout = env_name, env, timeout
+    def __init__(self, env_name: str, env: Environment) -> None:
+        self.env_name, self.env = env_name, env
+        self.timeout = (env.api_timeout, env.api_timeout)  # (connect, read)
+        configuration = k8s.Configuration()
         try:
             if env.kubeconfig is not None:
-                api_client = kubeconfig.new_client_from_config(
-                    config_file=str(env.kubeconfig), context=env.context
-                )
+                kubeconfig.load_kube_config(config_file=str(env.kubeconfig), context=env.context,
+                                            client_configuration=configuration, persist_config=False)
             else:
-                configuration = k8s.Configuration()
                 kubeconfig.load_incluster_config(client_configuration=configuration)
-                api_client = k8s.ApiClient(configuration)
         except (kubeconfig.ConfigException, OSError) as exc:
             raise DeployError(
                 f"environment {env_name}: cannot load its cluster configuration: {exc}"
             ) from None
-        api_client.configuration.retries = 1  # a cluster that is down is reported, not waited for
-        self.server = api_client.configuration.host
-        self.api = k8s.CustomObjectsApi(api_client)
+        configuration.retries = False  # before the pool is built: one try, and its error as it is
+        self.server = configuration.host
+        self.api = k8s.CustomObjectsApi(k8s.ApiClient(configuration))
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, _request_timeout=self.timeout, **kwargs)
         except ApiException as exc:
-            kind = Conflict if exc.status == 409 else DeployError
+            kind = {409: Conflict, 404: NotFound}.get(exc.status, DeployError)
             raise kind(
                 f"environment {self.env_name}: the cluster refused to {what}: {_reason(exc)}"
             ) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (urllib3.exceptions.ConnectTimeoutError, OSError) as exc:  # nothing was sent
             raise self._unreachable(exc) from None
+        except urllib3.exceptions.HTTPError as exc:  # sent, and then no (whole) answer
+            raise NoAnswer(
+                f"environment {self.env_name}: the cluster at {self.server} did not answer within "
+                f"{self.env.api_timeout:g}s ({type(exc).__name__}) when asked to {what}"
+            ) from None
 
     def _unreachable(self, exc: Exception) -> DeployError:
         return DeployError(
@@ -65,18 +81,11 @@ class Cluster:
 
     def get(self, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = self.api.get_namespaced_custom_object(
-                group, version, self.env.namespace, plural, name, _request_timeout=self.timeout
-            )
+            found: dict[str, Any] = self._call(f"read {plural}/{name}", self.api.get_namespaced_custom_object,
+                                               group, version, self.env.namespace, plural, name)
             return found
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise DeployError(
-                f"environment {self.env_name}: cannot read {plural}/{name}: {_reason(exc)}"
-            ) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise self._unreachable(exc) from None
+        except NotFound:
+            return None
 
     def apply(
         self, obj: dict[str, Any], group: str, version: str, plural: str, *, dry_run: bool = False
@@ -89,6 +98,30 @@ class Cluster:
         }
         if dry_run:
             kwargs["dry_run"] = "All"
+        try:
+            return self._apply(obj, group, version, plural, name, kwargs)
+        except NoAnswer as lost:
+            if dry_run:
+                raise
+            return self._found_after(lost, obj, group, version, plural)
+
+    def _found_after(self, lost: NoAnswer, obj: dict[str, Any], group: str, version: str,
+                     plural: str) -> dict[str, Any]:
+        """After a lost answer, read the object: it holds what was sent (applied), or not."""
+        name = obj["metadata"]["name"]
+        try:
+            stored = self.get(group, version, plural, name)
+        except DeployError:
+            raise NoAnswer(f"{lost}; it is unknown whether it was applied (a read did not get an answer "
+                           f"either): check with kubectl get {plural} {name} -n {self.env.namespace}, "
+                           "then retry") from None
+        if stored is None or differing(obj.get("spec", {}), stored.get("spec", {})):
+            raise DeployError(f"{lost}; it was not applied (the cluster holds the earlier {plural}/{name}): "
+                              "retry") from None
+        return stored
+
+    def _apply(self, obj: dict[str, Any], group: str, version: str, plural: str, name: str,
+               kwargs: dict[str, Any]) -> dict[str, Any] | None:
         stored: dict[str, Any] | None = self._call(
             f"apply {obj['kind']} {name}",
             self.api.patch_namespaced_custom_object,
@@ -107,7 +140,7 @@ class Cluster:
     ) -> dict[str, Any]:
         """PUT the object back; its ``metadata.resourceVersion`` makes the write conditional."""
         name = obj["metadata"]["name"]
-        kwargs: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
+        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER} | ({"dry_run": "All"} if dry_run else {})
         stored: dict[str, Any] = self._call(
             f"update {obj['kind']} {name}",
             self.api.replace_namespaced_custom_object,
@@ -139,3 +172,16 @@ def _reason(exc: ApiException) -> str:
         return f"{status.get('message') or exc.reason} (HTTP {exc.status})"
     except ValueError:
         return f"HTTP {exc.status} {exc.reason}"
+
+
+def differing(sent: dict[str, Any], stored: dict[str, Any], path: str = "spec") -> list[str]:
+    """The fields of ``sent`` that ``stored`` holds another value for (fields only others set are
+    theirs, and not compared)."""
+    found = []
+    for key, value in sent.items():
+        there = stored.get(key)
+        if isinstance(value, dict) and isinstance(there, dict):
+            found += differing(value, there, f"{path}.{key}")
+        elif there != value:
+            found.append(f"{path}.{key}")
+    return found

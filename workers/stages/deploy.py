@@ -8,7 +8,8 @@ resolve the image to its digest, check its ABI against the environment's platfor
 stores nothing; the log shows the YAML.  ``undeploy`` removes the WasmPlugin or the Gloo
 filter entry, and nothing else.  Each change is recorded in the store's deploy history
 (environment, filter, digest, job, requester, approver, time): ``/wasm history`` shows it and
-rollback reads it.
+rollback deploys the record before the current one again: its digest,
+root id and plugin config.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import yaml
 from workers.commands import DeployCommand, RollbackCommand, UndeployCommand
 from workers.config import Environment, Settings
 from workers.deploy import envoy, gloo, istio
-from workers.deploy.cluster import Cluster
+from workers.deploy.cluster import Cluster, differing
 from workers.deploy.target import DeployError, Target, check_abi, resolve
 from workers.oci.reference import InvalidReference
 from workers.oci.registry import RegistryError
@@ -56,14 +57,18 @@ def _environment(ctx: StageContext) -> tuple[str, Environment]:
 def run(ctx: StageContext) -> dict[str, str]:
     command = _command(ctx)
     env_name, env = _environment(ctx)
-    deploy = command if isinstance(command, DeployCommand) else None  # rollback: the digest alone
+    deploy = command if isinstance(command, DeployCommand) else None
     dry_run = deploy is not None and deploy.dry_run
-    root_id = deploy.root_id if deploy else None
     approval = ctx.job.approval
     if env.protected and not dry_run and not approval.get("approved_by"):
         raise StageError(f"environment {env_name} is protected: this change needs an approval first")
     try:
-        text = deploy.target if deploy else previous_digest(ctx, env_name)
+        if deploy:
+            text, root_id, config_text = deploy.target, deploy.root_id, deploy.config
+        else:  # rollback: the whole intent deployed before, not only its digest
+            before = previous(ctx, env_name)
+            text = f"{before['image'].split('@')[0]}@{before['digest']}"
+            root_id, config_text = before.get("root_id") or None, before.get("config") or None
         target = resolve(ctx.settings, text)
         if approval.get("digest") and approval["digest"] != target.digest:
             raise DeployError(
@@ -71,7 +76,7 @@ def run(ctx: StageContext) -> dict[str, str]:
                 f"{approval.get('approved_by')} approved: nothing was deployed; ask again"
             )
         check_abi(target, env_name, env)
-        config = json.loads(deploy.config) if deploy and deploy.config else None
+        config = json.loads(config_text) if config_text else None
         if env.platform == "envoy":
             where, generation = _envoy(ctx, target, env, root_id, config)
         elif env.platform == "istio":
@@ -85,8 +90,8 @@ def run(ctx: StageContext) -> dict[str, str]:
     done = "validated (dry run, nothing changed)" if dry_run else "deployed"
     ctx.log(f"{done}: {where} pinned to {target.digest}")
     if not dry_run:
-        _record(ctx, command.name, env_name, target.filter_name,
-                image=str(target.image), digest=target.digest, resource=where)
+        _record(ctx, command.name, env_name, target.filter_name, image=str(target.image),
+                digest=target.digest, resource=where, root_id=root_id or "", config=config_text or "")
     return {
         "environment": env_name,
         "filter": target.filter_name,
@@ -154,10 +159,11 @@ def _istio(
     stored = cluster.apply(plugin, istio.GROUP, istio.VERSION, istio.PLURAL, dry_run=dry_run) or {}
     if not dry_run:
         stored = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name) or {}
-        if stored.get("spec") != plugin["spec"]:
+        changed = differing(plugin["spec"], stored.get("spec", {}))
+        if changed:  # only wasmbot's fields count: others may set theirs (kubectl edit, a controller)
             raise DeployError(
-                f"environment {env_name}: the cluster stored WasmPlugin {target.filter_name} with "
-                "another spec than was sent (an admission webhook may have changed it)"
+                f"environment {env_name}: the cluster stored WasmPlugin {target.filter_name} with other "
+                f"values than were sent for {', '.join(changed)} (an admission webhook may have changed them)"
             )
     return f"WasmPlugin {env.namespace}/{target.filter_name}", str(
         stored.get("metadata", {}).get("generation", "")
@@ -246,7 +252,8 @@ def _record(ctx: StageContext, action: str, env_name: str, name: str, **what: st
     )
 
 
-def previous_digest(ctx: StageContext, env_name: str) -> str:
+def previous(ctx: StageContext, env_name: str) -> dict[str, str]:
+    """The deploy record before the current one: what a rollback deploys again."""
     command = _command(ctx)
     name = command.filter if isinstance(command, RollbackCommand) else None
     records = [r for r in open_store(ctx.settings).deploys(env_name) if name is None or r["filter"] == name]
@@ -273,7 +280,7 @@ def previous_digest(ctx: StageContext, env_name: str) -> str:
         f"rolling {current['filter']} in {env_name} back from {current['digest']} to "
         f"{before['digest']} (deployed by job {before['job']})"
     )
-    return f"{before['image'].split('@')[0]}@{before['digest']}"
+    return before
 
 
 def undeploy(ctx: StageContext) -> dict[str, str]:
