@@ -41,8 +41,9 @@ def ask(bot: Wasmbot, env: dict[str, str], ref: str) -> str:
     match = re.search(r"job ([0-9a-f]{12}) waits for an approval: someone else allowed to approve:prod "
                       r"answers /wasm approve \1", asked.stdout)
     assert match, asked.stdout
-    # The approver sees the server-side dry run as a diff of what would change.
-    assert "--- in the cluster now\n+++ after this deploy" in asked.stdout
+    # The approver sees the server-side dry run: the whole WasmPlugin it creates, and where.
+    assert re.search(r"--- in the cluster now: no WasmPlugin shop/\S+\n"
+                     r"\+\+\+ after this deploy: WasmPlugin shop/\S+ is created", asked.stdout), asked.stdout
     assert re.search(r"^\+  url: oci://", asked.stdout, re.M) or re.search(r"^\+url: oci://", asked.stdout, re.M)
     return match.group(1)
 

@@ -8,6 +8,7 @@ the stand-in (tests/kubeapi.py) hid, issue 18; each test failed before its fix.
 from __future__ import annotations
 
 import copy
+import json
 import socket
 import threading
 import uuid
@@ -110,10 +111,12 @@ def test_rollback_restores_the_config_and_root_id_deployed_before(
 
 
 class Silent:
-    """An API server that takes connections and requests and never answers: a hang that a real
-    server cannot be made to show, so this one fault keeps a stand-in.  Counts connections."""
+    """An API server that answers the first ``reads`` GETs (404: no such object) and then takes
+    requests and never answers: a hang that a real server cannot be made to show, so this one
+    fault keeps a stand-in.  Counts connections."""
 
-    def __init__(self) -> None:
+    def __init__(self, reads: int = 0) -> None:
+        self.reads = reads
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.connections: list[socket.socket] = []
@@ -125,7 +128,18 @@ class Silent:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            self.connections.append(conn)  # read nothing, answer nothing
+            self.connections.append(conn)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            if head.startswith(b"GET ") and self.reads > 0:
+                self.reads -= 1
+                body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                   "reason": "NotFound", "code": 404}).encode()
+                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+                conn.close()
+            # anything else: read, and never answered
 
     def kubeconfig(self, path: Path, token: str = "t") -> Path:
         path.write_text(yaml.safe_dump({
@@ -143,15 +157,106 @@ class Silent:
 
 def test_a_hung_api_server_is_given_up_on_at_the_timeout_and_reported_as_unknown(
         registry: Service, tmp_path: Path) -> None:
-    hung = Silent()
+    ref = pushed(registry, tmp_path, "cluster/hung:v1", module_bytes(padding=5))
+    hung = Silent(reads=1)  # it answers that there is no plugin yet, then hangs on the apply
     try:
         settings = settings_for(tmp_path, hung, api_timeout=1)  # type: ignore[arg-type]
-        ref = pushed(registry, tmp_path, "cluster/hung:v1", module_bytes(padding=5))
         with pytest.raises(StageError) as failed:
             run_job(settings, DeployCommand(target=ref, env="staging"), tmp_path)
         message = str(failed.value)
-        assert "did not answer within 1s" in message and "unknown whether" in message, message
+        assert "did not answer within 1s" in message and "unknown whether it was applied" in message, message
         assert "nothing was changed" not in message  # it cannot know that
-        assert len(hung.connections) == 2  # the apply and one read to find out; no retries
+        assert len(hung.connections) == 3  # the read, the apply and one read to find out; no retries
     finally:
         hung.close()
+    silent = Silent()  # hangs from the first read: that changed nothing, and says so
+    try:
+        settings = settings_for(tmp_path, silent, api_timeout=1)  # type: ignore[arg-type]
+        with pytest.raises(StageError, match=r"did not answer within 1s .*nothing was changed \(that was a read\)"):
+            run_job(settings, DeployCommand(target=ref, env="staging"), tmp_path)
+        assert len(silent.connections) == 1
+    finally:
+        silent.close()
+
+
+def plugin_path(namespace: str, name: str = "") -> str:
+    return f"/apis/{ISTIO[0]}/{ISTIO[1]}/namespaces/{namespace}/wasmplugins" + (f"/{name}" if name else "")
+
+
+def hand_made(cluster: KubeServer, namespace: str, name: str) -> dict[str, Any]:
+    """A WasmPlugin someone made with kubectl, not wasmbot."""
+    created = cluster.request("POST", plugin_path(namespace) + "?fieldManager=kubectl-create", json={
+        "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"team": "edge"}},
+        "spec": {"url": "oci://example.com/edge/theirs:v3", "pluginConfig": {"mine": True}}})
+    assert created.status_code == 201, created.text
+    made: dict[str, Any] = created.json()
+    return made
+
+
+def test_deploy_leaves_a_plugin_it_did_not_create_alone_unless_told_to_adopt_it(
+        cluster: KubeServer, namespace: str, registry: Service, tmp_path: Path) -> None:
+    from workers.commands import UndeployCommand
+
+    before = hand_made(cluster, namespace, "theirs")
+    settings = settings_for(tmp_path, cluster, namespace=namespace)
+    ref = pushed(registry, tmp_path, "cluster/theirs:v1", module_bytes(padding=6))
+    with pytest.raises(StageError, match=r"WasmPlugin theirs in staging was not created by wasmbot.*--adopt"):
+        run_job(settings, DeployCommand(target=ref, env="staging"), tmp_path)
+    with pytest.raises(StageError, match="was not created by wasmbot"):
+        run_job(settings, DeployCommand(target=ref, env="staging", dry_run=True), tmp_path)
+    untouched = cluster.get(*ISTIO, namespace, "wasmplugins", "theirs")
+    assert untouched is not None and untouched["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+    run_job(settings, DeployCommand(target=ref, env="staging", adopt=True), tmp_path)
+    adopted = cluster.get(*ISTIO, namespace, "wasmplugins", "theirs")
+    assert adopted is not None and adopted["spec"]["sha256"] == ref.split("@sha256:")[1]
+    assert adopted["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "wasmbot"
+
+    run_job(settings, UndeployCommand(env="staging", filter="theirs"), tmp_path)  # handed back as it was
+    back = cluster.get(*ISTIO, namespace, "wasmplugins", "theirs")
+    assert back is not None
+    assert back["spec"] == before["spec"] and back["metadata"]["labels"] == before["metadata"]["labels"]
+    assert not any(k.startswith("wasmbot.io/") for k in back["metadata"].get("annotations", {}))
+
+
+def test_a_field_another_manager_took_is_a_conflict_that_only_force_overrides(
+        cluster: KubeServer, namespace: str, registry: Service, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, cluster, namespace=namespace)  # its priority is 10
+    ref = pushed(registry, tmp_path, "cluster/contested:v1", module_bytes(padding=7))
+    run_job(settings, DeployCommand(target=ref, env="staging"), tmp_path)
+    edit(cluster, plugin_path(namespace, "contested"), {"spec": {"priority": 99}}, "kubectl-edit")
+    with pytest.raises(StageError) as conflict:
+        run_job(settings, DeployCommand(target=ref, env="staging"), tmp_path)
+    assert "kubectl-edit" in str(conflict.value) and ".spec.priority" in str(conflict.value)
+    assert "--force" in str(conflict.value)
+    stored = cluster.get(*ISTIO, namespace, "wasmplugins", "contested")
+    assert stored is not None and stored["spec"]["priority"] == 99  # not taken without --force
+    run_job(settings, DeployCommand(target=ref, env="staging", force=True), tmp_path)
+    stored = cluster.get(*ISTIO, namespace, "wasmplugins", "contested")
+    assert stored is not None and stored["spec"]["priority"] == 10
+
+
+def test_the_approval_preview_shows_what_is_created_where_then_a_field_diff(
+        cluster: KubeServer, namespace: str, registry: Service, tmp_path: Path) -> None:
+    from workers.stages.deploy import preview
+
+    settings = settings_for(tmp_path, cluster, namespace=namespace)
+    first = pushed(registry, tmp_path, "cluster/shown:v1", module_bytes(padding=8))
+    _, created = preview(settings, DeployCommand(target=first, env="staging"), "slack:W111", "0123456789ab")
+    assert created.startswith(f"--- in the cluster now: no WasmPlugin {namespace}/shown\n"
+                              f"+++ after this deploy: WasmPlugin {namespace}/shown is created\n"), created
+    for line in ("+kind: WasmPlugin", "+  name: shown", f"+  namespace: {namespace}",
+                 "+    app.kubernetes.io/managed-by: wasmbot", "+    wasmbot.io/requester: slack:W111",
+                 f"+  sha256: {first.split('@sha256:')[1]}"):
+        assert line in created.splitlines(), (line, created)
+    assert "managedFields" not in created and "uid" not in created
+    assert cluster.get(*ISTIO, namespace, "wasmplugins", "shown") is None  # a dry run: nothing stored
+
+    run_job(settings, DeployCommand(target=first, env="staging"), tmp_path)
+    second = pushed(registry, tmp_path, "cluster/shown:v2", module_bytes(padding=9))
+    _, changed = preview(settings, DeployCommand(target=second, env="staging"), "slack:W111", "0123456789ab")
+    minus = [line for line in changed.splitlines() if line.startswith("-") and not line.startswith("---")]
+    plus = [line for line in changed.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    assert f"-  sha256: {first.split('@sha256:')[1]}" in minus and f"+  sha256: {second.split('@sha256:')[1]}" in plus
+    assert not any("namespace:" in line or "kind:" in line for line in minus + plus)  # what stays is context

@@ -82,6 +82,8 @@ class DeployCommand(_Command):
     config: str | None = None  # JSON given to the plugin
     root_id: str | None = None
     dry_run: bool = False
+    force: bool = False  # take over fields another field manager owns
+    adopt: bool = False  # take over a WasmPlugin wasmbot did not create (undeploy hands it back)
 
 
 class RollbackCommand(_Command):

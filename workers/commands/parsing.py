@@ -146,6 +146,8 @@ def deploy(spec: Spec, args: list[str]) -> DeployCommand:
     parser.add_argument("--config")
     parser.add_argument("--root-id")
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--adopt", action="store_true")
     ns = parser.parse_args(args)
     if not JOB_ID.match(ns.target):
         try:
@@ -164,7 +166,7 @@ def deploy(spec: Spec, args: list[str]) -> DeployCommand:
     if ns.root_id is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", ns.root_id):
         raise CommandError(f"invalid --root-id {ns.root_id!r}", spec.usage)
     return DeployCommand(target=ns.target, env=ns.env, config=ns.config, root_id=ns.root_id,
-                         dry_run=ns.dry_run)
+                         dry_run=ns.dry_run, force=ns.force, adopt=ns.adopt)
 
 
 def _environment_and_filter(spec: Spec, args: list[str], filter_required: bool) -> list[str]:

@@ -67,7 +67,8 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("push", "/wasm push JOB --tag REGISTRY/REPOSITORY[:TAG] [--release]",
          "push the module a build or test job made and tested (--release announces it)", parsing.push,
          stages=("build", "test", "push")),  # build and test come done from the job named
-    Spec("deploy", "/wasm deploy IMAGE|JOB --env ENV [--config JSON] [--root-id ID] [--dry-run]",
+    Spec("deploy", "/wasm deploy IMAGE|JOB --env ENV [--config JSON] [--root-id ID] [--dry-run] [--force] "
+         "[--adopt]",
          "deploy a pushed module to an environment (--dry-run shows what would be applied)", parsing.deploy,
          where=EVERYWHERE, permission="deploy:{env}", allowed=(), stages=("deploy",), approval=True),
     Spec("rollback", "/wasm rollback ENV [FILTER]",

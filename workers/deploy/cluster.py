@@ -67,9 +67,11 @@ class Cluster:
         except (urllib3.exceptions.ConnectTimeoutError, OSError) as exc:  # nothing was sent
             raise self._unreachable(exc) from None
         except urllib3.exceptions.HTTPError as exc:  # sent, and then no (whole) answer
+            read = getattr(fn, "__name__", "").startswith("get_")
+            after = "; nothing was changed (that was a read): retry later" if read else ""
             raise NoAnswer(
                 f"environment {self.env_name}: the cluster at {self.server} did not answer within "
-                f"{self.env.api_timeout:g}s ({type(exc).__name__}) when asked to {what}"
+                f"{self.env.api_timeout:g}s ({type(exc).__name__}) when asked to {what}{after}"
             ) from None
 
     def _unreachable(self, exc: Exception) -> DeployError:
@@ -88,18 +90,23 @@ class Cluster:
             return None
 
     def apply(
-        self, obj: dict[str, Any], group: str, version: str, plural: str, *, dry_run: bool = False
+        self, obj: dict[str, Any], group: str, version: str, plural: str, *, dry_run: bool = False,
+        force: bool = False,
     ) -> dict[str, Any] | None:
+        """Server-side apply; a field another manager owns is a conflict unless ``force``."""
         name = obj["metadata"]["name"]
         kwargs: dict[str, Any] = {
             "field_manager": FIELD_MANAGER,
-            "force": True,
+            "force": force,
             "_content_type": "application/apply-patch+yaml",
         }
         if dry_run:
             kwargs["dry_run"] = "All"
         try:
             return self._apply(obj, group, version, plural, name, kwargs)
+        except Conflict as conflict:  # the server names the manager and the fields
+            raise DeployError(f"{conflict}; nothing was changed: deploy with --force to take these fields "
+                              "over, or set them back") from None
         except NoAnswer as lost:
             if dry_run:
                 raise

@@ -81,7 +81,8 @@ def run(ctx: StageContext) -> dict[str, str]:
             where, generation = _envoy(ctx, target, env, root_id, config)
         elif env.platform == "istio":
             where, generation = _istio(ctx, Cluster(env_name, env), target, env_name, env, root_id, config,
-                                       dry_run)
+                                       dry_run, adopt=bool(deploy and deploy.adopt),
+                                       force=bool(deploy and (deploy.force or deploy.adopt)))
         else:
             where, generation = _gloo(ctx, Cluster(env_name, env), target, env_name, env, root_id, config,
                                       dry_run)
@@ -144,7 +145,11 @@ def _istio(
     root_id: str | None,
     config: Any,
     dry_run: bool,
+    *,
+    adopt: bool,
+    force: bool,
 ) -> tuple[str, str]:
+    current = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name)
     plugin = istio.wasm_plugin(
         target,
         env_name,
@@ -153,10 +158,12 @@ def _istio(
         config=config,
         job=ctx.job.id,
         requester=ctx.job.requester,
+        adopted=istio.adoption(current, env_name, adopt),  # refuses another's plugin before any write
     )
     _show(ctx, env_name, dry_run, [plugin])
     # The client returns the object for 200 only; an apply that creates answers 201.
-    stored = cluster.apply(plugin, istio.GROUP, istio.VERSION, istio.PLURAL, dry_run=dry_run) or {}
+    stored = cluster.apply(plugin, istio.GROUP, istio.VERSION, istio.PLURAL, dry_run=dry_run,
+                           force=force) or {}
     if not dry_run:
         stored = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name) or {}
         changed = differing(plugin["spec"], stored.get("spec", {}))
@@ -199,8 +206,9 @@ def _gloo(
 
 
 def preview(settings: Settings, command: DeployCommand, requester: str, job_id: str) -> tuple[Target, str]:
-    """What a deploy would change, from a server-side dry run: a unified diff of the spec (Istio)
-    or of the Gateways' wasm filters (Gloo).  Shown to approvers before they approve."""
+    """What a deploy would change, from a server-side dry run: for Istio the whole WasmPlugin
+    when it is created, else a field-level diff of it; for Gloo a diff of the Gateways' wasm
+    filters.  Shown to approvers before they approve."""
     env_name = command.env
     env = settings.environments[env_name]
     target = resolve(settings, command.target)
@@ -209,6 +217,7 @@ def preview(settings: Settings, command: DeployCommand, requester: str, job_id: 
     cluster = Cluster(env_name, env)
     before: list[Any] = []
     after: list[Any] = []
+    headers = ("in the cluster now", "after this deploy")
     if env.platform == "istio":
         plugin = istio.wasm_plugin(
             target,
@@ -220,8 +229,14 @@ def preview(settings: Settings, command: DeployCommand, requester: str, job_id: 
             requester=requester,
         )
         current = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name)
-        simulated = cluster.apply(plugin, istio.GROUP, istio.VERSION, istio.PLURAL, dry_run=True) or plugin
-        before, after = [current["spec"]] if current else [], [simulated["spec"]]
+        plugin["metadata"]["annotations"].update(
+            {istio.ADOPTED: a} if (a := istio.adoption(current, env_name, command.adopt)) else {})
+        simulated = cluster.apply(plugin, istio.GROUP, istio.VERSION, istio.PLURAL, dry_run=True,
+                                  force=command.force or command.adopt) or plugin
+        where = f"WasmPlugin {env.namespace}/{target.filter_name}"
+        before, after = ([_shown(current)] if current else []), [_shown(simulated)]
+        headers = (("in the cluster now", "after this deploy") if current else
+                   (f"in the cluster now: no {where}", f"after this deploy: {where} is created"))
     elif env.platform == "gloo":
         entry = gloo.filter_entry(target, env, root_id=command.root_id, config=config)
         for name in env.gateways:
@@ -235,11 +250,21 @@ def preview(settings: Settings, command: DeployCommand, requester: str, job_id: 
     lines = difflib.unified_diff(
         yaml.safe_dump_all(before, sort_keys=False).splitlines(),
         yaml.safe_dump_all(after, sort_keys=False).splitlines(),
-        "in the cluster now",
-        "after this deploy",
+        *headers,
         lineterm="",
     )
     return target, "\n".join(lines)
+
+
+SERVER_SET = ("managedFields", "uid", "resourceVersion", "generation", "creationTimestamp")
+
+
+def _shown(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object as an approver reads it: what it is, where, and what it says (not the fields
+    the server keeps for itself)."""
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in SERVER_SET}
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": meta,
+            "spec": obj.get("spec", {})}
 
 
 def _record(ctx: StageContext, action: str, env_name: str, name: str, **what: str) -> None:
@@ -296,12 +321,17 @@ def undeploy(ctx: StageContext) -> dict[str, str]:
             current = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, name)
             if current is None:
                 raise DeployError(f"there is no WasmPlugin {name} in {env_name} ({env.namespace})")
-            if current["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") != "wasmbot":
+            if not istio.owned(current):
                 raise DeployError(
                     f"WasmPlugin {name} in {env_name} was not deployed by wasmbot; it is left alone"
                 )
-            cluster.delete(istio.GROUP, istio.VERSION, istio.PLURAL, name)
-            where = f"WasmPlugin {env.namespace}/{name}"
+            back = istio.handed_back(current)
+            if back is None:
+                cluster.delete(istio.GROUP, istio.VERSION, istio.PLURAL, name)
+                where = f"WasmPlugin {env.namespace}/{name}"
+            else:  # adopted: as it was before wasmbot took it over
+                cluster.replace(back, istio.GROUP, istio.VERSION, istio.PLURAL)
+                where = f"wasmbot's changes to WasmPlugin {env.namespace}/{name} (handed back as it was)"
         else:
             gloo.update(
                 cluster, env_name, env, lambda gateway: gloo.without_filter(gateway, name), dry_run=False
