@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from kubeserver import KubeServer
 from slackapi import SlackStandIn
 
 from bot.localservices import Service, _wait_until, free_port, start_redis, start_registry
@@ -38,6 +39,15 @@ def toolchain_image() -> str:
     proc = subprocess.run(["bash", str(ROOT / "deploy/toolchains/build-image.sh"), "c"],
                           capture_output=True, text=True, check=True)
     return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeServer]:
+    """A real Kubernetes API server of the test's own, serving the Istio and Gloo CRDs
+    (tests/kubeserver.py); about two seconds to start."""
+    server = KubeServer(tmp_path_factory.mktemp("kube")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

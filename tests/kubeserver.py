@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,17 @@ from bot.localservices import Service, _wait_until, free_port
 VERSION = "v0.34.2"  # k8s.io/apiextensions-apiserver, as deploy/setup.sh builds it
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT / "tests" / "testdata" / "k8s"
-USERS = {"wasmbot-test-kube-token": "wasmbot", "someone-else-token": "someone-else"}
+USERS = {"wasmbot-test-kube-token": "wasmbot", "someone-else-token": "someone-else", "admin-token": "admin"}
 TOKEN = "wasmbot-test-kube-token"
+KINDS = [("extensions.istio.io", "v1alpha1", "wasmplugins"), ("gateway.solo.io", "v1", "gateways")]
+
+
+@dataclass(frozen=True)
+class Write:
+    verb: str  # create, update, patch (server-side apply is a patch), delete
+    resource: str
+    namespace: str
+    name: str
 
 
 def binary() -> Path:
@@ -58,6 +68,8 @@ class CoreStandIn(LoopbackServer):
     def __init__(self) -> None:
         self.reviews: list[dict[str, Any]] = []  # the SubjectAccessReviews' specs, in order
         self._changed = threading.Condition()
+        # (verb, resource, name) -> what to do, once, before that request of wasmbot's is allowed
+        self.before: dict[tuple[str, str, str], Callable[[], None]] = {}
 
     def make_app(self) -> web.Application:
         self._closing = asyncio.Event()  # ends the idle watches, so that the server can stop
@@ -88,9 +100,14 @@ class CoreStandIn(LoopbackServer):
 
     async def _access_review(self, request: web.Request) -> web.Response:
         review = await request.json()
+        spec = review.get("spec", {})
         with self._changed:
-            self.reviews.append(review.get("spec", {}))
+            self.reviews.append(spec)
             self._changed.notify_all()
+        attributes = spec.get("resourceAttributes", {})
+        key = (attributes.get("verb", ""), attributes.get("resource", ""), attributes.get("name", ""))
+        if spec.get("user") == "wasmbot" and key in self.before:
+            await asyncio.to_thread(self.before.pop(key))  # off the loop: it is reviewed here too
         review["status"] = {"allowed": True, "reason": "the test cluster allows everyone"}
         return web.json_response(review)
 
@@ -134,6 +151,8 @@ class KubeServer:
             "--secure-port", str(port), "--cert-dir", str(certs),
             "--kubeconfig", str(core), "--authentication-kubeconfig", str(core),
             "--authorization-kubeconfig", str(core), "--authentication-skip-lookup",
+            # every request reviewed, none cached: the reviews are the record of what was asked
+            "--authorization-webhook-cache-authorized-ttl=0s", "--authorization-webhook-cache-unauthorized-ttl=0s",
             "--disable-admission-plugins", "NamespaceLifecycle,MutatingAdmissionWebhook,"
             "ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,MutatingAdmissionPolicy",
             "--enable-priority-and-fairness=false"], f"{self.url}/healthz")
@@ -166,10 +185,10 @@ class KubeServer:
         """Create a CRD and return once the server says it is Established (its watch says so)."""
         name = crd["metadata"]["name"]
         base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-        created = self.request("POST", base, json=crd)
+        created = self.request("POST", base, token="admin-token", json=crd)
         assert created.status_code in (201, 409), created.text
         with self.request("GET", f"{base}?watch=true&fieldSelector=metadata.name%3D{name}"
-                          "&timeoutSeconds=60", stream=True) as events:
+                          "&timeoutSeconds=60", token="admin-token", stream=True) as events:
             for line in events.iter_lines():
                 obj = json.loads(line)["object"]
                 conditions = (obj.get("status") or {}).get("conditions") or []
@@ -185,11 +204,35 @@ class KubeServer:
             "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}]}))
         return path
 
-    def objects(self, group: str, version: str, namespace: str, plural: str) -> list[dict[str, Any]]:
-        answer = self.request("GET", f"/apis/{group}/{version}/namespaces/{namespace}/{plural}")
-        assert answer.status_code == 200, answer.text
-        items: list[dict[str, Any]] = answer.json()["items"]
-        return items
+    @property
+    def objects(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """Every WasmPlugin and Gateway in the cluster, by (plural, namespace, name)."""
+        found = {}
+        for group, version, plural in KINDS:
+            answer = self.request("GET", f"/apis/{group}/{version}/{plural}")
+            assert answer.status_code == 200, answer.text
+            for obj in answer.json()["items"]:
+                found[(plural, obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+        return found
+
+    @property
+    def writes(self) -> list[Write]:
+        """What wasmbot asked to change, in order, as the server's authoriser was asked (reads left out)."""
+        with self.core._changed:
+            reviews = list(self.core.reviews)
+        return [Write(a["verb"], a.get("resource", ""), a.get("namespace", ""), a.get("name", ""))
+                for r in reviews if r.get("user") == "wasmbot"
+                and (a := r.get("resourceAttributes", {})).get("verb") in ("create", "update", "patch", "delete")]
+
+    def put(self, obj: dict[str, Any], manager: str = "kubectl-create") -> dict[str, Any]:
+        """Create ``obj`` as someone else would (another token and field manager)."""
+        group, version = obj["apiVersion"].split("/")
+        plural = next(p for g, v, p in KINDS if (g, v) == (group, version))
+        answer = self.request("POST", f"/apis/{group}/{version}/namespaces/{obj['metadata']['namespace']}/{plural}"
+                              f"?fieldManager={manager}", token="someone-else-token", json=obj)
+        assert answer.status_code == 201, answer.text
+        created: dict[str, Any] = answer.json()
+        return created
 
     def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         answer = self.request("GET", f"/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}")

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TESTDATA, Wasmbot
-from kubeapi import CRD, KubeStandIn
+from conftest import Wasmbot
+from kubeserver import KubeServer
 from ocihelp import built, client, host_of, module_bytes
 
 from bot.localservices import Service
@@ -20,15 +19,7 @@ from workers.oci import reference
 from workers.oci.push import push
 
 
-@pytest.fixture
-def kube() -> Iterator[KubeStandIn]:
-    stand_in = KubeStandIn([CRD.load(TESTDATA / "k8s" / "istio-wasmplugin-crd.yaml")])
-    stand_in.start()
-    yield stand_in
-    stand_in.stop()
-
-
-def protected(bot: Wasmbot, kube: KubeStandIn, ttl: float = 3600) -> dict[str, str]:
+def protected(bot: Wasmbot, kube: KubeServer, ttl: float = 3600) -> dict[str, str]:
     kubeconfig = kube.kubeconfig(bot.workdir / "kubeconfig")
     return {"WASMBOT_ENVIRONMENTS": json.dumps({"prod": {"kubeconfig": str(kubeconfig), "namespace": "shop",
                                                          "protected": True}}),
@@ -50,13 +41,13 @@ def ask(bot: Wasmbot, env: dict[str, str], ref: str) -> str:
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
 def test_approval_by_someone_else_deploys_the_approved_digest(
-        wasmbot: Wasmbot, kube: KubeStandIn, registry: Service, tmp_path: Path) -> None:
+        wasmbot: Wasmbot, kube: KubeServer, registry: Service, tmp_path: Path) -> None:
     ref = push(client(registry, tmp_path), reference.parse(f"{host_of(registry)}/guarded/filter:v1"), built()).pinned
     env = protected(wasmbot, kube)
     job_id = ask(wasmbot, env, ref.split("@")[0])
     job = wasmbot.store.get(job_id)
     assert job is not None and job.state is State.PENDING and job.approval["digest"] == ref.split("@")[1]
-    assert [(w.verb, w.dry_run) for w in kube.writes] == [("apply", True)]  # the preview, stored nowhere
+    assert [w.verb for w in kube.writes] == ["patch", "create"]  # the preview's dry run, stored nowhere
     assert kube.objects == {}
 
     own = wasmbot.cli("run", f"/wasm approve {job_id}", env=env)
@@ -76,7 +67,7 @@ def test_approval_by_someone_else_deploys_the_approved_digest(
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
-def test_an_expired_approval_is_refused(wasmbot: Wasmbot, kube: KubeStandIn, registry: Service,
+def test_an_expired_approval_is_refused(wasmbot: Wasmbot, kube: KubeServer, registry: Service,
                                        tmp_path: Path) -> None:
     ref = push(client(registry, tmp_path), reference.parse(f"{host_of(registry)}/guarded/late:v1"), built()).pinned
     env = protected(wasmbot, kube, ttl=0.001)
@@ -88,7 +79,7 @@ def test_an_expired_approval_is_refused(wasmbot: Wasmbot, kube: KubeStandIn, reg
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
-def test_a_tag_moved_after_approval_is_not_deployed(wasmbot: Wasmbot, kube: KubeStandIn, registry: Service,
+def test_a_tag_moved_after_approval_is_not_deployed(wasmbot: Wasmbot, kube: KubeServer, registry: Service,
                                                    tmp_path: Path) -> None:
     registry_client = client(registry, tmp_path)
     first = push(registry_client, reference.parse(f"{host_of(registry)}/guarded/moving:v1"),

@@ -2,7 +2,7 @@
 apiextensions-apiserver serving the real Istio and Gloo CRDs, read back as kubectl would.
 
 Each test has its own namespace on one server for the session.  These are the defects that
-the stand-in (tests/kubeapi.py) hid, issue 18; each test failed before its fix.
+the old in-process stand-in hid (issue 18); each test failed before its fix.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ ISTIO = ("extensions.istio.io", "v1alpha1")
 GLOO = ("gateway.solo.io", "v1")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeServer]:
+    """One server for this module's tests, each in a namespace of its own."""
     server = KubeServer(tmp_path_factory.mktemp("kube")).start()
     yield server
     server.stop()

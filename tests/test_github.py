@@ -17,6 +17,7 @@ import pytest
 import requests
 from conftest import ROOT, TESTDATA, Wasmbot, registry_host
 from githubapi import TOKEN, WEBHOOK_SECRET, GitHubStandIn, webhook_headers
+from kubeserver import KubeServer
 
 from bot.localservices import Service, free_port
 from workers.jobs import Job, State
@@ -264,48 +265,41 @@ def test_a_push_supersedes_a_running_build_and_re_runs_are_on_request(githubbot:
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
 def test_deploy_and_approval_from_pull_request_comments(wasmbot: Wasmbot, github_api: GitHubStandIn,
-                                                        registry: Service, tmp_path: Path) -> None:
-    from kubeapi import CRD, KubeStandIn
+                                                        registry: Service, kube: KubeServer, tmp_path: Path) -> None:
+    environments = {"prod": {"kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")), "namespace": "shop",
+                             "selector": {"app": "checkout"}, "protected": True}}
+    rules = {"deploy:prod": ["user:github:alice"], "approve:prod": ["user:github:lead", "user:github:alice"]}
+    bot = start_githubbot(wasmbot, github_api, tmp_path, WASMBOT_DEFAULT_REGISTRY=registry_host(registry),
+                          WASMBOT_ENVIRONMENTS=json.dumps(environments), WASMBOT_PERMISSIONS=json.dumps(rules))
+    api = bot.api
+    api.add_repo(REPO, FILTER)
+    sha = api.add_commit(REPO, FILTER)
+    bot.bot.start_worker()
 
-    kube = KubeStandIn([CRD.load(TESTDATA / "k8s" / "istio-wasmplugin-crd.yaml")])
-    kube.start()
-    try:
-        environments = {"prod": {"kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")), "namespace": "shop",
-                                 "selector": {"app": "checkout"}, "protected": True}}
-        rules = {"deploy:prod": ["user:github:alice"], "approve:prod": ["user:github:lead", "user:github:alice"]}
-        bot = start_githubbot(wasmbot, github_api, tmp_path, WASMBOT_DEFAULT_REGISTRY=registry_host(registry),
-                              WASMBOT_ENVIRONMENTS=json.dumps(environments), WASMBOT_PERMISSIONS=json.dumps(rules))
-        api = bot.api
-        api.add_repo(REPO, FILTER)
-        sha = api.add_commit(REPO, FILTER)
-        bot.bot.start_worker()
+    def said(login: str, body: str) -> str:
+        bot.post("issue_comment", comment_event(api, body, "MEMBER", login))
+        return next(c["body"] for c in reversed(api.comments_on(REPO, 2)) if c["body"].startswith(f"> {body}"))
 
-        def said(login: str, body: str) -> str:
-            bot.post("issue_comment", comment_event(api, body, "MEMBER", login))
-            return next(c["body"] for c in reversed(api.comments_on(REPO, 2)) if c["body"].startswith(f"> {body}"))
+    assert "no pushed image to deploy yet" in said("alice", "/wasm deploy prod")
+    bot.post("pull_request", pull_request(api, "opened", sha))
+    built = api.wait_for(lambda a: completed(a, sha))
+    assert built["conclusion"] == "success", built["output"]
+    [pushed] = bot.jobs()
+    assert pushed.artifacts["image"] == f"{registry_host(registry)}/codertocat/hello-world:pr-2"
 
-        assert "no pushed image to deploy yet" in said("alice", "/wasm deploy prod")
-        bot.post("pull_request", pull_request(api, "opened", sha))
-        built = api.wait_for(lambda a: completed(a, sha))
-        assert built["conclusion"] == "success", built["output"]
-        [pushed] = bot.jobs()
-        assert pushed.artifacts["image"] == f"{registry_host(registry)}/codertocat/hello-world:pr-2"
-
-        assert "you may not deploy:prod: that needs <@github:alice>" in said("bob", "/wasm deploy prod")
-        asked = said("alice", "/wasm deploy prod")
-        job_id = re.search(r"job `([0-9a-f]{12})` waits for an approval", asked)[1]  # type: ignore[index]
-        assert "```diff" in asked and re.search(r"^\+ *url: oci://", asked, re.M), asked
-        assert "you asked for this change" in said("alice", f"/wasm approve {job_id}")
-        assert "you may not approve:prod" in said("bob", f"/wasm approve {job_id}")
-        assert f"job `{job_id}` approved: it runs now" in said("lead", f"/wasm approve {job_id}")
-        job = bot.bot.wait(job_id)
-        assert job.state is State.SUCCEEDED and job.approval["approved_by"] == "github:lead"
-        [plugin] = [o for (kind, _, _), o in kube.objects.items() if kind == "wasmplugins"]
-        assert plugin["spec"]["sha256"] == pushed.artifacts["digest"].removeprefix("sha256:")
-        bot.process.terminate()
-        bot.process.wait(30)
-    finally:
-        kube.stop()
+    assert "you may not deploy:prod: that needs <@github:alice>" in said("bob", "/wasm deploy prod")
+    asked = said("alice", "/wasm deploy prod")
+    job_id = re.search(r"job `([0-9a-f]{12})` waits for an approval", asked)[1]  # type: ignore[index]
+    assert "```diff" in asked and re.search(r"^\+ *url: oci://", asked, re.M), asked
+    assert "you asked for this change" in said("alice", f"/wasm approve {job_id}")
+    assert "you may not approve:prod" in said("bob", f"/wasm approve {job_id}")
+    assert f"job `{job_id}` approved: it runs now" in said("lead", f"/wasm approve {job_id}")
+    job = bot.bot.wait(job_id)
+    assert job.state is State.SUCCEEDED and job.approval["approved_by"] == "github:lead"
+    [plugin] = [o for (kind, _, _), o in kube.objects.items() if kind == "wasmplugins"]
+    assert plugin["spec"]["sha256"] == pushed.artifacts["digest"].removeprefix("sha256:")
+    bot.process.terminate()
+    bot.process.wait(30)
 
 
 # -- stages against the stand-in -------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import ROOT, TESTDATA, Wasmbot, registry_host
+from kubeserver import KubeServer
 from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers, slash_command
 
 from bot.localservices import Service, free_port
@@ -299,15 +300,12 @@ def test_the_app_manifest_matches_what_wasmbot_serves() -> None:
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
 def test_a_protected_deploy_needs_someone_else_allowed_to_approve(
-        wasmbot: Wasmbot, slack_api: SlackStandIn, registry: Service, tmp_path: Path) -> None:
-    from kubeapi import CRD, KubeStandIn
+        wasmbot: Wasmbot, slack_api: SlackStandIn, registry: Service, kube: KubeServer, tmp_path: Path) -> None:
     from ocihelp import built, client, host_of
 
     from workers.oci import reference
     from workers.oci.push import push
 
-    kube = KubeStandIn([CRD.load(TESTDATA / "k8s" / "istio-wasmplugin-crd.yaml")])
-    kube.start()
     ref = push(client(registry, tmp_path), reference.parse(f"{host_of(registry)}/slack/guarded:v1"), built()).pinned
     environments = {"prod": {"kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")), "protected": True}}
     wasmbot.env["WASMBOT_ENVIRONMENTS"] = json.dumps(environments)  # the worker deploys, so it needs them too
@@ -345,16 +343,11 @@ def test_a_protected_deploy_needs_someone_else_allowed_to_approve(
     finally:
         bot.process.terminate()
         bot.process.wait(30)
-        kube.stop()
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
 def test_deploy_button_on_a_pushed_job(wasmbot: Wasmbot, slack_api: SlackStandIn, registry: Service,
-                                       tmp_path: Path) -> None:
-    from kubeapi import CRD, KubeStandIn
-
-    kube = KubeStandIn([CRD.load(TESTDATA / "k8s" / "istio-wasmplugin-crd.yaml")])
-    kube.start()
+                                       kube: KubeServer, tmp_path: Path) -> None:
     environments = {"dev": {"kubeconfig": str(kube.kubeconfig(tmp_path / "kubeconfig")), "namespace": "dev"}}
     wasmbot.env["WASMBOT_ENVIRONMENTS"] = json.dumps(environments)
     wasmbot.start_worker()
@@ -386,4 +379,3 @@ def test_deploy_button_on_a_pushed_job(wasmbot: Wasmbot, slack_api: SlackStandIn
     finally:
         bot.process.terminate()
         bot.process.wait(30)
-        kube.stop()
