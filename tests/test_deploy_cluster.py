@@ -109,6 +109,13 @@ def test_rollback_restores_the_config_and_root_id_deployed_before(
     assert stored is not None
     assert stored["spec"]["sha256"] == first.split("@sha256:")[1]
     assert stored["spec"]["pluginConfig"] == {"header": "one"} and stored["spec"]["pluginName"] == "first"
+    # The history holds each applied intent whole, environment defaults included.
+    from workers.store import open_store
+
+    [rolled, _, _] = open_store(settings).deploys("staging")
+    assert json.loads(rolled["intent"]) == stored["spec"]
+    assert {k: stored["spec"][k] for k in ("phase", "priority", "selector")} == \
+        {"phase": "AUTHN", "priority": 10, "selector": {"matchLabels": {"app": "checkout"}}}
 
 
 class Silent:

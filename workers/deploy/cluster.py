@@ -192,3 +192,13 @@ def differing(sent: dict[str, Any], stored: dict[str, Any], path: str = "spec") 
         elif there != value:
             found.append(f"{path}.{key}")
     return found
+
+
+def unmanaged(sent: dict[str, Any], stored: dict[str, Any], manager: str) -> list[str]:
+    """The top-level spec fields of ``sent`` that the stored object's managedFields do not record
+    ``manager`` as owning (server-side apply's own record of who set what)."""
+    owned: set[str] = set()
+    for entry in stored.get("metadata", {}).get("managedFields") or []:
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            owned |= {key.removeprefix("f:") for key in (entry.get("fieldsV1") or {}).get("f:spec", {})}
+    return [f"spec.{key}" for key in sent if key not in owned]

@@ -17,14 +17,14 @@ from __future__ import annotations
 import difflib
 import json
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from workers.commands import DeployCommand, RollbackCommand, UndeployCommand
 from workers.config import Environment, Settings
 from workers.deploy import envoy, gloo, istio
-from workers.deploy.cluster import Cluster, differing
+from workers.deploy.cluster import FIELD_MANAGER, Cluster, differing, unmanaged
 from workers.deploy.target import DeployError, Target, check_abi, resolve
 from workers.oci.reference import InvalidReference
 from workers.oci.registry import RegistryError
@@ -32,6 +32,12 @@ from workers.stages import StageContext, StageError
 from workers.store import open_store
 
 EnvironmentCommand = DeployCommand | RollbackCommand | UndeployCommand
+
+
+class Applied(NamedTuple):
+    where: str  # what was changed, for people
+    generation: str
+    intent: dict[str, Any]  # what was applied (the WasmPlugin spec, the Gloo entry): history keeps it
 
 
 def _command(ctx: StageContext) -> EnvironmentCommand:
@@ -78,21 +84,23 @@ def run(ctx: StageContext) -> dict[str, str]:
         check_abi(target, env_name, env)
         config = json.loads(config_text) if config_text else None
         if env.platform == "envoy":
-            where, generation = _envoy(ctx, target, env, root_id, config)
+            applied = _envoy(ctx, target, env, root_id, config)
         elif env.platform == "istio":
-            where, generation = _istio(ctx, Cluster(env_name, env), target, env_name, env, root_id, config,
+            applied = _istio(ctx, Cluster(env_name, env), target, env_name, env, root_id, config,
                                        dry_run, adopt=bool(deploy and deploy.adopt),
                                        force=bool(deploy and (deploy.force or deploy.adopt)))
         else:
-            where, generation = _gloo(ctx, Cluster(env_name, env), target, env_name, env, root_id, config,
+            applied = _gloo(ctx, Cluster(env_name, env), target, env_name, env, root_id, config,
                                       dry_run)
     except (DeployError, RegistryError, InvalidReference) as exc:
         raise StageError(str(exc)) from None
+    where, generation = applied.where, applied.generation
     done = "validated (dry run, nothing changed)" if dry_run else "deployed"
     ctx.log(f"{done}: {where} pinned to {target.digest}")
     if not dry_run:
         _record(ctx, command.name, env_name, target.filter_name, image=str(target.image),
-                digest=target.digest, resource=where, root_id=root_id or "", config=config_text or "")
+                digest=target.digest, resource=where, root_id=root_id or "", config=config_text or "",
+                intent=json.dumps(applied.intent, sort_keys=True))
     return {
         "environment": env_name,
         "filter": target.filter_name,
@@ -110,7 +118,7 @@ def _show(ctx: StageContext, env_name: str, dry_run: bool, objects: list[dict[st
 
 
 def _envoy(ctx: StageContext, target: Target, env: Environment, root_id: str | None,
-           config: Any) -> tuple[str, str]:
+           config: Any) -> Applied:
     """Pull the module and write envoy.yaml (a bootstrap) and envoy-filter.yaml (the filter alone)."""
     from workers.oci.connect import connect
     from workers.oci.pull import pull
@@ -133,7 +141,7 @@ def _envoy(ctx: StageContext, target: Target, env: Environment, root_id: str | N
         f"wrote {bootstrap} (run: envoy -c {bootstrap}; then curl -i localhost:10000/) and the filter "
         f"alone in {ctx.workdir / 'envoy-filter.yaml'}; module {module} ({pulled.module_digest})"
     )
-    return f"Envoy bootstrap {bootstrap}", ""
+    return Applied(f"Envoy bootstrap {bootstrap}", "", wasm)
 
 
 def _istio(
@@ -148,7 +156,7 @@ def _istio(
     *,
     adopt: bool,
     force: bool,
-) -> tuple[str, str]:
+) -> Applied:
     current = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name)
     plugin = istio.wasm_plugin(
         target,
@@ -172,9 +180,14 @@ def _istio(
                 f"environment {env_name}: the cluster stored WasmPlugin {target.filter_name} with other "
                 f"values than were sent for {', '.join(changed)} (an admission webhook may have changed them)"
             )
-    return f"WasmPlugin {env.namespace}/{target.filter_name}", str(
-        stored.get("metadata", {}).get("generation", "")
-    )
+        missing = unmanaged(plugin["spec"], stored, FIELD_MANAGER)
+        if missing:  # success is what the server records as wasmbot's
+            raise DeployError(
+                f"environment {env_name}: the cluster does not record wasmbot as the manager of "
+                f"{', '.join(missing)} in WasmPlugin {target.filter_name}"
+            )
+    return Applied(f"WasmPlugin {env.namespace}/{target.filter_name}",
+                   str(stored.get("metadata", {}).get("generation", "")), plugin["spec"])
 
 
 def _gloo(
@@ -186,7 +199,7 @@ def _gloo(
     root_id: str | None,
     config: Any,
     dry_run: bool,
-) -> tuple[str, str]:
+) -> Applied:
     entry = gloo.filter_entry(target, env, root_id=root_id, config=config)
     _show(ctx, env_name, dry_run, [{"gateways": env.gateways, "filter": entry}])
     stored = gloo.update(
@@ -200,9 +213,8 @@ def _gloo(
                     f"environment {env_name}: Gateway {gateway} does not hold the filter after the update"
                 )
     names = ", ".join(f"Gateway {env.namespace}/{g}" for g in env.gateways)
-    return f"filter {target.filter_name} in {names}", ",".join(
-        str(s.get("metadata", {}).get("generation", "")) for s in stored
-    )
+    return Applied(f"filter {target.filter_name} in {names}",
+                   ",".join(str(s.get("metadata", {}).get("generation", "")) for s in stored), entry)
 
 
 def preview(settings: Settings, command: DeployCommand, requester: str, job_id: str) -> tuple[Target, str]:
