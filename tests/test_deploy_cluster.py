@@ -268,3 +268,35 @@ def test_the_approval_preview_shows_what_is_created_where_then_a_field_diff(
     plus = [line for line in changed.splitlines() if line.startswith("+") and not line.startswith("+++")]
     assert f"-  sha256: {first.split('@sha256:')[1]}" in minus and f"+  sha256: {second.split('@sha256:')[1]}" in plus
     assert not any("namespace:" in line or "kind:" in line for line in minus + plus)  # what stays is context
+
+
+def test_gloo_leaves_a_filter_entry_it_did_not_add_alone_unless_told_to_adopt_it(
+        cluster: KubeServer, namespace: str, registry: Service, tmp_path: Path) -> None:
+    from workers.commands import UndeployCommand
+
+    gateway = copy.deepcopy(GATEWAY)
+    gateway["metadata"] = {"name": "gateway-proxy", "namespace": namespace}
+    cluster.put(gateway, "gloo")
+    settings = Settings(data_dir=tmp_path / "data", docker_config=tmp_path / "none.json", environments={
+        "edge": Environment(platform="gloo", platform_version="1.18", namespace=namespace,
+                            kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), gateways=["gateway-proxy"])})
+    theirs = push(client(registry, tmp_path), reference.parse(f"{host_of(registry)}/edge/someone-elses:v1"),
+                  built("oci")).pinned
+    with pytest.raises(StageError, match=r"Gateway gateway-proxy holds a filter someone-elses that wasmbot did "
+                                         r"not add.*--adopt"):
+        run_job(settings, DeployCommand(target=theirs, env="edge"), tmp_path)
+    with pytest.raises(StageError, match="wasmbot did not add"):
+        run_job(settings, UndeployCommand(env="edge", filter="someone-elses"), tmp_path)
+    stored = cluster.get(*GLOO, namespace, "gateways", "gateway-proxy")
+    assert stored is not None and stored["spec"] == gateway["spec"]  # untouched
+
+    run_job(settings, DeployCommand(target=theirs, env="edge", adopt=True), tmp_path)
+    stored = cluster.get(*GLOO, namespace, "gateways", "gateway-proxy")
+    assert stored is not None
+    [entry] = stored["spec"]["httpGateway"]["options"]["wasm"]["filters"]
+    assert entry["image"].endswith(theirs.split("@")[1])
+    assert stored["metadata"]["annotations"]["wasmbot.io/filters"] == "someone-elses"
+    run_job(settings, UndeployCommand(env="edge", filter="someone-elses"), tmp_path)  # handed back as it was
+    stored = cluster.get(*GLOO, namespace, "gateways", "gateway-proxy")
+    assert stored is not None and stored["spec"] == gateway["spec"]
+    assert not any(k.startswith("wasmbot.io/") for k in stored["metadata"].get("annotations", {}))

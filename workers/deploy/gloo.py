@@ -1,6 +1,10 @@
 """Gloo Edge: the filter as an entry of ``spec.httpGateway.options.wasm.filters[]`` in each
 selected ``Gateway`` (gateway.solo.io/v1), everything else in the Gateway left as it was.
 
+The Gateway is not wasmbot's, so the entries it added are named in its ``wasmbot.io/filters``
+annotation: an entry of the same name that someone else added is refused unless adopted, and
+an adopted one is put back as it was on undeploy.
+
 Another controller (or person) may write the same Gateway, so each change is read, modified
 and written back with its ``resourceVersion``; a 409 means someone was faster, and the change
 is made again on a fresh read.  Gloo pulls the solo.io image layout.
@@ -43,23 +47,66 @@ def filter_entry(target: Target, env: Environment, *, root_id: str | None, confi
     return entry
 
 
-def with_filter(gateway: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """The Gateway with ``entry`` added, or replacing the filter of the same name."""
+FILTERS = "wasmbot.io/filters"  # on a Gateway: the filter entries wasmbot added (comma-separated)
+ADOPTED = "wasmbot.io/adopted-filters"  # entries it took over, as they were (JSON by name)
+
+
+def _annotations(gateway: dict[str, Any]) -> tuple[dict[str, str], list[str], dict[str, Any]]:
+    annotations = gateway["metadata"].setdefault("annotations", {})
+    ours = [n for n in annotations.get(FILTERS, "").split(",") if n]
+    return annotations, ours, json.loads(annotations.get(ADOPTED, "{}"))
+
+
+def _store_annotations(annotations: dict[str, str], ours: list[str], adopted: dict[str, Any]) -> None:
+    adopted_text = json.dumps(adopted, sort_keys=True) if adopted else ""
+    for key, value in ((FILTERS, ",".join(ours)), (ADOPTED, adopted_text)):
+        if value:
+            annotations[key] = value
+        else:
+            annotations.pop(key, None)
+
+
+def with_filter(gateway: dict[str, Any], entry: dict[str, Any], *, adopt: bool = False) -> dict[str, Any]:
+    """The Gateway with ``entry`` added, or replacing the filter of the same name if wasmbot
+    added that one (``adopt``: even if it did not; undeploy then puts the original back)."""
     changed = copy.deepcopy(gateway)
     options = changed["spec"]["httpGateway"].setdefault("options", {})
     filters = options.setdefault("wasm", {}).setdefault("filters", [])
     names = [f.get("name") for f in filters]
-    if entry["name"] in names:
-        filters[names.index(entry["name"])] = entry
+    annotations, ours, adopted = _annotations(changed)
+    name = entry["name"]
+    if name in names and name not in ours:
+        if not adopt:
+            raise DeployError(
+                f"Gateway {gateway['metadata']['name']} holds a filter {name} that wasmbot did not add; "
+                "nothing was changed. Deploy with --adopt to take it over (undeploy then puts it back as "
+                "it was), or deploy under another name"
+            )
+        adopted[name] = filters[names.index(name)]
+    if name in names:
+        filters[names.index(name)] = entry
     else:
         filters.append(entry)
+    _store_annotations(annotations, [*ours, name] if name not in ours else ours, adopted)
     return changed
 
 
 def without_filter(gateway: dict[str, Any], name: str) -> dict[str, Any]:
+    """The Gateway without wasmbot's filter ``name``, or with the one it adopted put back."""
     changed = copy.deepcopy(gateway)
     wasm = changed["spec"]["httpGateway"].get("options", {}).get("wasm", {})
-    wasm["filters"] = [f for f in wasm.get("filters", []) if f.get("name") != name]
+    annotations, ours, adopted = _annotations(changed)
+    names = [f.get("name") for f in wasm.get("filters", [])]
+    if name in names and name not in ours:
+        raise DeployError(f"Gateway {gateway['metadata']['name']} holds a filter {name} that wasmbot did not "
+                          "add; it is left alone")
+    if name in adopted:
+        wasm["filters"][names.index(name)] = adopted.pop(name)
+    else:
+        wasm["filters"] = [f for f in wasm.get("filters", []) if f.get("name") != name]
+    _store_annotations(annotations, [n for n in ours if n != name], adopted)
+    if not annotations:
+        del changed["metadata"]["annotations"]
     return changed
 
 

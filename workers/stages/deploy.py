@@ -91,7 +91,7 @@ def run(ctx: StageContext) -> dict[str, str]:
                                        force=bool(deploy and (deploy.force or deploy.adopt)))
         else:
             applied = _gloo(ctx, Cluster(env_name, env), target, env_name, env, root_id, config,
-                                      dry_run)
+                            dry_run, adopt=bool(deploy and deploy.adopt))
     except (DeployError, RegistryError, InvalidReference) as exc:
         raise StageError(str(exc)) from None
     where, generation = applied.where, applied.generation
@@ -199,11 +199,13 @@ def _gloo(
     root_id: str | None,
     config: Any,
     dry_run: bool,
+    *,
+    adopt: bool,
 ) -> Applied:
     entry = gloo.filter_entry(target, env, root_id=root_id, config=config)
     _show(ctx, env_name, dry_run, [{"gateways": env.gateways, "filter": entry}])
     stored = gloo.update(
-        cluster, env_name, env, lambda gateway: gloo.with_filter(gateway, entry), dry_run=dry_run
+        cluster, env_name, env, lambda gateway: gloo.with_filter(gateway, entry, adopt=adopt), dry_run=dry_run
     )
     if not dry_run:
         for gateway in env.gateways:
@@ -255,7 +257,7 @@ def preview(settings: Settings, command: DeployCommand, requester: str, job_id: 
             current = cluster.get(gloo.GROUP, gloo.VERSION, gloo.PLURAL, name) or {
                 "spec": {"httpGateway": {}}
             }
-            changed = gloo.with_filter(current, entry)
+            changed = gloo.with_filter(current, entry, adopt=command.adopt)
             cluster.replace(changed, gloo.GROUP, gloo.VERSION, gloo.PLURAL, dry_run=True)
             before.append({name: gloo.filters_of(current)})
             after.append({name: gloo.filters_of(changed)})
