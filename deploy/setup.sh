@@ -43,6 +43,12 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[dev]" >&2
 
+# The deploy tests read what they did back with kubectl; Debian's kubernetes-client when none is here.
+if ! command -v kubectl >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends kubernetes-client >&2
+fi
 bash deploy/tools/apiextensions-apiserver.sh >/dev/null
 
 # Every toolchain with a local recipe (tinygo has only a production Containerfile).

@@ -54,8 +54,9 @@ class Write:
 
 def binary() -> Path:
     """The server, built once by deploy/tools/apiextensions-apiserver.sh (as setup.sh runs it)."""
-    if shutil.which("etcd") is None:
-        raise RuntimeError("etcd is not installed (Debian package etcd-server): run `bash deploy/setup.sh`")
+    for tool, package in (("etcd", "etcd-server"), ("kubectl", "kubernetes-client")):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} is not installed (Debian package {package}): run `bash deploy/setup.sh`")
     built = subprocess.run(["bash", str(ROOT / "deploy" / "tools" / "apiextensions-apiserver.sh")],
                            env=os.environ | {"APIEXTENSIONS_APISERVER_VERSION": VERSION},
                            capture_output=True, text=True, check=True)
@@ -204,14 +205,32 @@ class KubeServer:
             "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}]}))
         return path
 
+    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``kubectl ARGS`` against this server, as an admin (``get --raw``: an extension server
+        has no core API for kubectl's discovery)."""
+        config = self.workdir / "kubectl.kubeconfig"
+        if not config.exists():
+            self.kubeconfig(config, token="admin-token")
+        return subprocess.run(["kubectl", "--kubeconfig", str(config), *args], capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    def read(self, path: str) -> dict[str, Any] | None:
+        """``kubectl get --raw PATH``, parsed; None when the server says NotFound."""
+        got = self.kubectl("get", "--raw", path)
+        if got.returncode != 0 and "(NotFound)" in got.stderr:
+            return None
+        assert got.returncode == 0, got.stderr
+        found: dict[str, Any] = json.loads(got.stdout)
+        return found
+
     @property
     def objects(self) -> dict[tuple[str, str, str], dict[str, Any]]:
-        """Every WasmPlugin and Gateway in the cluster, by (plural, namespace, name)."""
+        """Every WasmPlugin and Gateway in the cluster, by (plural, namespace, name), read with kubectl."""
         found = {}
         for group, version, plural in KINDS:
-            answer = self.request("GET", f"/apis/{group}/{version}/{plural}")
-            assert answer.status_code == 200, answer.text
-            for obj in answer.json()["items"]:
+            listed = self.read(f"/apis/{group}/{version}/{plural}")
+            assert listed is not None
+            for obj in listed["items"]:
                 found[(plural, obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
         return found
 
@@ -235,12 +254,8 @@ class KubeServer:
         return created
 
     def get(self, group: str, version: str, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
-        answer = self.request("GET", f"/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}")
-        if answer.status_code == 404:
-            return None
-        assert answer.status_code == 200, answer.text
-        found: dict[str, Any] = answer.json()
-        return found
+        """One object as ``kubectl get`` shows it (None: there is none)."""
+        return self.read(f"/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}")
 
 
 def _answers(url: str) -> bool:
