@@ -254,7 +254,7 @@ def test_gloo_gateway_keeps_everything_else_and_retries_a_conflict(
                                   "metadata": {"labels": {"touched": "yes"}}},
                               headers={"Content-Type": "application/merge-patch+json"})
         assert answer.status_code == 200, answer.text
-    kube.core.before[("update", "gateways", "gateway-proxy")] = someone_else_writes
+    kube.core.before[("patch", "gateways", "gateway-proxy")] = someone_else_writes
     result = run_job(settings, DeployCommand(target=solo, env="edge", config='{"header": "x-edge"}'), tmp_path)
     assert result["resource"] == "filter add-header in Gateway gloo-system/gateway-proxy"
     stored = kube.objects[("gateways", "gloo-system", "gateway-proxy")]
@@ -268,7 +268,7 @@ def test_gloo_gateway_keeps_everything_else_and_retries_a_conflict(
     assert stored["spec"]["httpGateway"]["options"]["gzip"] == {"compressionLevel": "BEST"}
     assert {k: v for k, v in stored["spec"].items() if k != "httpGateway"} == \
         {k: v for k, v in GATEWAY["spec"].items() if k != "httpGateway"}  # type: ignore[attr-defined]
-    assert [w.verb for w in kube.writes] == ["update", "update"]  # a 409, read again, then it landed
+    assert [w.verb for w in kube.writes] == ["patch", "patch"]  # a 409, read again, then it landed
     assert kube.core.before == {} and stored["metadata"]["labels"] == {"app": "gloo", "touched": "yes"}
 
     run_job(settings, DeployCommand(target=solo, env="edge"), tmp_path)  # replaces, never duplicates

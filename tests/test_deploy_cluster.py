@@ -104,6 +104,7 @@ def test_rollback_restores_the_config_and_root_id_deployed_before(
     run_job(settings, DeployCommand(target=first, env="staging", config='{"header": "one"}', root_id="first"),
             tmp_path)
     run_job(settings, DeployCommand(target=second, env="staging", config='{"header": "two"}'), tmp_path)
+    settings = settings_for(tmp_path, cluster, namespace=namespace, priority=20)  # the defaults move on
     run_job(settings, RollbackCommand(env="staging", filter="roll"), tmp_path)
     stored = cluster.get(*ISTIO, namespace, "wasmplugins", "roll")
     assert stored is not None

@@ -105,6 +105,8 @@ class Cluster:
         try:
             return self._apply(obj, group, version, plural, name, kwargs)
         except Conflict as conflict:  # the server names the manager and the fields
+            if force:  # no field conflicts when forced: a resourceVersion precondition failed
+                raise
             raise DeployError(f"{conflict}; nothing was changed: deploy with --force to take these fields "
                               "over, or set them back") from None
         except NoAnswer as lost:

@@ -5,9 +5,10 @@ The Gateway is not wasmbot's, so the entries it added are named in its ``wasmbot
 annotation: an entry of the same name that someone else added is refused unless adopted, and
 an adopted one is put back as it was on undeploy.
 
-Another controller (or person) may write the same Gateway, so each change is read, modified
-and written back with its ``resourceVersion``; a 409 means someone was faster, and the change
-is made again on a fresh read.  Gloo pulls the solo.io image layout.
+Another controller (or person) may write the same Gateway, so each change is read, modified,
+and server-side applied (wasmbot's part only, ``wasmbots_part``) with the read's
+``resourceVersion``; a 409 means someone was faster, and the change is made again on a fresh
+read.  Gloo pulls the solo.io image layout.
 """
 
 from __future__ import annotations
@@ -135,9 +136,10 @@ def update(
                     "go on spec.httpGateway"
                 )
             try:
-                stored.append(cluster.replace(change(current), GROUP, VERSION, PLURAL, dry_run=dry_run))
+                stored.append(cluster.apply(wasmbots_part(change(current)), GROUP, VERSION, PLURAL,
+                                            dry_run=dry_run, force=True) or {})
                 break
-            except Conflict:
+            except Conflict:  # the Gateway changed since it was read: read it again
                 continue
         else:
             raise DeployError(
@@ -145,6 +147,21 @@ def update(
                 f"({MAX_CONFLICTS} conflicts in a row); retry the job"
             )
     return stored
+
+
+def wasmbots_part(gateway: dict[str, Any]) -> dict[str, Any]:
+    """What wasmbot applies to a Gateway: its filter list and its annotations, nothing else.
+
+    The CRD declares ``filters`` an atomic list, so whoever applies it owns all of it: wasmbot
+    sends the whole list as read (others' entries included) with ``force``, and the read's
+    ``resourceVersion`` as a precondition, so a list changed since is a 409 and read again."""
+    meta = gateway["metadata"]
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Gateway",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                         "resourceVersion": meta["resourceVersion"],
+                         "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
+                                         if k in (FILTERS, ADOPTED)}},
+            "spec": {"httpGateway": {"options": {"wasm": {"filters": filters_of(gateway)}}}}}
 
 
 def filters_of(gateway: dict[str, Any]) -> list[dict[str, Any]]:

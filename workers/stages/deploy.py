@@ -69,12 +69,14 @@ def run(ctx: StageContext) -> dict[str, str]:
     if env.protected and not dry_run and not approval.get("approved_by"):
         raise StageError(f"environment {env_name} is protected: this change needs an approval first")
     try:
+        restore: dict[str, Any] | None = None
         if deploy:
             text, root_id, config_text = deploy.target, deploy.root_id, deploy.config
         else:  # rollback: the whole intent deployed before, not only its digest
             before = previous(ctx, env_name)
             text = f"{before['image'].split('@')[0]}@{before['digest']}"
             root_id, config_text = before.get("root_id") or None, before.get("config") or None
+            restore = json.loads(before["intent"]) if before.get("intent") else None
         target = resolve(ctx.settings, text)
         if approval.get("digest") and approval["digest"] != target.digest:
             raise DeployError(
@@ -87,11 +89,11 @@ def run(ctx: StageContext) -> dict[str, str]:
             applied = _envoy(ctx, target, env, root_id, config)
         elif env.platform == "istio":
             applied = _istio(ctx, Cluster(env_name, env), target, env_name, env, root_id, config,
-                                       dry_run, adopt=bool(deploy and deploy.adopt),
-                                       force=bool(deploy and (deploy.force or deploy.adopt)))
+                             dry_run, adopt=bool(deploy and deploy.adopt),
+                             force=bool(deploy and (deploy.force or deploy.adopt)), restore=restore)
         else:
             applied = _gloo(ctx, Cluster(env_name, env), target, env_name, env, root_id, config,
-                            dry_run, adopt=bool(deploy and deploy.adopt))
+                            dry_run, adopt=bool(deploy and deploy.adopt), restore=restore)
     except (DeployError, RegistryError, InvalidReference) as exc:
         raise StageError(str(exc)) from None
     where, generation = applied.where, applied.generation
@@ -156,7 +158,10 @@ def _istio(
     *,
     adopt: bool,
     force: bool,
+    restore: dict[str, Any] | None = None,
 ) -> Applied:
+    """``restore``: a rollback's recorded spec, applied as it was (phase, priority, selector
+    included, even if the environment's defaults have changed since)."""
     current = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name)
     plugin = istio.wasm_plugin(
         target,
@@ -168,6 +173,8 @@ def _istio(
         requester=ctx.job.requester,
         adopted=istio.adoption(current, env_name, adopt),  # refuses another's plugin before any write
     )
+    if restore is not None:
+        plugin["spec"] = restore
     _show(ctx, env_name, dry_run, [plugin])
     # The client returns the object for 200 only; an apply that creates answers 201.
     stored = cluster.apply(plugin, istio.GROUP, istio.VERSION, istio.PLURAL, dry_run=dry_run,
@@ -201,8 +208,9 @@ def _gloo(
     dry_run: bool,
     *,
     adopt: bool,
+    restore: dict[str, Any] | None = None,
 ) -> Applied:
-    entry = gloo.filter_entry(target, env, root_id=root_id, config=config)
+    entry = restore or gloo.filter_entry(target, env, root_id=root_id, config=config)
     _show(ctx, env_name, dry_run, [{"gateways": env.gateways, "filter": entry}])
     stored = gloo.update(
         cluster, env_name, env, lambda gateway: gloo.with_filter(gateway, entry, adopt=adopt), dry_run=dry_run
@@ -258,7 +266,8 @@ def preview(settings: Settings, command: DeployCommand, requester: str, job_id: 
                 "spec": {"httpGateway": {}}
             }
             changed = gloo.with_filter(current, entry, adopt=command.adopt)
-            cluster.replace(changed, gloo.GROUP, gloo.VERSION, gloo.PLURAL, dry_run=True)
+            cluster.apply(gloo.wasmbots_part(changed), gloo.GROUP, gloo.VERSION, gloo.PLURAL, dry_run=True,
+                          force=True)
             before.append({name: gloo.filters_of(current)})
             after.append({name: gloo.filters_of(changed)})
     lines = difflib.unified_diff(
