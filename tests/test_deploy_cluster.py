@@ -301,3 +301,25 @@ def test_gloo_leaves_a_filter_entry_it_did_not_add_alone_unless_told_to_adopt_it
     stored = cluster.get(*GLOO, namespace, "gateways", "gateway-proxy")
     assert stored is not None and stored["spec"] == gateway["spec"]
     assert not any(k.startswith("wasmbot.io/") for k in stored["metadata"].get("annotations", {}))
+
+
+def test_the_gloo_preview_is_the_deploys_own_update_as_a_dry_run(
+        cluster: KubeServer, namespace: str, registry: Service, tmp_path: Path) -> None:
+    from workers.deploy.target import DeployError
+    from workers.stages.deploy import preview
+
+    settings = Settings(data_dir=tmp_path / "data", docker_config=tmp_path / "none.json", environments={
+        "edge": Environment(platform="gloo", platform_version="1.18", namespace=namespace,
+                            kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), gateways=["gateway-proxy"])})
+    solo = push(client(registry, tmp_path), reference.parse(f"{host_of(registry)}/edge/previewed:v1"),
+                built("oci")).pinned
+    with pytest.raises(DeployError, match=f"there is no Gateway gateway-proxy in namespace {namespace}"):
+        preview(settings, DeployCommand(target=solo, env="edge"), "slack:W111", "0123456789ab")
+    gateway = copy.deepcopy(GATEWAY)
+    gateway["metadata"] = {"name": "gateway-proxy", "namespace": namespace}
+    cluster.put(gateway, "gloo")
+    _, diff = preview(settings, DeployCommand(target=solo, env="edge"), "slack:W111", "0123456789ab")
+    added = [line for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    assert any(line.endswith("name: previewed") for line in added) and "someone-elses" not in "".join(added), diff
+    stored = cluster.get(*GLOO, namespace, "gateways", "gateway-proxy")
+    assert stored is not None and stored["spec"] == gateway["spec"]  # a dry run: nothing stored

@@ -67,11 +67,9 @@ class Cluster:
         except (urllib3.exceptions.ConnectTimeoutError, OSError) as exc:  # nothing was sent
             raise self._unreachable(exc) from None
         except urllib3.exceptions.HTTPError as exc:  # sent, and then no (whole) answer
-            read = getattr(fn, "__name__", "").startswith("get_")
-            after = "; nothing was changed (that was a read): retry later" if read else ""
             raise NoAnswer(
                 f"environment {self.env_name}: the cluster at {self.server} did not answer within "
-                f"{self.env.api_timeout:g}s ({type(exc).__name__}) when asked to {what}{after}"
+                f"{self.env.api_timeout:g}s ({type(exc).__name__}) when asked to {what}"
             ) from None
 
     def _unreachable(self, exc: Exception) -> DeployError:
@@ -88,6 +86,8 @@ class Cluster:
             return found
         except NotFound:
             return None
+        except NoAnswer as lost:  # a read: whatever else is unknown, it changed nothing
+            raise NoAnswer(f"{lost}; nothing was changed (that was a read): retry later") from None
 
     def apply(
         self, obj: dict[str, Any], group: str, version: str, plural: str, *, dry_run: bool = False,
@@ -103,7 +103,10 @@ class Cluster:
         if dry_run:
             kwargs["dry_run"] = "All"
         try:
-            return self._apply(obj, group, version, plural, name, kwargs)
+            stored: dict[str, Any] | None = self._call(
+                f"apply {obj['kind']} {name}", self.api.patch_namespaced_custom_object,
+                group, version, self.env.namespace, plural, name, obj, **kwargs)
+            return stored
         except Conflict as conflict:  # the server names the manager and the fields
             if force:  # no field conflicts when forced: a resourceVersion precondition failed
                 raise
@@ -127,21 +130,6 @@ class Cluster:
         if stored is None or differing(obj.get("spec", {}), stored.get("spec", {})):
             raise DeployError(f"{lost}; it was not applied (the cluster holds the earlier {plural}/{name}): "
                               "retry") from None
-        return stored
-
-    def _apply(self, obj: dict[str, Any], group: str, version: str, plural: str, name: str,
-               kwargs: dict[str, Any]) -> dict[str, Any] | None:
-        stored: dict[str, Any] | None = self._call(
-            f"apply {obj['kind']} {name}",
-            self.api.patch_namespaced_custom_object,
-            group,
-            version,
-            self.env.namespace,
-            plural,
-            name,
-            obj,
-            **kwargs,
-        )
         return stored
 
     def replace(

@@ -241,6 +241,7 @@ def preview(settings: Settings, command: DeployCommand, requester: str, job_id: 
     after: list[Any] = []
     headers = ("in the cluster now", "after this deploy")
     if env.platform == "istio":
+        current = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name)
         plugin = istio.wasm_plugin(
             target,
             env_name,
@@ -249,10 +250,8 @@ def preview(settings: Settings, command: DeployCommand, requester: str, job_id: 
             config=config,
             job=job_id,
             requester=requester,
+            adopted=istio.adoption(current, env_name, command.adopt),
         )
-        current = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name)
-        plugin["metadata"]["annotations"].update(
-            {istio.ADOPTED: a} if (a := istio.adoption(current, env_name, command.adopt)) else {})
         simulated = cluster.apply(plugin, istio.GROUP, istio.VERSION, istio.PLURAL, dry_run=True,
                                   force=command.force or command.adopt) or plugin
         where = f"WasmPlugin {env.namespace}/{target.filter_name}"
@@ -261,14 +260,13 @@ def preview(settings: Settings, command: DeployCommand, requester: str, job_id: 
                    (f"in the cluster now: no {where}", f"after this deploy: {where} is created"))
     elif env.platform == "gloo":
         entry = gloo.filter_entry(target, env, root_id=command.root_id, config=config)
-        for name in env.gateways:
-            current = cluster.get(gloo.GROUP, gloo.VERSION, gloo.PLURAL, name) or {
-                "spec": {"httpGateway": {}}
-            }
-            changed = gloo.with_filter(current, entry, adopt=command.adopt)
-            cluster.apply(gloo.wasmbots_part(changed), gloo.GROUP, gloo.VERSION, gloo.PLURAL, dry_run=True,
-                          force=True)
-            before.append({name: gloo.filters_of(current)})
+        # The deploy's own update, as a dry run: the same checks and errors (no such Gateway).
+        def change(gateway: dict[str, Any]) -> dict[str, Any]:
+            return gloo.with_filter(gateway, entry, adopt=command.adopt)
+        dry_runs = gloo.update(cluster, env_name, env, change, dry_run=True)
+        for name, changed in zip(env.gateways, dry_runs, strict=True):
+            current = cluster.get(gloo.GROUP, gloo.VERSION, gloo.PLURAL, name)
+            before.append({name: gloo.filters_of(current) if current else []})
             after.append({name: gloo.filters_of(changed)})
     lines = difflib.unified_diff(
         yaml.safe_dump_all(before, sort_keys=False).splitlines(),
