@@ -68,3 +68,21 @@ def test_defaults_come_from_the_registry() -> None:
             assert DEFAULTS.get(spec.action, []) == list(spec.allowed), spec.name
         else:
             assert not spec.allowed  # changing an environment is closed until granted
+
+
+def test_a_jobs_command_is_typed_and_checked_when_the_job_is_made_and_read_back() -> None:
+    import pydantic
+
+    from workers.jobs import Job, Stage
+
+    def job(command: dict[str, object]) -> Job:
+        return Job(requester="cli:alice", origin="cli", text="", source_root="/", command=command,  # type: ignore[arg-type]
+                   stages=[Stage(name="deploy")])
+
+    made = job({"name": "deploy", "target": "example.com/f:v1", "env": "staging", "force": True})
+    assert isinstance(made.command, commands.DeployCommand) and made.command.force
+    assert Job.model_validate_json(made.model_dump_json()).command == made.command  # as the store reads it
+    with pytest.raises(pydantic.ValidationError, match="env"):
+        job({"name": "deploy", "target": "example.com/f:v1"})  # no environment: no job
+    with pytest.raises(pydantic.ValidationError):
+        job({"name": "frobnicate"})  # no such command
