@@ -25,8 +25,9 @@ class LoopbackServer:
     def recent_calls(self) -> str:
         return ""
 
-    def wait_for(self, check: Callable[[Any], Any], timeout: float = 240) -> Any:
-        """Block until ``check(self)`` is truthy, re-checked whenever the stand-in is called."""
+    def wait_for(self, check: Callable[[Any], Any], timeout: float = 240, recheck: float = 1.0) -> Any:
+        """Block until ``check(self)`` is truthy, re-checked whenever the stand-in is called and
+        every ``recheck`` seconds (for conditions that change after the stand-in's last call)."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
@@ -37,7 +38,7 @@ class LoopbackServer:
                 if left <= 0:
                     raise AssertionError(f"{type(self).__name__}: condition not met in {timeout}s; "
                                          f"calls: {self.recent_calls()}")
-                self._changed.wait(min(left, 1.0))
+                self._changed.wait(min(left, recheck))
 
     def make_app(self) -> web.Application:
         raise NotImplementedError

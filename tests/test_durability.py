@@ -136,3 +136,19 @@ def test_the_deploy_history_is_kept_per_environment_newest_first(store: JobStore
     assert [r["digest"] for r in store.deploys()] == ["sha256:2", "sha256:1", "sha256:0"]
     assert [r["digest"] for r in store.deploys(limit=1)] == ["sha256:2"]
     assert store.deploys("dev") == []
+
+
+def test_work_is_kept_until_done_and_its_key_is_remembered_after(store: JobStore) -> None:
+    assert store.add_work("github-comment:1", "a", ttl=60)
+    assert not store.add_work("github-comment:1", "b", ttl=60)  # the same request again
+    assert store.add_work("other:1", "c", ttl=60)
+    assert store.open_work("github-comment:") == {"github-comment:1": "a"}
+    store.set_work("github-comment:1", "a, half done")
+    assert store.open_work("github-comment:") == {"github-comment:1": "a, half done"}
+    store.set_work("github-comment:1", None)
+    assert store.open_work("github-comment:") == {}
+    assert not store.add_work("github-comment:1", "d", ttl=60)  # done, and still remembered
+    assert store.add_work("github-comment:2", "e", ttl=0.2)
+    time.sleep(0.3)  # nothing to wait on: the record's time runs out
+    assert store.open_work("github-comment:") == {}
+    assert store.add_work("github-comment:2", "f", ttl=60)  # forgotten after its ttl

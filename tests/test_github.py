@@ -19,6 +19,8 @@ from conftest import ROOT, TESTDATA, Wasmbot, registry_host
 from githubapi import TOKEN, WEBHOOK_SECRET, GitHubStandIn, webhook_headers
 from kubeserver import KubeServer
 
+from bot.github.answering import COMMENT_WORK
+from bot.github.render import MARKER
 from bot.localservices import Service, free_port
 from workers.jobs import Job, State
 
@@ -43,11 +45,21 @@ class GitHubBot:
     process: subprocess.Popen[bytes]
 
     def post(self, event: str, body: dict[str, Any] | bytes, *, delivery: str | None = None,
-             secret: str = SECRET, signed: bool = True) -> requests.Response:
+             secret: str = SECRET, signed: bool = True, timeout: float = 30) -> requests.Response:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = webhook_headers(event, raw, delivery=delivery or str(uuid.uuid4()),
                                   secret=secret if signed else None)
-        return requests.post(f"{self.url}/github/webhook", data=raw, headers=headers, timeout=30)
+        return requests.post(f"{self.url}/github/webhook", data=raw, headers=headers, timeout=timeout)
+
+    def comment(self, event: dict[str, Any], **post: Any) -> requests.Response:
+        """Deliver an ``issue_comment`` and wait until wasmbot has answered every comment it took."""
+        answer = self.post("issue_comment", event, **post)
+        self.settle()
+        return answer
+
+    def settle(self) -> None:
+        """Wait until no comment wasmbot took is left unanswered (its work is kept in the store)."""
+        self.api.wait_for(lambda _: not self.bot.store.open_work(COMMENT_WORK), recheck=0.05)
 
     def jobs(self) -> list[Job]:
         return [j for j in self.bot.store.recent(100) if "github" in j.reports]
@@ -205,16 +217,16 @@ def test_a_fork_waits_for_ok_to_test_from_a_member(githubbot: GitHubBot) -> None
         return comment_event(api, body, association, login)
 
     stranger = comment("Please build this:\n/wasm ok-to-test", "CONTRIBUTOR", "stranger")
-    assert githubbot.post("issue_comment", stranger).status_code == 200
+    assert githubbot.comment(stranger).status_code == 200
     assert githubbot.jobs() == []
     refused = [c for c in api.comments_on(REPO, 2) if "only members" in c["body"]]
     assert len(refused) == 1 and refused[0]["body"].startswith("> /wasm ok-to-test\n\n@stranger only members")
     quoted = comment("```\n/wasm ok-to-test\n```", "MEMBER", "octocat")  # a command in a code block is text
-    githubbot.post("issue_comment", quoted)
+    githubbot.comment(quoted)
     assert githubbot.jobs() == []
 
     member = comment("/wasm ok-to-test", "MEMBER", "octocat")
-    assert githubbot.post("issue_comment", member).status_code == 200
+    assert githubbot.comment(member).status_code == 200
     [job] = githubbot.jobs()
     assert job.reports["github"]["sha"] == sha and job.requester == "github:octocat"
     assert (member["comment"]["id"], "eyes") in api.reactions
@@ -251,15 +263,14 @@ def test_a_push_supersedes_a_running_build_and_re_runs_are_on_request(githubbot:
     assert api.wait_for(lambda a: len([r for r in check_runs_for(a, second) if r.get("status") == "completed"]) == 2)
 
     # An edit that adds a command runs it; an edit that keeps the same commands runs nothing.
-    githubbot.post("issue_comment", comment_event(api, "looks good", "MEMBER", "octocat",
-                                                  edited_from="looks good, typo"))
+    githubbot.comment(comment_event(api, "looks good", "MEMBER", "octocat", edited_from="looks good, typo"))
     assert len(githubbot.jobs()) == runs_before + 1
     githubbot.bot.wait(githubbot.jobs()[0].id)
-    githubbot.post("issue_comment", comment_event(api, "looks good\n/wasm retest", "MEMBER", "octocat",
-                                                  edited_from="looks good"))
+    githubbot.comment(comment_event(api, "looks good\n/wasm retest", "MEMBER", "octocat",
+                                    edited_from="looks good"))
     assert len(githubbot.jobs()) == runs_before + 2
-    githubbot.post("issue_comment", comment_event(api, "looks good!\n/wasm retest", "MEMBER", "octocat",
-                                                  edited_from="looks good\n/wasm retest"))
+    githubbot.comment(comment_event(api, "looks good!\n/wasm retest", "MEMBER", "octocat",
+                                    edited_from="looks good\n/wasm retest"))
     assert len(githubbot.jobs()) == runs_before + 2
 
 
@@ -277,8 +288,9 @@ def test_deploy_and_approval_from_pull_request_comments(wasmbot: Wasmbot, github
     bot.bot.start_worker()
 
     def said(login: str, body: str) -> str:
-        bot.post("issue_comment", comment_event(api, body, "MEMBER", login))
-        return next(c["body"] for c in reversed(api.comments_on(REPO, 2)) if c["body"].startswith(f"> {body}"))
+        before = len(api.comments_on(REPO, 2))
+        bot.comment(comment_event(api, body, "MEMBER", login))
+        return next(c["body"] for c in api.comments_on(REPO, 2)[before:] if c["body"].startswith(f"> {body}"))
 
     assert "no pushed image to deploy yet" in said("alice", "/wasm deploy prod")
     bot.post("pull_request", pull_request(api, "opened", sha))
@@ -300,6 +312,97 @@ def test_deploy_and_approval_from_pull_request_comments(wasmbot: Wasmbot, github
     assert plugin["spec"]["sha256"] == pushed.artifacts["digest"].removeprefix("sha256:")
     bot.process.terminate()
     bot.process.wait(30)
+
+
+# -- comment commands ------------------------------------------------------------------------------
+
+GITHUB_TIMEOUT = 10  # seconds GitHub waits for a webhook's answer before it counts a failed delivery
+FIVE = ["/wasm help", "/wasm help build", "/wasm jobs", "/wasm status", "/wasm frobnicate now"]
+
+
+def replies(api: GitHubStandIn) -> list[str]:
+    """wasmbot's answers on pull request 2 (not its status comment)."""
+    return [c["body"] for c in api.comments_on(REPO, 2)
+            if c["user"]["type"] == "Bot" and not c["body"].startswith(MARKER)]
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_comment_commands_are_acknowledged_before_any_github_call_and_answered_in_one_reply(
+        githubbot: GitHubBot) -> None:
+    api = githubbot.api
+    api.add_repo(REPO, FILTER)
+    pull_request(api, "opened", api.add_commit(REPO, FILTER))  # pull request 2 exists; not delivered
+    release = api.hold(r"^/repos/")  # every GitHub call waits, reads and writes alike
+    event = comment_event(api, "Some questions:\n" + "\n".join(FIVE), "MEMBER", "octocat")
+    acked = githubbot.post("issue_comment", event, timeout=GITHUB_TIMEOUT)
+    assert acked.status_code == 200 and acked.json()["message"] == "handled", acked.text
+    assert replies(api) == [] and api.reactions == []
+    release()
+    githubbot.settle()
+    [reply] = replies(api)
+    assert [line for line in reply.splitlines() if line.startswith("> ")] == [f"> {line}" for line in FIVE]
+    assert reply.startswith("> /wasm help\n\n@octocat wasmbot commands in pull requests:")
+    assert reply.count("@octocat") == 1 and "usage: /wasm build SOURCE" in reply
+    assert "unknown command 'frobnicate'" in reply
+    assert api.reactions == [(event["comment"]["id"], "eyes")]
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_a_comment_delivered_twice_is_answered_once_and_an_edit_answers_what_it_added(
+        githubbot: GitHubBot) -> None:
+    api = githubbot.api
+    api.add_repo(REPO, FILTER)
+    pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    release = api.hold(r"^/repos/")  # so the copies arrive while the first is still being answered
+    event = comment_event(api, "/wasm help build", "MEMBER", "octocat")
+    delivery = str(uuid.uuid4())
+    assert githubbot.post("issue_comment", event, delivery=delivery).json()["message"] == "handled"
+    again = githubbot.post("issue_comment", event, delivery=delivery)  # GitHub's "Redeliver"
+    assert again.status_code == 200 and "was handled already" in again.json()["message"]
+    assert githubbot.post("issue_comment", event).status_code == 200  # the same comment, another delivery id
+    release()
+    githubbot.settle()
+    assert len(replies(api)) == 1
+
+    # Editing the comment (same id, newer updated_at) to add a command answers that command alone.
+    edited = comment_event(api, "/wasm help build\n/wasm help jobs", "MEMBER", "octocat",
+                           edited_from="/wasm help build")
+    edited["comment"].update(id=event["comment"]["id"], updated_at="2031-01-01T00:00:00Z")
+    githubbot.comment(edited)
+    githubbot.comment(edited)  # delivered again under another id: still answered once
+    answers = replies(api)
+    assert len(answers) == 2 and answers[1].startswith("> /wasm help jobs\n\n@octocat usage: /wasm jobs")
+    assert "/wasm help build" not in answers[1]
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_a_secondary_rate_limit_on_the_reply_is_waited_out_and_the_reply_lands_once(
+        githubbot: GitHubBot) -> None:
+    api = githubbot.api
+    api.add_repo(REPO, FILTER)
+    pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    api.fail("POST", r"/issues/2/comments$", 403, times=1, **{"Retry-After": "1"})
+    assert githubbot.comment(comment_event(api, "/wasm help", "MEMBER", "octocat")).status_code == 200
+    assert len(replies(api)) == 1
+    posts = [c for c in api.calls if c == ("POST", f"/repos/{REPO}/issues/2/comments")]
+    assert len(posts) == 2 and api.faults[0].times == 0  # refused once, then sent again
+
+
+def test_replies_and_the_status_comment_stay_under_githubs_size_limit() -> None:
+    from bot.github import render
+    from bot.github.answering import reply
+
+    listing = "```\n" + "job-0123456789 succeeded\n" * 5000 + "```"
+    body = reply("octocat", [("/wasm jobs", listing), ("/wasm help build", "usage: /wasm build SOURCE")])
+    assert len(body) < 65536 and render.TRUNCATED in body
+    assert body.count("```") % 2 == 0  # the code block that was cut is closed
+    assert body.endswith("> /wasm help build\n\nusage: /wasm build SOURCE")  # every command keeps its answer
+    assert reply("octocat", [("/wasm help", "short")]) == "> /wasm help\n\n@octocat short"
+
+    job = Job(requester="github:octocat", origin=f"github:{REPO}#2", command={"name": "build", "source": "."},
+              text="/wasm retest", source_root="", stages=[], reports={"github": {"sha": "a" * 40}})
+    status = render.pr_comment([job], held="x" * 100_000)
+    assert len(status) < 65536 and status.startswith(render.MARKER) and render.TRUNCATED in status
 
 
 # -- stages against the stand-in -------------------------------------------------------------------

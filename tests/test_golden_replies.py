@@ -162,7 +162,7 @@ def test_github_replies(wasmbot: Wasmbot, tmp_path: Path) -> None:
     def ask(text: str) -> str:
         before = len(api.comments_on(REPO, 2))
         event = comment_event(api, text, "MEMBER", "octocat")
-        answer = githubbot.post("issue_comment", event)
+        answer = githubbot.comment(event)
         said = [c["body"] for c in api.comments_on(REPO, 2)[before:]
                 if c["user"]["login"] != "octocat" and not c["body"].startswith(STATUS)]
         reacted = [r for i, r in api.reactions if i == event["comment"]["id"]]

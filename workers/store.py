@@ -3,6 +3,10 @@
 Both stores offer the same small interface and the same guarantees: ``update`` is an atomic
 read-modify-write of one record (so two workers can never both claim a stage) and every state
 change is appended to the job's event stream in the same transaction as the change itself.
+
+Besides jobs they keep *work*: what a front end promised to do after answering a request
+(a pull request comment's commands), kept under a key that names the request until it is done,
+and remembered for ``ttl`` after that so a repeated request is not done twice.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ class JobStore(Protocol):
     def retire(self, worker: str) -> None: ...
     def ping(self) -> None: ...
     def claim_key(self, key: str, value: str, ttl: float) -> str: ...
+    def add_work(self, key: str, value: str, ttl: float) -> bool: ...
+    def set_work(self, key: str, value: str | None) -> None: ...
+    def open_work(self, prefix: str) -> dict[str, str]: ...
     def record_deploy(self, record: dict[str, str]) -> None: ...
     def deploys(self, env: str | None = None, limit: int = 1000) -> list[dict[str, str]]: ...
     def add_counts(self, counts: dict[str, float]) -> None: ...
@@ -75,6 +82,15 @@ def prunable(job: Job, before: float) -> bool:
     expires = job.approval.get("expires_at")
     return job.state is State.PENDING and expires is not None and float(expires) < before
 
+
+# KEYS: the work's key, the set of open work.  ARGV: its value, ttl in ms, its key's name.
+ADD_WORK = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
 
 # KEYS: the job's stream, its log-cap hash.  ARGV: event JSON, kind, its size, its text's
 # size, head budget, job budget, its time.  Returns the event's seq.
@@ -243,6 +259,31 @@ class RedisStore:
         held = self.redis.get(name)
         return str(held) if held is not None else self.claim_key(key, value, ttl)
 
+    def add_work(self, key: str, value: str, ttl: float) -> bool:
+        """Record work ``value`` under ``key`` unless ``key`` was recorded in the last ``ttl``
+        seconds (done or not); True when it is new."""
+        added = self.redis.eval(ADD_WORK, 2, self._key("work", key), self._key("work-open"),
+                                value, int(ttl * 1000), key)
+        return bool(added)
+
+    def set_work(self, key: str, value: str | None) -> None:
+        """Replace open work's value (its progress); None: it is done (the key stays until its ttl)."""
+        with self.redis.pipeline() as pipe:  # MULTI: both or neither
+            pipe.set(self._key("work", key), value or "", xx=True, keepttl=True)
+            if value is None:
+                pipe.srem(self._key("work-open"), key)
+            pipe.execute()
+
+    def open_work(self, prefix: str) -> dict[str, str]:
+        """The work not yet done whose keys start with ``prefix``; work past its ttl is dropped."""
+        members: set[str] = self.redis.smembers(self._key("work-open"))  # type: ignore[assignment]
+        keys = sorted(k for k in members if k.startswith(prefix))
+        values: list[str | None] = self.redis.mget([self._key("work", k) for k in keys]) if keys else []  # type: ignore[assignment]
+        gone = [k for k, v in zip(keys, values, strict=True) if not v]
+        if gone:
+            self.redis.srem(self._key("work-open"), *gone)
+        return {k: v for k, v in zip(keys, values, strict=True) if v}
+
     def record_deploy(self, record: dict[str, str]) -> None:
         """Append to the environment's deploy history (kept whole: rollback reads it)."""
         env = record["environment"]
@@ -342,6 +383,8 @@ class SqliteStore:
                 CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, expires REAL NOT NULL);
                 CREATE TABLE IF NOT EXISTS once (
                     key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
+                -- work a front end took on: value NULL once it is done
+                CREATE TABLE IF NOT EXISTS work (key TEXT PRIMARY KEY, value TEXT, expires REAL NOT NULL);
                 CREATE TABLE IF NOT EXISTS deploys (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, env TEXT NOT NULL, data TEXT NOT NULL);
                 CREATE INDEX IF NOT EXISTS deploys_env ON deploys(env, seq);
@@ -494,6 +537,28 @@ class SqliteStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def add_work(self, key: str, value: str, ttl: float) -> bool:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            now = time.time()
+            db.execute("DELETE FROM work WHERE expires <= ?", (now,))
+            added = db.execute("INSERT OR IGNORE INTO work VALUES (?, ?, ?)", (key, value, now + ttl))
+            db.execute("COMMIT")
+            return added.rowcount == 1
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def set_work(self, key: str, value: str | None) -> None:
+        self._connect().execute("UPDATE work SET value = ? WHERE key = ? AND value IS NOT NULL", (value, key))
+
+    def open_work(self, prefix: str) -> dict[str, str]:
+        rows = self._connect().execute(
+            "SELECT key, value FROM work WHERE value IS NOT NULL AND expires > ? AND substr(key, 1, ?) = ? "
+            "ORDER BY key", (time.time(), len(prefix), prefix)).fetchall()
+        return dict(rows)
 
     def record_deploy(self, record: dict[str, str]) -> None:
         self._connect().execute("INSERT INTO deploys(env, data) VALUES (?, ?)",

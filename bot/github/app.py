@@ -4,8 +4,9 @@ The ``X-Hub-Signature-256`` HMAC of the raw body is checked in constant time bef
 is parsed; without a configured secret the endpoint is not served at all (fail closed).  A
 delivery id seen before is answered 200 and not handled again, so a redelivery never starts
 a second job.  Events without a handler are answered 202 and ignored.  The handlers (one
-module per event, bot/github/routes.py) only submit jobs; workers do the slow part.  Every delivery is counted
-in ``wasmbot_webhook_deliveries_total`` by what was made of it.
+module per event, bot/github/routes.py) only submit jobs or record work; workers and
+background tasks do the slow part, so no GitHub call is made before the answer.  Every
+delivery is counted in ``wasmbot_webhook_deliveries_total`` by what was made of it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from gidgethub import sansio
 
+from bot.github.answering import CommentAnswerer
 from bot.github.reporter import Reporter
 from bot.github.routes import router
 from bot.httpbody import read_body
@@ -49,6 +51,7 @@ class GitHubFrontEnd:
         self.secret = settings.github_webhook_secret.get_secret_value()
         self.store = store or open_store(settings)
         self.reporter = Reporter(settings, self.store, log_url)
+        self.comments = CommentAnswerer(self)  # comment commands, answered after the webhook's 200
         self.announce: Any = None  # set by the Slack front end: announce(job_id) for releases
 
     def mount(self, app: web.Application) -> None:
@@ -60,8 +63,10 @@ class GitHubFrontEnd:
         for job in await asyncio.to_thread(self.store.active):
             if "github" in job.reports:
                 self.reporter.follow(job.id)
+        await self.comments.resume()
 
     async def _stop(self, _app: web.Application) -> None:
+        await self.comments.close()
         await self.reporter.close()
 
     async def webhook(self, request: web.Request) -> web.Response:

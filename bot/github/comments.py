@@ -1,15 +1,17 @@
 """``issue_comment`` on a pull request: each ``/wasm`` line is a command for bot/dispatch.py.
 
 The comment is read as Prow reads one (lines outside code blocks and quotes, at most five, on
-an edit only the lines it added); this module only translates: a comment line to a request,
-the reply to a comment.  Two translations are GitHub's own: a bare ``/wasm build`` or
-``/wasm test`` is a retest of the pull request, and ``/wasm deploy ENV`` deploys the pull
-request's newest pushed image.
+an edit only the lines it added).  The webhook handler only reads it and hands the lines to
+bot/github/answering.py, which answers them after the webhook has been acknowledged; this
+module translates a comment line to a request and the reply to text.  Two translations are
+GitHub's own: a bare ``/wasm build`` or ``/wasm test`` is a retest of the pull request, and
+``/wasm deploy ENV`` deploys the pull request's newest pushed image.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import shlex
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,6 @@ from gidgethub import routing, sansio
 
 from bot.dispatch import Reply, Request, Requester, Status, dispatch
 from bot.github.pulls import ran_before, start_pull_request, supersede, untrusted_reason
-from bot.github.submit import installation_of
 from bot.permissions import Principal
 from workers import commands
 from workers.github_client import client
@@ -26,7 +27,9 @@ from workers.jobs import State
 if TYPE_CHECKING:
     from bot.github.app import GitHubFrontEnd
 
+log = logging.getLogger(__name__)
 router = routing.Router()
+MAX_COMMANDS = 5  # a comment is not a script
 
 
 @router.register("issue_comment", action="created")
@@ -46,15 +49,18 @@ async def issue_comment(event: sansio.Event, fe: GitHubFrontEnd) -> None:
         lines = [line for line in lines if line not in before]
     if not lines:
         return
-    repo = data["repository"]["full_name"]
-    installation = await installation_of(fe, event, repo)
-    gh = client(fe.settings, installation).get_repo(repo)
-    issue = await asyncio.to_thread(gh.get_issue, data["issue"]["number"])
-    await asyncio.to_thread(lambda: issue.get_comment(comment["id"]).create_reaction("eyes"))
-    for line in lines[:5]:  # a comment is not a script
-        reply = await run_comment_command(fe, event, repo, installation, line)
-        if reply:
-            await asyncio.to_thread(issue.create_comment, f"> {line}\n\n@{comment['user']['login']} {reply}")
+    _check_shape(data)
+    await fe.comments.take(event.delivery_id, data, lines[:MAX_COMMANDS])
+
+
+def _check_shape(data: dict[str, Any]) -> None:
+    """What answering reads later is there now, so a malformed delivery is refused (422) and
+    not taken on as work that can never be done."""
+    fields = (data["comment"]["id"], data["issue"]["number"], data["comment"]["user"]["login"],
+              data["repository"]["full_name"])
+    if not all(isinstance(value, kind) for value, kind in zip(fields, (int, int, str, str), strict=True)):
+        raise TypeError("comment.id, issue.number, comment.user.login or repository.full_name "
+                        "has the wrong type")
 
 
 def command_lines(body: str) -> list[str]:
@@ -71,11 +77,12 @@ def command_lines(body: str) -> list[str]:
 
 
 async def run_comment_command(
-    fe: GitHubFrontEnd, event: sansio.Event, repo: str, installation: int | None, line: str
+    fe: GitHubFrontEnd, event: sansio.Event, repo: str, installation: int | None, line: str,
+    dedupe: str | None = None,
 ) -> str | None:
-    """Do what one ``/wasm`` line asks; return the reply to post, if any."""
+    """Do what one ``/wasm`` line asks; return the reply to post, if any.  ``dedupe`` names this
+    line of this comment: asked again (a resumed answer), a job it made is found, not made twice."""
     data = event.data
-    login = data["comment"]["user"]["login"]
     pr_number = data["issue"]["number"]
     words = line.split()[1:]
     if words in (["build"], ["test"]):
@@ -101,11 +108,18 @@ async def run_comment_command(
         return f"{exc.message}\nusage: `{exc.usage}`"
 
     async def rerun(name: str) -> Reply:
-        return await _retest(fe, data, repo, installation, pr_number, name)
+        return await _retest(fe, data, repo, installation, pr_number, name,
+                             dedupe or f"{data['comment']['id']}:{name}")
 
-    requester = Requester("github", f"github:{login}", f"github:{login}", Principal(f"github:{login}"))
-    request = Request(parsed, line, requester, origin=f"github:{repo}#{pr_number}", rerun=rerun)
+    request = Request(parsed, line, requester_of(data), origin=f"github:{repo}#{pr_number}",
+                      dedupe_key=dedupe, rerun=rerun)
     return rendered(await dispatch(fe.settings, request))
+
+
+def requester_of(data: dict[str, Any]) -> Requester:
+    """Who wrote the comment, as dispatch and the permission policy see them."""
+    login = data["comment"]["user"]["login"]
+    return Requester("github", f"github:{login}", f"github:{login}", Principal(f"github:{login}"))
 
 
 def rendered(reply: Reply) -> str | None:
@@ -117,7 +131,8 @@ def rendered(reply: Reply) -> str | None:
 
 
 async def _retest(
-    fe: GitHubFrontEnd, data: dict[str, Any], repo: str, installation: int | None, number: int, name: str
+    fe: GitHubFrontEnd, data: dict[str, Any], repo: str, installation: int | None, number: int, name: str,
+    dedupe: str,
 ) -> Reply:
     """``retest`` and ``ok-to-test``: members may let an untrusted head commit run."""
     association = data["comment"].get("author_association", "NONE")
@@ -144,6 +159,6 @@ async def _retest(
         installation,
         requester=f"github:{data['comment']['user']['login']}",
         reason=f"/wasm {name}",
-        dedupe=f"{data['comment']['id']}:{name}",
+        dedupe=dedupe,
     )
     return Reply("" if name == "retest" else f"building {pr['head']['sha'][:7]} (job `{job.id}`)", job=job)

@@ -18,6 +18,8 @@ from workers.jobs import Job, State
 MARKER = "<!-- wasmbot:pull-request -->"
 MAX_ANNOTATIONS = 50  # GitHub takes at most 50 per request
 MAX_TEXT = 60000  # check run summary and text are capped at 65535 characters
+MAX_COMMENT = 65000  # GitHub refuses a comment body of more than 65,536 characters
+TRUNCATED = "\n\n… (cut short: a GitHub comment holds at most 65,536 characters)"
 ICONS = {
     State.SUCCEEDED: "✅",
     State.FAILED: "❌",
@@ -185,4 +187,15 @@ def pr_comment(runs: list[Job], held: str | None = None, check_urls: dict[str, s
             )
         lines += ["", "</details>"]
     lines += ["", "<sub>Commands: `/wasm retest`, `/wasm deploy ENV`, `/wasm help`.</sub>"]
-    return "\n".join(lines)
+    return capped("\n".join(lines))
+
+
+def capped(text: str, limit: int = MAX_COMMENT) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in a visible marker when cut; a code
+    block left open by the cut is closed, so the rest of the comment is not swallowed by it."""
+    if len(text) <= limit:
+        return text
+    kept = text[: max(0, limit - len(TRUNCATED) - 4)]
+    if kept.count("```") % 2:
+        kept += "\n```"
+    return kept + TRUNCATED
