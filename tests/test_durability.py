@@ -143,10 +143,12 @@ def test_work_is_kept_until_done_and_its_key_is_remembered_after(store: JobStore
     assert not store.add_work("github-comment:1", "b", ttl=60)  # the same request again
     assert store.add_work("other:1", "c", ttl=60)
     assert store.open_work("github-comment:") == {"github-comment:1": "a"}
-    store.set_work("github-comment:1", "a, half done")
+    assert store.swap_work("github-comment:1", "a", "a, half done")
+    assert not store.swap_work("github-comment:1", "a", "a, taken over")  # changed since "a" was read
     assert store.open_work("github-comment:") == {"github-comment:1": "a, half done"}
-    store.set_work("github-comment:1", None)
+    assert store.swap_work("github-comment:1", "a, half done", None)
     assert store.open_work("github-comment:") == {}
+    assert not store.swap_work("github-comment:1", "a, half done", "again")  # done is done
     assert not store.add_work("github-comment:1", "d", ttl=60)  # done, and still remembered
     assert store.add_work("github-comment:2", "e", ttl=0.2)
     time.sleep(0.3)  # nothing to wait on: the record's time runs out

@@ -376,6 +376,40 @@ def test_a_comment_delivered_twice_is_answered_once_and_an_edit_answers_what_it_
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_a_comment_taken_before_a_crash_is_answered_after_the_restart(githubbot: GitHubBot) -> None:
+    api = githubbot.api
+    api.add_repo(REPO, FILTER)
+    pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    release = api.hold(r"^/repos/")
+    event = comment_event(api, "/wasm help build\n/wasm help jobs", "MEMBER", "octocat")
+    assert githubbot.post("issue_comment", event).status_code == 200
+    api.wait_for(lambda a: any(path.startswith(f"/repos/{REPO}") for _, path in a.calls))  # at work
+    githubbot.process.kill()  # between the acknowledgement and the reply
+    githubbot.process.wait(30)
+    release()
+    githubbot.process = githubbot.bot.serve(int(githubbot.url.rpartition(":")[2]), {})
+    githubbot.settle()
+    [reply] = replies(api)
+    assert "> /wasm help build\n\n@octocat usage: /wasm build" in reply and "> /wasm help jobs" in reply
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_a_server_started_beside_leaves_a_comment_to_the_server_answering_it(githubbot: GitHubBot) -> None:
+    api = githubbot.api
+    api.add_repo(REPO, FILTER)
+    pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    release = api.hold(r"^/repos/")
+    assert githubbot.post("issue_comment", comment_event(api, "/wasm help build", "MEMBER", "octocat")).ok
+    api.wait_for(lambda a: any(path.startswith(f"/repos/{REPO}") for _, path in a.calls))  # at work
+    beside = githubbot.bot.serve(free_port(), {})  # a rolling update: the new server shares the store
+    release()
+    githubbot.settle()
+    beside.terminate()
+    assert beside.wait(30) == 0
+    assert len(replies(api)) == 1
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
 def test_a_secondary_rate_limit_on_the_reply_is_waited_out_and_the_reply_lands_once(
         githubbot: GitHubBot) -> None:
     api = githubbot.api

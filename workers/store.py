@@ -6,7 +6,8 @@ change is appended to the job's event stream in the same transaction as the chan
 
 Besides jobs they keep *work*: what a front end promised to do after answering a request
 (a pull request comment's commands), kept under a key that names the request until it is done,
-and remembered for ``ttl`` after that so a repeated request is not done twice.
+and remembered for ``ttl`` after that so a repeated request is not done twice.  Work changes
+only by compare-and-swap, so two processes cannot both take it over.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class JobStore(Protocol):
     def ping(self) -> None: ...
     def claim_key(self, key: str, value: str, ttl: float) -> str: ...
     def add_work(self, key: str, value: str, ttl: float) -> bool: ...
-    def set_work(self, key: str, value: str | None) -> None: ...
+    def swap_work(self, key: str, old: str, new: str | None) -> bool: ...
     def open_work(self, prefix: str) -> dict[str, str]: ...
     def record_deploy(self, record: dict[str, str]) -> None: ...
     def deploys(self, env: str | None = None, limit: int = 1000) -> list[dict[str, str]]: ...
@@ -90,6 +91,15 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 1
 end
 return 0
+"""
+
+# KEYS: the work's key, the set of open work.  ARGV: the value expected, the new one ('' when
+# done), its key's name.
+SWAP_WORK = """
+if ARGV[1] == '' or redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+if ARGV[2] == '' then redis.call('SREM', KEYS[2], ARGV[3]) end
+return 1
 """
 
 # KEYS: the job's stream, its log-cap hash.  ARGV: event JSON, kind, its size, its text's
@@ -266,13 +276,12 @@ class RedisStore:
                                 value, int(ttl * 1000), key)
         return bool(added)
 
-    def set_work(self, key: str, value: str | None) -> None:
-        """Replace open work's value (its progress); None: it is done (the key stays until its ttl)."""
-        with self.redis.pipeline() as pipe:  # MULTI: both or neither
-            pipe.set(self._key("work", key), value or "", xx=True, keepttl=True)
-            if value is None:
-                pipe.srem(self._key("work-open"), key)
-            pipe.execute()
+    def swap_work(self, key: str, old: str, new: str | None) -> bool:
+        """Replace open work's value if it is still ``old``; None: the work is done (its key is
+        remembered until its ttl).  False: someone changed it first, or it is done."""
+        swapped = self.redis.eval(SWAP_WORK, 2, self._key("work", key), self._key("work-open"),
+                                  old, new or "", key)
+        return bool(swapped)
 
     def open_work(self, prefix: str) -> dict[str, str]:
         """The work not yet done whose keys start with ``prefix``; work past its ttl is dropped."""
@@ -551,8 +560,10 @@ class SqliteStore:
             db.execute("ROLLBACK")
             raise
 
-    def set_work(self, key: str, value: str | None) -> None:
-        self._connect().execute("UPDATE work SET value = ? WHERE key = ? AND value IS NOT NULL", (value, key))
+    def swap_work(self, key: str, old: str, new: str | None) -> bool:
+        swapped = self._connect().execute("UPDATE work SET value = ? WHERE key = ? AND value = ?",
+                                          (new, key, old))
+        return swapped.rowcount == 1
 
     def open_work(self, prefix: str) -> dict[str, str]:
         rows = self._connect().execute(
