@@ -11,7 +11,6 @@ GitHub's own: a bare ``/wasm build`` or ``/wasm test`` is a retest of the pull r
 from __future__ import annotations
 
 import asyncio
-import logging
 import shlex
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,6 @@ from workers.jobs import State
 if TYPE_CHECKING:
     from bot.github.app import GitHubFrontEnd
 
-log = logging.getLogger(__name__)
 router = routing.Router()
 MAX_COMMANDS = 5  # a comment is not a script
 
@@ -77,8 +75,7 @@ def command_lines(body: str) -> list[str]:
 
 
 async def run_comment_command(
-    fe: GitHubFrontEnd, event: sansio.Event, repo: str, installation: int | None, line: str,
-    dedupe: str | None = None,
+    fe: GitHubFrontEnd, event: sansio.Event, repo: str, installation: int | None, line: str, dedupe: str
 ) -> str | None:
     """Do what one ``/wasm`` line asks; return the reply to post, if any.  ``dedupe`` names this
     line of this comment: asked again (a resumed answer), a job it made is found, not made twice."""
@@ -108,8 +105,7 @@ async def run_comment_command(
         return f"{exc.message}\nusage: `{exc.usage}`"
 
     async def rerun(name: str) -> Reply:
-        return await _retest(fe, data, repo, installation, pr_number, name,
-                             dedupe or f"{data['comment']['id']}:{name}")
+        return await _retest(fe, data, repo, installation, pr_number, name, dedupe)
 
     request = Request(parsed, line, requester_of(data), origin=f"github:{repo}#{pr_number}",
                       dedupe_key=dedupe, rerun=rerun)
