@@ -62,22 +62,23 @@ Checker = Callable[[web.Request, bytes], Awaitable[tuple[str, list[str]] | None]
 
 
 def contract_middleware(spec: str, check: Checker) -> Any:
-    """An aiohttp middleware that checks each request with ``check`` before the stand-in answers.
+    """An aiohttp middleware that checks each request with ``check`` before the answer is sent.
 
     ``check`` returns None for a request that is explicitly not part of the API (it says why),
     else the call's description and its problems.
     """
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        body = await request.read() if request.can_read_body else b""  # aiohttp keeps it for the handler
         try:
-            result = await check(request, body)
-        except Exception as exc:  # e.g. SpecMissing: an unchecked call must not pass
-            result = f"{spec} {request.method} {request.path_qs}", [f"not checked: {type(exc).__name__}: {exc}"]
-        if result is not None:
-            record(spec, *result)
-        response: web.StreamResponse = await handler(request)
-        return response
+            response: web.StreamResponse = await handler(request)
+            return response
+        finally:  # after the handler, which may read the body in its own way; read() keeps it
+            try:
+                result = await check(request, await request.read() if request.body_exists else b"")
+            except Exception as exc:  # e.g. SpecMissing: an unchecked call must not pass
+                result = f"{spec} {request.method} {request.path_qs}", [f"not checked: {type(exc).__name__}: {exc}"]
+            if result is not None:
+                record(spec, *result)
     return middleware
 
 

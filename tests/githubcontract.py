@@ -8,7 +8,8 @@ type once read from the URL's text) and the JSON request body (OpenAPI 3.0 reque
 openapi-schema-validator, so no schema logic is written here.  Each problem names the schema
 path in the spec as a JSON pointer.
 
-The stand-in serves two non-REST routes of its own: ``/_uploads/…`` is uploads.github.com
+``ANY_MEDIA_TYPE`` lists where GitHub's documentation allows more than the description, each with
+its page.  The stand-in serves two non-REST routes of its own: ``/_uploads/…`` is uploads.github.com
 (checked against the operations whose ``servers`` name that host: release assets), and
 ``/_archive/…`` is the codeload download that ``GET /repos/{owner}/{repo}/tarball/{ref}``
 redirects to (an archive, not an API; exempt).
@@ -36,6 +37,13 @@ SPEC_URI = "urn:wasmbot:octokit-openapi"
 UPLOADS_HOST = "https://uploads.github.com"
 UPLOADS_PREFIX = "/_uploads"  # where the stand-in serves uploads.github.com (see its upload_url)
 ARCHIVE_PREFIX = "/_archive/"  # the tarball redirect's target: codeload.github.com, not the REST API
+# Where GitHub's documentation says more than the description: each entry with the page.
+ANY_MEDIA_TYPE = {
+    # The description lists only application/octet-stream, but "Upload a release asset"
+    # (https://docs.github.com/rest/releases/assets#upload-a-release-asset) says: "Use the required
+    # Content-Type header to provide the media type of the asset" (wasmbot sends application/wasm).
+    ("POST", "/repos/{owner}/{repo}/releases/{release_id}/assets"),
+}
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -201,7 +209,7 @@ def _body_problems(api: Spec, op: Operation, content_type: str, body: bytes) -> 
     if not body:
         return [f"missing required request body ({op.pointer}/requestBody)"] if op.body.get("required") else []
     content = op.body.get("content", {})
-    if content_type not in content and "*/*" not in content:
+    if content_type not in content and "*/*" not in content and (op.method, op.template) not in ANY_MEDIA_TYPE:
         return [f"content type {content_type!r} is not one of {sorted(content)} ({op.pointer}/requestBody/content)"]
     if content_type != "application/json":
         return []

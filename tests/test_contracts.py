@@ -98,7 +98,7 @@ def test_wrong_github_calls_are_caught_with_the_call_and_the_schema_path(github:
     requests.get(f"{github.url}/repos/o/r/git/ref/heads/main", headers=auth, timeout=10)
     requests.get(f"{github.url}/repos/o/r/tarball/main", headers=auth, timeout=10)
     requests.post(f"{github.url}/_uploads/repos/o/r/releases/1/assets?name=a.tar", data=b"x", headers=auth | {
-        "Content-Type": "application/octet-stream"}, timeout=10)
+        "Content-Type": "application/wasm"}, timeout=10)  # ANY_MEDIA_TYPE
     assert taken(before) == []
 
 
