@@ -8,6 +8,9 @@ the autouse ``api_contract`` fixture (tests/conftest.py) fails only on calls nob
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import githubcontract
 import pytest
 import requests
 import webhookcontract
-from conftest import TESTDATA
+from conftest import ROOT, TESTDATA
 from githubapi import TOKEN, GitHubStandIn, webhook_headers
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -132,7 +135,41 @@ def test_wrong_slack_calls_are_caught_with_the_call_and_the_schema_path(slack: S
     assert apicontract.checked["slack"] >= 6
 
 
-def test_a_spec_that_was_not_fetched_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_spec_that_was_not_fetched_fails_loudly(github: GitHubStandIn, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(apicontract.SpecMissing, match=r"@octokit/openapi@\S+ is not in .*api-specs.sh"):
         apicontract.pinned("@octokit/openapi")
+
+    githubcontract.spec.cache_clear()
+    before = len(apicontract.violations)
+    try:
+        requests.get(f"{github.url}/user", headers={"Authorization": f"token {TOKEN}"}, timeout=10)
+    finally:
+        githubcontract.spec.cache_clear()  # loaded again from the real cache by the next call
+    found = taken(before)
+    assert len(found) == 1 and found[0].startswith("github GET /user: not checked: SpecMissing: @octokit/openapi@"), found
+
+
+def test_a_test_that_makes_a_wrong_call_fails_the_run(source_dir: Path) -> None:
+    """The autouse fixture turns a recorded violation into a failed run, naming the call."""
+    (source_dir / "test_wrong_call.py").write_text(textwrap.dedent("""
+        from slack_sdk import WebClient
+        from slackapi import BOT_TOKEN, SlackStandIn
+
+        def test_posts_a_wrong_type() -> None:
+            api = SlackStandIn()
+            api.start()
+            try:
+                WebClient(token=BOT_TOKEN, base_url=api.api_url).api_call(
+                    "chat.postMessage", data={"channel": "C1", "text": "hi", "unfurl_links": "maybe"})
+            finally:
+                api.stop()
+        """))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(source_dir)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "1 passed, 1 error" in run.stdout and "ERROR at teardown of test_posts_a_wrong_type" in run.stdout
+    assert ("Slack POST /api/chat.postMessage: argument 'unfurl_links' = 'maybe': 'maybe' is not of type 'boolean' "
+            "(schema #/paths/~1chat.postMessage/post/parameters/13/type)") in run.stdout
+    assert "1 Slack Web API calls against slack-api-specs" in run.stdout and "1 violation(s)" in run.stdout
