@@ -31,6 +31,8 @@ if ! command -v npm >/dev/null; then
   $sudo apt-get update -q >&2
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends nodejs npm >&2
 fi
+# The published Slack/GitHub API descriptions the contract tests check every call against (npm, pinned).
+bash deploy/tools/api-specs.sh >/dev/null
 go_minor=$(go env GOVERSION 2>/dev/null | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
 if [ -z "$go_minor" ] || [ "$go_minor" -lt 24 ]; then
   echo "setup: Go 1.24 or newer is needed to build the Go test filter (found: ${go_minor:+1.$go_minor}${go_minor:-none})" >&2

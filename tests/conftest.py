@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import apicontract
 import pytest
 import redis
 import requests
@@ -32,6 +33,28 @@ from workers.store import JobStore, RedisStore, SqliteStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTDATA = ROOT / "tests" / "testdata"  # vendored public payloads, CRDs and schemas (see its README)
+
+
+@pytest.fixture(autouse=True)
+def api_contract() -> Iterator[None]:
+    """Fail the test during which a stand-in got a Slack or GitHub call (or a test sent a webhook
+    payload) that the published spec does not allow (tests/apicontract.py).  Checked at teardown,
+    after the test's own fixtures have stopped the processes that make the calls."""
+    before = len(apicontract.violations)
+    yield
+    found = apicontract.violations[before:]
+    if found:
+        pytest.fail(f"{len(found)} call(s) break the published API specs:\n" + "\n".join(found), pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many calls were checked against each spec, for the record."""
+    counts = apicontract.checked
+    if counts:
+        terminalreporter.write_line(
+            f"API contracts: {counts['github']} GitHub REST calls checked against @octokit/openapi, "
+            f"{counts['slack']} Slack Web API calls against slack-api-specs, {counts['webhooks']} webhook "
+            f"payloads against @octokit/webhooks-schemas; {len(apicontract.violations)} violation(s)")
 
 
 @pytest.fixture(scope="session")

@@ -25,17 +25,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import githubcontract
 import jwt
+import webhookcontract
 from aiohttp import web
+from apicontract import contract_middleware, record
 from loopback import LoopbackServer
 
 TOKEN = "ghp_wasmbot_test_token"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 
 
-def webhook_headers(event: str, raw: bytes, *, delivery: str, secret: str | None = WEBHOOK_SECRET
-                    ) -> dict[str, str]:
-    """The headers GitHub sends with a delivery; ``X-Hub-Signature-256`` unless ``secret`` is None."""
+def webhook_headers(event: str, raw: bytes, *, delivery: str, secret: str | None = WEBHOOK_SECRET,
+                    payload: bool = True) -> dict[str, str]:
+    """The headers GitHub sends with a delivery; ``X-Hub-Signature-256`` unless ``secret`` is None.
+
+    ``raw`` is checked against GitHub's webhook schemas (tests/webhookcontract.py), unless a test
+    sends a deliberately malformed body (``payload=False``).
+    """
+    if payload:
+        try:
+            problems = webhookcontract.check(event, json.loads(raw))
+        except Exception as exc:  # not JSON, or apicontract.SpecMissing: an unchecked delivery must not pass
+            problems = [f"not checked: {type(exc).__name__}: {exc}"]
+        record("webhooks", f"webhook delivery {event} {delivery}", problems)
     headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "Content-Type": "application/json"}
     if secret is not None:
         headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
@@ -81,7 +94,8 @@ class GitHubStandIn(LoopbackServer):
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 2**20)
+        checked = contract_middleware("github", githubcontract.check_request)  # every call against the spec
+        app = web.Application(middlewares=[checked, self._middleware], client_max_size=64 * 2**20)
         app.router.add_route("*", "/{path:.*}", self._route)
         return app
 

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import slackcontract
 from aiohttp import web
+from apicontract import contract_middleware
 from loopback import LoopbackServer
 from slack_sdk.signature import SignatureVerifier
 
@@ -55,7 +57,7 @@ class SlackStandIn(LoopbackServer):
     # -- lifecycle -------------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[contract_middleware("slack", slackcontract.check_request)])
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_get("/socket", self._socket)
