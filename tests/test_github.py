@@ -480,6 +480,7 @@ def test_a_published_release_is_pushed_attached_and_announced(wasmbot: Wasmbot, 
         module = Path(job.stage("build").result["module"]).read_bytes()
         assert asset["name"] == "Hello-World-0.0.1.wasm" and github_api.assets[asset["id"]]["_data"] == module
         assert job.artifacts["release_asset"] == asset["browser_download_url"]
+        assert ("GET", f"/repos/{REPO}") not in github_api.calls  # lazy: 11 such reads before
         bot.process.terminate()
         bot.process.wait(30)
     finally:

@@ -64,6 +64,7 @@ def test_lazy_objects_github_headers_and_conditional_reads(github_api: GitHubSta
     bodies = [[c.body for c in issue.get_comments()] for _ in range(3)]
     issue.get_comment(comment.id).edit("second")
     after_edit = [c.body for c in issue.get_comments()]
+    issue.get_comment(comment.id).create_reaction("eyes")  # PyGithub asks for a preview media type
 
     calls = [(c.method, c.path, c.status) for c in github_api.requests]
     assert calls == [
@@ -75,6 +76,7 @@ def test_lazy_objects_github_headers_and_conditional_reads(github_api: GitHubSta
         ("GET", f"/repos/{REPO}/issues/2/comments", 304),
         ("PATCH", f"/repos/{REPO}/issues/comments/{comment.id}", 200),
         ("GET", f"/repos/{REPO}/issues/2/comments", 200),  # changed: the new body, never a stale one
+        ("POST", f"/repos/{REPO}/issues/comments/{comment.id}/reactions", 201),
     ], calls
     assert bodies == [["first"]] * 3 and after_edit == ["second"]
     for call in github_api.requests:

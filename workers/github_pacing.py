@@ -30,7 +30,7 @@ class Pacer:
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self._writes = threading.Lock()
+        self._writes = threading.RLock()  # a write's token refresh is a write of the same thread
         self._state = threading.Condition()
         self._last_write = float("-inf")  # time.monotonic() when the last write ended
         self._resume = float("-inf")  # time.monotonic() before which nothing is sent
