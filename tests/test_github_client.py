@@ -149,3 +149,36 @@ def test_a_spent_rate_limit_waits_for_its_reset(github_api: GitHubStandIn, tmp_p
     retried = arrivals(github_api, "GET", "/pulls/2")[-1]
     assert retried.status == 200 and retried.at >= reset - 0.01 and comment.at >= reset - 0.01
     assert retried.at < reset + 10  # the reset, not the 30 s of a secondary limit
+
+
+def test_annotations_are_sent_once_even_when_an_edit_fails(github_api: GitHubStandIn, tmp_path: Path) -> None:
+    """120 diagnostics: 50 a request; a batch that fails is sent by the next update, none twice."""
+    from bot.github.reporter import Reporter
+    from workers.jobs import Job, Stage, State
+    from workers.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "jobs.db")
+    job = Job(requester="github:octocat", origin=f"github:{REPO}#2", text="", source_root="",
+              command={"name": "test", "source": "."},
+              stages=[Stage(name="fetch", state=State.SUCCEEDED),
+                      Stage(name="build", state=State.FAILED, error="compiler exited with status 1:\n  …"),
+                      Stage(name="test", state=State.SKIPPED)],
+              reports={"github": {"repo": REPO, "sha": "a" * 40, "installation": ""}})
+    job.state = State.FAILED
+    store.create(job)
+    for n in range(120):
+        store.log(job.id, "build", f"./filter.c:{n + 1}:5: warning: unused variable 'v{n}' [-Wunused-variable]")
+    fresh_client(github_api, tmp_path, github_retries=1)
+    reporter = Reporter(settings(github_api, tmp_path, github_retries=1), store)
+    github_api.fail("PATCH", r"/check-runs/\d+$", 502, times=2)  # the second batch is lost, retried too
+    with pytest.raises(Exception, match="502"):
+        reporter.check_run(reporter.repo(job), store.get(job.id))  # type: ignore[arg-type]
+    reporter.check_run(reporter.repo(job), store.get(job.id))  # type: ignore[arg-type]
+    reporter.check_run(reporter.repo(job), store.get(job.id))  # nothing new: nothing sent
+    [run] = github_api.check_runs.values()
+    sent = [e["output"]["annotations"] for e in github_api.check_edits[run["id"]] if "annotations" in e["output"]]
+    assert [len(b) for b in sent] == [50, 50, 20]
+    assert sorted(n["start_line"] for b in sent for n in b) == list(range(1, 121))
+    assert run["output"]["summary"].endswith("**Compiler diagnostics:** 120 warnings, each an annotation on its line")
+    assert len(github_api.check_edits[run["id"]]) == 3 and store.get(job.id).reports["github"][  # type: ignore[union-attr]
+        "annotations_sent"] == "120"

@@ -122,42 +122,42 @@ class Reporter(Follower):
         if url:
             fields["details_url"] = url
         # Annotations add up on GitHub: each is sent once, at the end, 50 a request.
-        notes = render.check_annotations(job, found)[int(where.get("annotations_sent") or 0):]
+        done = int(where.get("annotations_sent") or 0)
+        notes = render.check_annotations(job, found)[done:]
         batches = [notes[i:i + render.MAX_ANNOTATIONS] for i in range(0, len(notes), render.MAX_ANNOTATIONS)]
+        first = batches.pop(0) if batches else []
         digest = _digest(fields)
-        unchanged = self.sent.get(job.id) == digest
         noted: dict[str, str] = {}
-        if not where.get("check_run"):
-            run = repo.create_check_run(CHECK_NAME, where["sha"], external_id=job.id, **self._at_end(
-                fields, batches[:1]))
-            noted |= {"check_run": str(run.id), "check_url": run.html_url or ""}
-        elif not unchanged or batches:
-            run = repo.get_check_run(int(where["check_run"]))  # lazy: the edit is one PATCH
-            run.edit(**self._at_end(fields, batches[:1]))
-        if batches:
-            for batch in batches[1:]:  # the title and summary are required with each output
+        try:
+            if not where.get("check_run"):
+                run = repo.create_check_run(CHECK_NAME, where["sha"], external_id=job.id,
+                                            **_with(fields, first))
+                noted |= {"check_run": str(run.id), "check_url": run.html_url or ""}
+            elif first or self.sent.get(job.id) != digest:
+                run = repo.get_check_run(int(where["check_run"]))  # lazy: the edit is one PATCH
+                run.edit(**_with(fields, first))
+            done += len(first)
+            for batch in batches:  # the title and summary go with each output
                 run.edit(output={"title": output["title"], "summary": output["summary"],
                                  "annotations": batch})
-            noted["annotations_sent"] = str(int(where.get("annotations_sent") or 0) + len(notes))
-        self.sent[job.id] = digest
-        if job.artifacts.get("module_size"):
-            noted["size_change"] = render.size_change(job, base, base_ref)  # for the PR comment
+                done += len(batch)
+            self.sent[job.id] = digest
+        finally:
+            if done != int(where.get("annotations_sent") or 0):
+                noted["annotations_sent"] = str(done)
+            if job.artifacts.get("module_size"):
+                noted["size_change"] = render.size_change(job, base, base_ref)  # for the PR comment
+            self._note(job, noted)
+
+    def _note(self, job: Job, noted: dict[str, str]) -> None:
+        """Record in the job what later updates need (the check run, annotations sent)."""
+        where = job.reports["github"]
         if any(where.get(k) != v for k, v in noted.items()):
             def record(stored: Job) -> None:
                 stored.reports["github"] = stored.reports["github"] | noted
 
             self.store.update(job.id, record)
             where |= noted
-
-    @staticmethod
-    def _at_end(fields: dict[str, Any], first: list[list[dict[str, Any]]]) -> dict[str, Any]:
-        """``fields`` with the first batch of annotations, and the time a completed run ended."""
-        sent = dict(fields)
-        if first:
-            sent["output"] = fields["output"] | {"annotations": first[0]}
-        if fields.get("status") == "completed":
-            sent["completed_at"] = datetime.datetime.now(datetime.UTC)
-        return sent
 
     # -- the pull request comment ---------------------------------------------------------------
 
@@ -199,6 +199,16 @@ class Reporter(Follower):
             else:
                 issue.get_comment(comment_id).edit(body)
             self.sent[f"{repo_name}#{pr}"] = _digest(body)
+
+
+def _with(fields: dict[str, Any], annotations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A check run edit: ``fields``, a batch of annotations, and when a completed run ended."""
+    sent = dict(fields)
+    if annotations:
+        sent["output"] = fields["output"] | {"annotations": annotations}
+    if fields.get("status") == "completed":
+        sent["completed_at"] = datetime.datetime.now(datetime.UTC)
+    return sent
 
 
 def _digest(sent: object) -> str:
