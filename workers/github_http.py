@@ -16,6 +16,7 @@ wasmbot never acts on an answer older than the request.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from datetime import datetime
@@ -116,13 +117,12 @@ class Transport:
 
     def send(self, verb: str, url: str, headers: dict[str, str], data: Any, timeout: Any, verify: Any,
              session: requests.Session) -> requests.Response:
-        if self.pacer is None:
-            return session.request(verb, url, headers=headers, data=data, timeout=timeout, verify=verify,
-                                   allow_redirects=False)
-        with self.pacer.turn(verb):
+        """One request, in its turn; the answer tells the pacer of any rate limit."""
+        with self.pacer.turn(verb) if self.pacer is not None else contextlib.nullcontext():
             answer = session.request(verb, url, headers=headers, data=data, timeout=timeout, verify=verify,
                                      allow_redirects=False)
-        self.pacer.observe(answer.status_code, answer.headers)
+        if self.pacer is not None:
+            self.pacer.observe(answer.status_code, answer.headers)
         return answer
 
 
