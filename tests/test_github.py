@@ -71,7 +71,7 @@ def start_githubbot(bot: Wasmbot, api: GitHubStandIn, tmp_path: Path, **env: str
     port = free_port()
     bot.env = bot.env | {  # the workers it starts reach GitHub too
         "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api.url,
-        "WASMBOT_GITHUB_WRITE_INTERVAL": "0", "WASMBOT_GITHUB_BACKOFF": "0.05",
+        "WASMBOT_GITHUB_WRITE_INTERVAL": "0", "WASMBOT_GITHUB_BACKOFF": "0.05", "WASMBOT_GITHUB_SECONDARY_WAIT": "1",
         "WASMBOT_GITHUB_UPDATE_INTERVAL": "0.2", "WASMBOT_PUBLIC_URL": f"http://127.0.0.1:{port}"} | env
     return GitHubBot(f"http://127.0.0.1:{port}", api, bot, bot.serve(port, {}))
 
@@ -373,7 +373,7 @@ def stage_settings(api: GitHubStandIn, tmp: Path, **extra: Any) -> Any:
     from workers.config import Settings
 
     return Settings(data_dir=tmp / "data", github_token=TOKEN, github_api_url=api.url,  # type: ignore[arg-type]
-                    github_write_interval=0, github_backoff=0.01, **extra)
+                    github_write_interval=0, github_backoff=0.01, github_secondary_wait=1, **extra)
 
 
 def test_github_5xx_and_rate_limits_are_retried_then_reported_clearly(github_api: GitHubStandIn,

@@ -29,7 +29,7 @@ def settings(api: GitHubStandIn, tmp: Path, **extra: Any) -> Any:
     from workers.config import Settings
 
     return Settings(data_dir=tmp / "data", github_token=TOKEN, github_api_url=api.url,  # type: ignore[arg-type]
-                    github_write_interval=0, github_backoff=0.01, **extra)
+                    github_write_interval=0, github_backoff=0.01, **{"github_secondary_wait": 1} | extra)
 
 
 def fresh_client(api: GitHubStandIn, tmp: Path, **extra: Any) -> Any:
