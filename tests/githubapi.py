@@ -4,7 +4,9 @@ The real PyGithub client talks to it through ``base_url``.  It keeps repositorie
 commit, refs, Git Data objects), pull requests, issue comments and reactions, check runs (with
 every edit), releases and their assets, and GitHub App installations (installation tokens are
 minted only for a JWT signed by the App's key).  ``fail`` queues answers such as 502 or a
-secondary rate limit for matching requests.  Tests wait on a condition, never by sleeping.
+secondary rate limit for matching requests.  Like GitHub, API answers to GET carry an ``ETag``
+and a matching ``If-None-Match`` is answered 304 Not Modified.  ``requests`` records every call
+with its headers, answer status and time.  Tests wait on a condition, never by sleeping.
 """
 
 from __future__ import annotations
@@ -56,6 +58,15 @@ def webhook_headers(event: str, raw: bytes, *, delivery: str, secret: str | None
 
 
 @dataclass
+class Call:
+    method: str
+    path: str
+    headers: dict[str, str]
+    status: int = 0
+    at: float = 0.0  # time.time() when it arrived
+
+
+@dataclass
 class Fault:
     method: str
     path: re.Pattern[str]
@@ -88,6 +99,7 @@ class GitHubStandIn(LoopbackServer):
         self.faults: list[Fault] = []
         self.gates: dict[str, asyncio.Event] = {}  # path regex -> held until set
         self.calls: list[tuple[str, str]] = []
+        self.requests: list[Call] = []
         self._ids = itertools.count(1000)
         self._changed = threading.Condition()
 
@@ -167,11 +179,14 @@ class GitHubStandIn(LoopbackServer):
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        call = Call(request.method, request.path, dict(request.headers), at=time.time())
         with self._changed:
             self.calls.append((request.method, request.path))
+            self.requests.append(call)
             for fault in self.faults:
                 if fault.times > 0 and fault.method == request.method and fault.path.search(request.path):
                     fault.times -= 1
+                    call.status = fault.status
                     self._changed.notify_all()
                     return web.json_response(fault.body, status=fault.status, headers=fault.headers)
             gates = [g for path, g in self.gates.items() if re.search(path, request.path)]
@@ -179,6 +194,10 @@ class GitHubStandIn(LoopbackServer):
             await gate.wait()
         try:
             response: web.StreamResponse = await handler(request)
+            call.status = response.status
+        except web.HTTPException as exc:
+            call.status = exc.status
+            raise
         finally:
             with self._changed:
                 self._changed.notify_all()
@@ -204,7 +223,8 @@ class GitHubStandIn(LoopbackServer):
         if request.can_read_body:
             body = await request.json()
         with self._changed:
-            return await self._api(request, method, path, body)
+            answer = await self._api(request, method, path, body)
+        return _conditional(request, answer)
 
     def _mint(self, request: web.Request, installation: int) -> web.Response:
         value = request.headers.get("Authorization", "").partition(" ")[2]
@@ -395,6 +415,18 @@ class GitHubStandIn(LoopbackServer):
             self.assets[aid] = asset | {"_data": data}
             release["assets"].append(asset)
         return web.json_response(asset, status=201)
+
+
+def _conditional(request: web.Request, answer: web.StreamResponse) -> web.StreamResponse:
+    """GitHub's conditional reads: an ``ETag`` on each 200 to a GET, 304 to a matching ``If-None-Match``."""
+    if request.method != "GET" or answer.status != 200 or not isinstance(answer, web.Response) \
+            or not isinstance(answer.body, bytes):
+        return answer
+    etag = f'"{hashlib.sha256(answer.body).hexdigest()[:32]}"'
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return web.Response(status=304, headers={"ETag": etag})
+    answer.headers["ETag"] = etag
+    return answer
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:

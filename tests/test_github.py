@@ -3,6 +3,7 @@ tests/testdata/github/, against a stand-in of GitHub's REST API driven by PyGith
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import re
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import ROOT, TESTDATA, Wasmbot, registry_host
-from githubapi import TOKEN, WEBHOOK_SECRET, GitHubStandIn, webhook_headers
+from githubapi import TOKEN, WEBHOOK_SECRET, Call, GitHubStandIn, webhook_headers
 from kubeserver import KubeServer
 
 from bot.github.answering import COMMENT_WORK
@@ -30,6 +31,11 @@ REPO = "Codertocat/Hello-World"
 FILTER = {name: (ROOT / "tests" / "filters" / "c" / name).read_bytes() for name in ("filter.c", "wasm-tests.yaml")}
 BROKEN = {"filter.c": FILTER["filter.c"] + b"\nint broken(void) { return undefined_thing; }\n",
           "wasm-tests.yaml": FILTER["wasm-tests.yaml"]}
+LONG = "this warning is long on purpose, " * 16  # 528 characters: more than a cut message keeps
+NOISY = {"filter.c": FILTER["filter.c"]
+         + b"".join(f'#warning "check {n}: {LONG}"\n'.encode() for n in range(60))
+         + b"int broken(void) { return undefined_thing; }\n",
+         "wasm-tests.yaml": FILTER["wasm-tests.yaml"]}
 
 
 def payload(path: str) -> dict[str, Any]:
@@ -77,7 +83,7 @@ def start_githubbot(bot: Wasmbot, api: GitHubStandIn, tmp_path: Path, **env: str
     port = free_port()
     bot.env = bot.env | {  # the workers it starts reach GitHub too
         "GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api.url,
-        "WASMBOT_GITHUB_WRITE_INTERVAL": "0", "WASMBOT_GITHUB_BACKOFF": "0.05",
+        "WASMBOT_GITHUB_WRITE_INTERVAL": "0", "WASMBOT_GITHUB_BACKOFF": "0.05", "WASMBOT_GITHUB_SECONDARY_WAIT": "1",
         "WASMBOT_GITHUB_UPDATE_INTERVAL": "0.2", "WASMBOT_PUBLIC_URL": f"http://127.0.0.1:{port}"} | env
     return GitHubBot(f"http://127.0.0.1:{port}", api, bot, bot.serve(port, {}))
 
@@ -124,6 +130,11 @@ def check_runs_for(api: GitHubStandIn, sha: str) -> list[dict[str, Any]]:
 
 def completed(api: GitHubStandIn, sha: str) -> dict[str, Any] | None:
     return next((r for r in check_runs_for(api, sha) if r.get("status") == "completed"), None)
+
+
+def annotations_of(api: GitHubStandIn, run: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The annotations each request (create or edit) added to a check run: GitHub appends them."""
+    return [e["output"]["annotations"] for e in api.check_edits[run["id"]] if e.get("output", {}).get("annotations")]
 
 
 # -- the endpoint ---------------------------------------------------------------------------------
@@ -189,7 +200,7 @@ def test_a_push_supersedes_a_run_and_one_comment_is_kept_up_to_date(githubbot: G
     githubbot.post("pull_request", pull_request(api, "synchronize", third))
     failed = api.wait_for(lambda a: completed(a, third))
     assert failed["conclusion"] == "failure" and failed["output"]["title"].startswith("build failed")
-    notes = failed["output"]["annotations"]
+    [notes] = annotations_of(api, failed)
     line = FILTER["filter.c"].count(b"\n") + 2
     assert {"path": "filter.c", "start_line": line, "annotation_level": "failure"}.items() <= notes[0].items()
     assert "undefined_thing" in notes[0]["message"]
@@ -202,13 +213,67 @@ def test_a_push_supersedes_a_run_and_one_comment_is_kept_up_to_date(githubbot: G
     assert "Earlier runs" in comment["body"] and second[:7] in comment["body"] and first[:7] in comment["body"]
 
 
+def endpoint(call: Call, sha: str) -> str:
+    """``GET /repos/{owner}/{repo}/check-runs/{id}``: a call as its endpoint, for counting."""
+    path = re.sub(r"/\d+(?=/|$)", "/{id}", call.path.replace(REPO, "{owner}/{repo}").replace(sha, "{sha}"))
+    return f"{call.method} {path}"
+
+
+# What one pull request build (opened → checkout, build, test → check run completed and the
+# comment updated) may cost: docs/github.md states the same budget.
+REQUEST_BUDGET = 14  # measured: 11 (1 check run created, 4 edits, 1 comment read, created and edited 3 times, 1 tarball)
+REPO_READS = 0  # GET /repos/{owner}/{repo}: the client is lazy
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_one_build_annotates_every_diagnostic_within_a_request_budget(githubbot: GitHubBot) -> None:
+    api = githubbot.api
+    api.add_repo(REPO, FILTER)
+    sha = api.add_commit(REPO, NOISY)
+    githubbot.bot.start_worker()
+    assert githubbot.post("pull_request", pull_request(api, "opened", sha)).status_code == 200
+    failed = api.wait_for(lambda a: completed(a, sha))
+    api.wait_for(lambda a: any(f"**❌ failed** for {sha[:7]}" in c["body"] for c in a.comments_on(REPO, 2)))
+    batches = api.wait_for(lambda a: (b := annotations_of(a, failed)) and sum(map(len, b)) >= 61 and b)
+    settled = len(api.requests)
+    with pytest.raises(AssertionError, match="condition not met"):  # the reporter is done
+        api.wait_for(lambda a: len(a.requests) > settled, timeout=3)
+
+    # Every diagnostic clang reported is an annotation with its whole message, 50 a request.
+    assert [len(b) for b in batches] == [50, 11]
+    notes = [n for b in batches for n in b]
+    warnings = [n for n in notes if n["annotation_level"] == "warning"]
+    [error] = [n for n in notes if n["annotation_level"] == "failure"]
+    assert len(warnings) == 60 and all(LONG.strip() in n["message"] for n in warnings)
+    assert {n["path"] for n in notes} == {"filter.c"}
+    first = FILTER["filter.c"].count(b"\n") + 1
+    assert sorted(n["start_line"] for n in warnings) == list(range(first, first + 60))
+    assert "undefined_thing" in error["message"] and error["start_line"] == first + 60
+    assert "1 error and 60 warnings, each an annotation on its line" in failed["output"]["summary"]
+    title = failed["output"]["title"]
+    assert title == "build failed: compiler exited with status 1 (1 error and 60 warnings)", title
+
+    # The requests that build cost, per endpoint: within the budget, with GitHub's headers.
+    api_calls = [c for c in api.requests if not c.path.startswith("/_archive/")]
+    counts = collections.Counter(endpoint(c, sha) for c in api_calls)
+    assert counts["GET /repos/{owner}/{repo}"] == REPO_READS, counts
+    assert counts["GET /repos/{owner}/{repo}/check-runs/{id}"] == 0, counts  # edits are one PATCH each
+    assert len(api_calls) <= REQUEST_BUDGET, counts
+    for call in api_calls:
+        assert call.headers.get("Accept") == "application/vnd.github+json", (call.method, call.path)
+        assert call.headers.get("X-GitHub-Api-Version") == "2022-11-28", (call.method, call.path)
+    print("requests for one pull request build:", dict(counts))
+
+
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
 def test_a_fork_waits_for_ok_to_test_from_a_member(githubbot: GitHubBot) -> None:
     api = githubbot.api
     api.add_repo(REPO, FILTER)
     sha = api.add_commit(REPO, FILTER)
     event = pull_request(api, "opened", sha, fork="stranger/Hello-World", association="FIRST_TIME_CONTRIBUTOR")
+    release = api.hold(r"/issues/2/comments$")  # GitHub is slow (or rate-limits): the webhook does not wait
     assert githubbot.post("pull_request", event).status_code == 200
+    release()
     held = api.wait_for(lambda a: a.comments_on(REPO, 2))
     assert f"{sha[:7]} is not built: it comes from a fork (stranger/Hello-World)" in held[0]["body"]
     assert githubbot.jobs() == []
@@ -445,7 +510,7 @@ def stage_settings(api: GitHubStandIn, tmp: Path, **extra: Any) -> Any:
     from workers.config import Settings
 
     return Settings(data_dir=tmp / "data", github_token=TOKEN, github_api_url=api.url,  # type: ignore[arg-type]
-                    github_write_interval=0, github_backoff=0.01, **extra)
+                    github_write_interval=0, github_backoff=0.01, github_secondary_wait=1, **extra)
 
 
 def test_github_5xx_and_rate_limits_are_retried_then_reported_clearly(github_api: GitHubStandIn,
@@ -552,6 +617,7 @@ def test_a_published_release_is_pushed_attached_and_announced(wasmbot: Wasmbot, 
         module = Path(job.stage("build").result["module"]).read_bytes()
         assert asset["name"] == "Hello-World-0.0.1.wasm" and github_api.assets[asset["id"]]["_data"] == module
         assert job.artifacts["release_asset"] == asset["browser_download_url"]
+        assert ("GET", f"/repos/{REPO}") not in github_api.calls  # lazy: 11 such reads before
         bot.process.terminate()
         bot.process.wait(30)
     finally:

@@ -201,6 +201,8 @@ class Settings(BaseSettings):
     github_backoff: float = Field(default=1.0, ge=0)  # seconds, doubled on each retry
     # Least seconds between writes, as GitHub asks of integrations to avoid secondary limits.
     github_write_interval: float = Field(default=1.0, ge=0)
+    # Seconds to wait after a secondary rate limit that names no Retry-After (GitHub: a minute or more).
+    github_secondary_wait: float = Field(default=60.0, ge=0)
     github_update_interval: float = Field(default=1.0, ge=0)  # least seconds between check run edits
 
     web_host: str = "127.0.0.1"

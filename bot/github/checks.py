@@ -27,7 +27,7 @@ async def check_run_rerequested(event: sansio.Event, fe: GitHubFrontEnd) -> None
     gh = client(fe.settings, installation).get_repo(where["repo"])
     requester = f"github:{event.data['sender']['login']}"
     if where.get("pr"):
-        pr = (await asyncio.to_thread(lambda: gh.get_pull(int(where["pr"])))).raw_data
+        pr = await asyncio.to_thread(lambda: gh.get_pull(int(where["pr"])).raw_data)  # lazy: read here
         if pr["head"]["sha"] != where["sha"]:
             return  # an outdated commit: its run was superseded
         await start_pull_request(

@@ -36,7 +36,8 @@ async def pull_request(event: sansio.Event, fe: GitHubFrontEnd) -> None:
     await asyncio.to_thread(supersede, fe, repo, pr["number"], pr["head"]["sha"])
     untrusted = untrusted_reason(fe, pr)
     if untrusted and not await asyncio.to_thread(ran_before, fe, repo, pr["number"], pr["head"]["sha"]):
-        await asyncio.to_thread(hold, fe, repo, pr, installation, untrusted)
+        fe.reporter.in_background(lambda: hold(fe, repo, pr, installation, untrusted),
+                                  f"{repo}#{pr['number']}")
         return
     await start_pull_request(
         fe,

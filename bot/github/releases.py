@@ -73,7 +73,8 @@ async def start_release(
         return  # this tag is being released already (a tag push and its release)
     installation = await installation_of(fe, event, repo)
     gh = client(fe.settings, installation).get_repo(repo)
-    sha = await asyncio.to_thread(lambda: gh.get_commit(tag).sha)
+    # complete(): a lazy commit's sha is the ref it was asked for, the tag itself.
+    sha = await asyncio.to_thread(lambda: gh.get_commit(tag).complete().sha)
     where = {"repo": repo, "sha": sha, "installation": str(installation or ""), "ref": tag, "tag": tag}
     if release:
         where["release"] = release

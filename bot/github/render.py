@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import posixpath
-import re
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from workers.commands import source_of
+from workers.diagnostics import Diagnostic
 from workers.jobs import Job, State
 
 MARKER = "<!-- wasmbot:pull-request -->"
@@ -29,16 +29,10 @@ ICONS = {
     State.SKIPPED: "⏭",
     State.CANCELLED: "🚫",
 }
-# clang/gcc/go/tinygo "path:line[:col]: error: message"; rustc "--> path:line:col" after "error…".
-_COMPILER = re.compile(
-    r"^\s*(?:/src/)?(?P<path>[\w.+/-]+\.\w+):(?P<line>\d+)(?::(?P<col>\d+))?:\s*"
-    r"(?:(?P<level>error|warning|fatal error):\s*)?(?P<message>.+)$"
-)
-_RUST_AT = re.compile(r"^\s*--> (?:/src/)?(?P<path>[\w.+/-]+):(?P<line>\d+):(?P<col>\d+)")
-_AS = re.compile(
-    r"^\s*(?:ERROR|WARNING) (?P<code>\w+): (?P<message>.+?)(?: in (?P<path>[\w./-]+)"
-    r"\((?P<line>\d+),(?P<col>\d+)\))?$"
-)
+TITLE_MAX = 255  # characters of an annotation's title
+DETAIL_MAX = 65535  # bytes of an annotation's message or raw_details ("64 KB")
+ANNOTATIONS_MAX = 1000  # per check run (20 requests of 50): past that, the log has the rest
+LEVELS = {"error": "failure", "warning": "warning"}
 
 
 def size(n: int) -> str:
@@ -85,32 +79,77 @@ def conclusion(job: Job) -> str | None:
     return {State.SUCCEEDED: "success", State.FAILED: "failure", State.CANCELLED: "cancelled"}.get(job.state)
 
 
-def check_output(job: Job, base: int | None, base_ref: str) -> dict[str, Any]:
+def _headline(error: str | None, limit: int) -> str:
+    """An error's first line as a title part: no dangling colon where its details followed."""
+    first = (error or "").strip().splitlines()[0] if (error or "").strip() else ""
+    first = first.rstrip(" :")
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def counted(diagnostics: list[Diagnostic]) -> str:
+    """"2 errors and 61 warnings"."""
+    errors = sum(d.level == "error" for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    parts = [f"{n} {word}{'s' if n != 1 else ''}"
+             for n, word in ((errors, "error"), (warnings, "warning")) if n]
+    return " and ".join(parts)
+
+
+def check_output(job: Job, base: int | None, base_ref: str,
+                 diagnostics: list[Diagnostic] | None = None) -> dict[str, Any]:
+    """The check run's output (annotations apart: see ``check_annotations``)."""
+    diagnostics = diagnostics or []
     failed = job.failed_stage()
     if job.state is State.SUCCEEDED:
         title = "built and tested" + (
             f", {size_change(job, base, base_ref)}" if job.artifacts.get("module_size") else ""
         )
     elif failed is not None and job.state is State.CANCELLED:
-        title = (failed.error or "cancelled")[:200]
+        title = _headline(failed.error, 200) or "cancelled"
     elif failed is not None:
-        title = f"{failed.name} failed: {(failed.error or '').splitlines()[0][:180]}"
+        title = f"{failed.name} failed: {_headline(failed.error, 150) or 'no reason given'}"
+        if failed.name == "build" and diagnostics:
+            title += f" ({counted(diagnostics)})"
     else:
         title = {State.QUEUED: "queued", State.RUNNING: "running"}.get(job.state, job.state.value)
     summary = [stage_table(job)]
     if job.artifacts.get("module_size"):
         summary.append(f"**Module size:** {size_change(job, base, base_ref)}")
+    if diagnostics:
+        summary.append(f"**Compiler diagnostics:** {diagnostics_note(job, diagnostics)}")
     report = _abi_report(job)
     text = report or ""
+    if diagnostics:
+        listing = "\n".join(f"{d.path}:{d.line}{f':{d.column}' if d.column else ''}: {d.level}"
+                            f"{f'[{d.code}]' if d.code else ''}: {d.message}" for d in diagnostics)
+        text = f"### Compiler diagnostics\n\n```\n{_cut(listing, MAX_TEXT // 2)}\n```\n\n{text}"
     if failed is not None and failed.error and failed.name != "test":
-        text = f"```\n{failed.error[:MAX_TEXT]}\n```\n\n{text}"
-    output: dict[str, Any] = {"title": title, "summary": "\n\n".join(summary)[:MAX_TEXT]}
+        text = f"```\n{_cut(failed.error, MAX_TEXT // 4)}\n```\n\n{text}"
+    output: dict[str, Any] = {"title": title, "summary": _cut("\n\n".join(summary), MAX_TEXT)}
     if text:
-        output["text"] = text[:MAX_TEXT]
-    notes = compiler_annotations(job)
-    if notes:
-        output["annotations"] = notes
+        output["text"] = _cut(text, MAX_TEXT)
     return output
+
+
+def diagnostics_note(job: Job, diagnostics: list[Diagnostic]) -> str:
+    """What the summary says of the diagnostics: how many, and how many are annotations."""
+    annotated = len(check_annotations(job, diagnostics))
+    note = f"{counted(diagnostics)}"
+    if annotated == len(diagnostics):
+        return note + (", each an annotation on its line" if annotated > 1 else ", an annotation on its line")
+    return note + f"; {annotated} are annotations, the rest (outside the repository, or past " \
+                  f"{ANNOTATIONS_MAX}) are in the listing below and the job log"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 40] + "\n… (cut: the job log has it all)"
+
+
+def _cut_bytes(text: str, limit: int = DETAIL_MAX) -> str:
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "…"
 
 
 def _abi_report(job: Job) -> str | None:
@@ -122,39 +161,31 @@ def _abi_report(job: Job) -> str | None:
     return render_markdown(Report.from_dict(json.loads(Path(path).read_text())))
 
 
-def compiler_annotations(job: Job) -> list[dict[str, Any]]:
-    """Compiler errors with a file and line, as check run annotations on the repository's paths."""
-    build = next((s for s in job.stages if s.name == "build"), None)
-    if build is None or not build.error:
-        return []
+def check_annotations(job: Job, diagnostics: list[Diagnostic]) -> list[dict[str, Any]]:
+    """The diagnostics on the repository's files, as check run annotations, whole (up to GitHub's
+    64 KB a message).  The reporter sends them 50 a request, as the Checks API requires."""
     source = source_of(job.command) or "."
     found: list[dict[str, Any]] = []
-    lines = build.error.splitlines()
-    for i, line in enumerate(lines):
-        hit = _COMPILER.match(line)
-        if hit and (hit["level"] or "error" in hit["message"].lower()):
-            level, message = hit["level"] or "error", hit["message"]
-        elif (hit := _RUST_AT.match(line)) and i > 0:
-            level, message = "error", lines[i - 1].strip().removeprefix("error").lstrip(":[]E0123456789 ")
-        elif (hit := _AS.match(line)) and hit["path"]:
-            level, message = "error", f"{hit['code']}: {hit['message']}"
-        else:
-            continue
-        # Recipes name sources "./NAME" (never an option) and compile in /src: repository paths.
-        relative = posixpath.normpath(hit["path"]).removeprefix("/src/")
+    for d in diagnostics:
+        # Recipes name sources "./NAME" and compile in /src: those are the repository's paths.
+        relative = posixpath.normpath(d.path.removeprefix("/src/"))
+        if relative.startswith(("/", "../")) or relative == "..":
+            continue  # a system header or a dependency: not a file of this repository
         path = str(PurePosixPath(source) / relative) if source not in ("", ".") else relative
-        note = {
+        note: dict[str, Any] = {
             "path": path,
-            "start_line": int(hit["line"]),
-            "end_line": int(hit["line"]),
-            "annotation_level": "warning" if level == "warning" else "failure",
-            "message": message,
+            "start_line": d.line,
+            "end_line": d.line,
+            "annotation_level": LEVELS.get(d.level, "notice"),
+            "title": f"{d.level} {d.code}".strip()[:TITLE_MAX],
+            "message": _cut_bytes(d.message),
         }
-        if hit["col"]:
-            note["start_column"] = note["end_column"] = int(hit["col"])
-        if note not in found:
-            found.append(note)
-    return found[:MAX_ANNOTATIONS]
+        if d.column:
+            note["start_column"] = note["end_column"] = d.column
+        if d.details:
+            note["raw_details"] = _cut_bytes("\n".join(d.details))
+        found.append(note)
+    return found[:ANNOTATIONS_MAX]
 
 
 def pr_comment(runs: list[Job], held: str | None = None, check_urls: dict[str, str] | None = None) -> str:

@@ -2,23 +2,27 @@
 
 One task per job follows its events (bot/follow.py) and, on each change, edits the job's
 check run (queued → in_progress → completed, with the stage table, ABI report, module size
-and its change against the base branch, and compiler errors as annotations on completion),
-then the pull request's wasmbot comment, which is found by its marker and edited, never
-posted twice.
+and its change against the base branch, and on completion every compiler error and warning
+as an annotation, 50 a request), then the pull request's wasmbot comment, which is found by
+its marker and edited, never posted twice.  An edit that would change nothing is not sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
+import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from github.Repository import Repository
 
 from bot.follow import Follower, follow
 from bot.github import render
+from workers import diagnostics
 from workers.config import Settings
 from workers.github_client import client
 from workers.jobs import Job, State
@@ -34,6 +38,7 @@ class Reporter(Follower):
         self.settings = settings
         self.log_url = log_url or (lambda job: None)
         self.comment_ids: dict[tuple[str, int], int] = {}
+        self.sent: dict[str, str] = {}  # job id or PR → digest of what was last sent, to skip repeats
         self.pr_locks: dict[tuple[str, int], threading.Lock] = {}
         self.guard = threading.Lock()
 
@@ -46,12 +51,22 @@ class Reporter(Follower):
             self._update,
             wanted=lambda job: "github" in job.reports,
         )
+        self.sent.pop(job_id, None)
 
     async def _update(self, job: Job) -> None:
         try:
             await asyncio.to_thread(self.publish, job)
         except Exception:  # a lost update must not stop the next one
             log.exception("could not report job %s to GitHub", job.id)
+
+    def in_background(self, work: Callable[[], None], what: str) -> None:
+        """Run ``work`` (GitHub writes, which may wait out a rate limit) on the reporter's threads,
+        so that the webhook that asked for it is answered at once."""
+        def done(future: concurrent.futures.Future[None]) -> None:
+            if future.exception() is not None:
+                log.error("could not update GitHub for %s", what, exc_info=future.exception())
+
+        self.threads.submit(work).add_done_callback(done)
 
     def repo(self, job: Job) -> Repository:
         where = job.reports["github"]
@@ -83,30 +98,60 @@ class Reporter(Follower):
                 return int(other.artifacts["module_size"])
         return None
 
+    def diagnostics(self, job: Job) -> list[diagnostics.Diagnostic]:
+        """The build's compiler errors and warnings, read from its log."""
+        if not any(s.name == "build" and s.state.finished for s in job.stages):
+            return []
+        lines = (line for event in self.store.events(job.id)
+                 if event.kind == "log" and event.stage == "build" for line in event.text.split("\n"))
+        return diagnostics.parse(lines)
+
     def check_run(self, repo: Repository, job: Job) -> None:
         where = job.reports["github"]
         base_ref = where.get("base") or where.get("ref") or "the base branch"
         base = self.base_size(job)
-        output = render.check_output(job, base, base_ref)
         conclusion = render.conclusion(job)
+        found = self.diagnostics(job) if conclusion else []
+        output = render.check_output(job, base, base_ref, found)
         fields: dict[str, Any] = {"output": output}
         if conclusion:
-            fields |= {"status": "completed", "conclusion": conclusion,
-                       "completed_at": datetime.datetime.now(datetime.UTC)}
+            fields |= {"status": "completed", "conclusion": conclusion}
         else:
             fields["status"] = "in_progress" if job.state is State.RUNNING else "queued"
-            output.pop("annotations", None)  # annotations add up on GitHub: send them once, at the end
         url = self.log_url(job)
         if url:
             fields["details_url"] = url
+        # Annotations add up on GitHub: each is sent once, at the end, 50 a request.
+        done = int(where.get("annotations_sent") or 0)
+        notes = render.check_annotations(job, found)[done:]
+        batches = [notes[i:i + render.MAX_ANNOTATIONS] for i in range(0, len(notes), render.MAX_ANNOTATIONS)]
+        first = batches.pop(0) if batches else []
+        digest = _digest(fields)
         noted: dict[str, str] = {}
-        if where.get("check_run"):
-            repo.get_check_run(int(where["check_run"])).edit(**fields)
-        else:
-            run = repo.create_check_run(CHECK_NAME, where["sha"], external_id=job.id, **fields)
-            noted |= {"check_run": str(run.id), "check_url": run.html_url or ""}
-        if job.artifacts.get("module_size"):
-            noted["size_change"] = render.size_change(job, base, base_ref)  # for the PR comment
+        try:
+            if not where.get("check_run"):
+                run = repo.create_check_run(CHECK_NAME, where["sha"], external_id=job.id,
+                                            **_with(fields, first))
+                noted |= {"check_run": str(run.id), "check_url": run.html_url or ""}
+            elif first or self.sent.get(job.id) != digest:
+                run = repo.get_check_run(int(where["check_run"]))  # lazy: the edit is one PATCH
+                run.edit(**_with(fields, first))
+            done += len(first)
+            for batch in batches:  # the title and summary go with each output
+                run.edit(output={"title": output["title"], "summary": output["summary"],
+                                 "annotations": batch})
+                done += len(batch)
+            self.sent[job.id] = digest
+        finally:
+            if done != int(where.get("annotations_sent") or 0):
+                noted["annotations_sent"] = str(done)
+            if job.artifacts.get("module_size"):
+                noted["size_change"] = render.size_change(job, base, base_ref)  # for the PR comment
+            self._note(job, noted)
+
+    def _note(self, job: Job, noted: dict[str, str]) -> None:
+        """Record in the job what later updates need (the check run, annotations sent)."""
+        where = job.reports["github"]
         if any(where.get(k) != v for k, v in noted.items()):
             def record(stored: Job) -> None:
                 stored.reports["github"] = stored.reports["github"] | noted
@@ -141,7 +186,9 @@ class Reporter(Follower):
                     if j.reports["github"].get("sha") == latest_sha
                 },
             )
-            issue = repo.get_issue(pr)
+            if self.sent.get(f"{repo_name}#{pr}") == _digest(body):
+                return  # nothing new to show
+            issue = repo.get_issue(pr)  # lazy: no request
             comment_id = self.comment_ids.get(key)
             if comment_id is None:
                 found = next((c for c in issue.get_comments() if render.MARKER in (c.body or "")), None)
@@ -151,3 +198,18 @@ class Reporter(Follower):
                 self.comment_ids[key] = issue.create_comment(body).id
             else:
                 issue.get_comment(comment_id).edit(body)
+            self.sent[f"{repo_name}#{pr}"] = _digest(body)
+
+
+def _with(fields: dict[str, Any], annotations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A check run edit: ``fields``, a batch of annotations, and when a completed run ended."""
+    sent = dict(fields)
+    if annotations:
+        sent["output"] = fields["output"] | {"annotations": annotations}
+    if fields.get("status") == "completed":
+        sent["completed_at"] = datetime.datetime.now(datetime.UTC)
+    return sent
+
+
+def _digest(sent: object) -> str:
+    return hashlib.sha256(repr(sent).encode()).hexdigest()

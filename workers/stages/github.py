@@ -120,7 +120,7 @@ def create_repository(ctx: StageContext) -> dict[str, str]:
 
 def _new_repository(settings: Settings, gh: Github, owner: str, name: str, lang: str):  # type: ignore[no-untyped-def]
     try:
-        gh.get_repo(f"{owner}/{name}")
+        gh.get_repo(f"{owner}/{name}").complete()  # the client is lazy: ask GitHub
     except GithubException as exc:
         if exc.status != 404:
             raise
