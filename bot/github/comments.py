@@ -134,7 +134,7 @@ async def _retest(
     association = data["comment"].get("author_association", "NONE")
     member = association in fe.settings.github_trusted
     gh = client(fe.settings, installation).get_repo(repo)
-    pr = (await asyncio.to_thread(lambda: gh.get_pull(number))).raw_data
+    pr = await asyncio.to_thread(lambda: gh.get_pull(number).raw_data)  # lazy: the read happens here
     if name == "ok-to-test" and not member:
         return Reply(
             f"only members ({', '.join(fe.settings.github_trusted)}) may say `/wasm ok-to-test`; "
