@@ -74,7 +74,11 @@ def contract_middleware(spec: str, check: Checker) -> Any:
             return response
         finally:  # after the handler, which may read the body in its own way; read() keeps it
             try:
-                result = await check(request, await request.read() if request.body_exists else b"")
+                body = await request.read() if request.body_exists else b""
+            except ConnectionResetError:  # the client died mid-request: no call was made to check
+                return
+            try:
+                result = await check(request, body)
             except Exception as exc:  # e.g. SpecMissing: an unchecked call must not pass
                 result = f"{spec} {request.method} {request.path_qs}", [f"not checked: {type(exc).__name__}: {exc}"]
             if result is not None:

@@ -386,10 +386,10 @@ class GitHubStandIn(LoopbackServer):
             return web.json_response({"sha": sha, "url": f"{base}/git/commits/{sha}", "message": body["message"],
                                       "parents": [{"sha": p} for p in body["parents"]],
                                       "tree": {"sha": body["tree"]}}, status=201)
-        if m := re.fullmatch(r"/git/refs?/(.+)", rest):
-            ref = m[1]
-            if ref not in self.refs[repo]:
-                return None
+        if m := re.fullmatch(r"/git/(refs?)/(.+)", rest):
+            ref = m[2]
+            if ref not in self.refs[repo] or (m[1] == "ref") != (method == "GET"):
+                return None  # GitHub reads one ref at git/ref/REF and updates it at git/refs/REF
             if method == "PATCH":
                 if not body.get("force") and body["sha"] != self.refs[repo][ref]:
                     return _error(422, "Update is not a fast forward")

@@ -110,7 +110,10 @@ def create_repository(ctx: StageContext) -> dict[str, str]:
         commit = repo.create_git_commit(f"{name}: scaffolded by wasmbot", repo.create_git_tree(tree), [])
         # The repository was created with a README commit (the Git Data API refuses empty
         # repositories with 409); the scaffold replaces it as the branch's first commit.
-        repo.get_git_ref(f"heads/{repo.default_branch}").edit(commit.sha, force=True)
+        ref = repo.get_git_ref(f"heads/{repo.default_branch}")
+        ref.object  # noqa: B018 - a lazy ref's URL is the read endpoint (git/ref/…); reading it gives
+        # GitHub's own URL (git/refs/…), which is the one that updates it
+        ref.edit(commit.sha, force=True)
         repo.replace_topics([*TOPICS, command.lang])
     except GithubException as exc:
         raise _failed(f"cannot create {owner}/{name}", exc) from None
