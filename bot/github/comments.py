@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from gidgethub import routing, sansio
 
-from bot.dispatch import Reply, Request, Requester, Status, dispatch
+from bot.dispatch import Reply, Request, Status, dispatch
+from bot.github.identity import commenter
 from bot.github.pulls import ran_before, start_pull_request, supersede, untrusted_reason
 from bot.github.submit import installation_of
-from bot.permissions import Principal
 from workers import commands
 from workers.github_client import client
 from workers.jobs import State
@@ -75,7 +75,6 @@ async def run_comment_command(
 ) -> str | None:
     """Do what one ``/wasm`` line asks; return the reply to post, if any."""
     data = event.data
-    login = data["comment"]["user"]["login"]
     pr_number = data["issue"]["number"]
     words = line.split()[1:]
     if words in (["build"], ["test"]):
@@ -103,8 +102,8 @@ async def run_comment_command(
     async def rerun(name: str) -> Reply:
         return await _retest(fe, data, repo, installation, pr_number, name)
 
-    requester = Requester("github", f"github:{login}", f"github:{login}", Principal(f"github:{login}"))
-    request = Request(parsed, line, requester, origin=f"github:{repo}#{pr_number}", rerun=rerun)
+    origin = f"github:{repo}#{pr_number}"
+    request = Request(parsed, line, commenter(data["comment"]), origin=origin, rerun=rerun)
     return rendered(await dispatch(fe.settings, request))
 
 
