@@ -64,16 +64,20 @@ class Policy:
     people: dict[str, list[str]] = field(default_factory=dict)
     trusted: tuple[str, ...] = TRUSTED
 
-    def names(self, person: str) -> set[str]:
-        """Every id ``person`` is known by: their own, a Slack user's bare id, their ``[people]`` names."""
+    def people_of(self, person: str) -> set[str]:
+        """The ``[people]`` names ``person`` (an id) goes by."""
         own = _canonical(person)
-        found = {own, own.removeprefix("slack:")}
-        found |= {name for name, ids in self.people.items() if own in {_canonical(i) for i in ids}}
-        return found
+        return {name for name, ids in self.people.items() if own in {_canonical(i) for i in ids}}
 
     def same_person(self, one: str, other: str) -> bool:
-        return _canonical(one) == _canonical(other) or bool(
-            {n for n in self.names(one) if n in self.people} & self.names(other))
+        """Whether ids ``one`` and ``other`` are one person: the same id, or listed together."""
+        return _canonical(one) == _canonical(other) or bool(self.people_of(one) & self.people_of(other))
+
+    def is_user(self, value: str, person: str) -> bool:
+        """Whether ``user:VALUE`` names ``person``: a ``[people]`` name, or any of their ids."""
+        if value in self.people:
+            return value in self.people_of(person)
+        return self.same_person(_id(value), person)
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -88,6 +92,11 @@ def _canonical(person: str) -> str:
     return person.lower() if person.lower().startswith("github:") else person
 
 
+def _id(value: str) -> str:
+    """A rule's user id as job records keep it: a bare id is a Slack user's."""
+    return value if ":" in value else f"slack:{value}"
+
+
 def rules_for(policy: Policy, action: str) -> list[str]:
     return policy.rules.get(action, DEFAULTS.get(action, []))
 
@@ -97,11 +106,10 @@ async def check(policy: Policy, action: str, who: Principal, *, front_end: str, 
     """None when ``who`` may do ``action``; otherwise the reason, naming what is missing, as
     ``front_end`` shows it.  ``owner``: the requester of the job the action is on."""
     rules = rules_for(policy, action)
-    names = policy.names(who.user)
     association = (who.association or "").upper()
     for rule in rules:
         kind, _, value = rule.partition(":")
-        if rule == "*" or (kind == "user" and _canonical(value) in names) \
+        if rule == "*" or (kind == "user" and policy.is_user(value, who.user)) \
                 or (kind == "channel" and value == who.channel) \
                 or (rule == "github:trusted" and association in policy.trusted) \
                 or (kind == "github" and value != "trusted" and association == value.upper()) \
@@ -113,15 +121,15 @@ async def check(policy: Policy, action: str, who: Principal, *, front_end: str, 
     if not rules:
         return f"nobody may {action} here yet: an admin must add `{action}` to [permissions]"
     wanted = ", ".join(_describe(rule, policy, front_end) for rule in rules)
+    if association and any(rule.startswith("github:") for rule in rules):
+        wanted += f" (GitHub lists you as {association})"
     return f"you may not {action}: that needs {wanted}"
 
 
 def _describe(rule: str, policy: Policy, front_end: str) -> str:
     kind, _, value = rule.partition(":")
     if kind == "user":
-        if value in policy.people:
-            return value
-        return mention(value if ":" in value else f"slack:{value}", front_end)
+        return value if value in policy.people else mention(_id(value), front_end)
     if kind == "github":
         associations = policy.trusted if value == "trusted" else (value.upper(),)
         return f"a GitHub author association of {' or '.join(associations)}"
