@@ -33,14 +33,13 @@ class Status(StrEnum):
 
 @dataclass(frozen=True)
 class Requester:
-    """Who asks: ``id`` as job records keep it ("alice", "slack:U1", "github:octocat"), ``name``
-    as messages name them (bot/markup.py's ``mention``: "alice", "<@U1>", "@octocat"), and the
-    principal the policy checks.  The CLI's user runs on the host with the store itself, so the
-    policy guards the chat and pull request front ends, not the CLI."""
+    """Who asks: ``id`` as job records keep it ("alice", "slack:U1", "github:octocat"; messages
+    name them with bot/markup.py's ``mention``), and the principal the policy checks.  The CLI's
+    user runs on the host with the store itself, so the policy guards the chat and pull request
+    front ends, not the CLI."""
 
     front_end: str  # a key of commands.FRONT_ENDS
     id: str
-    name: str
     principal: permissions.Principal
     members: permissions.GroupLookup | None = None  # user groups, for ``group:`` rules
 
@@ -183,7 +182,7 @@ async def _on_job(settings: Settings, request: Request) -> Reply:
             return Reply(f"job `{job.id}` approved: it runs now", job=done)
         if command.name == "retry":
             return Reply(f"job `{job.id}` queued again", job=await asyncio.to_thread(pipeline.retry, job.id))
-        done = await asyncio.to_thread(pipeline.cancel, job.id, who.name)
+        done = await asyncio.to_thread(pipeline.cancel, job.id, who.id)
     except (KeyError, ValueError) as exc:
         return Reply(request.quote(str(exc)), Status.FAILED,
                      job=await asyncio.to_thread(open_store(settings).get, job.id))

@@ -221,6 +221,7 @@ def test_buttons_recheck_permissions_and_the_requester_may_cancel(slackbot: Slac
     final = final_message(slackbot.api, "cancelled")
     assert slackbot.bot.store.get(job.id).state is State.CANCELLED  # type: ignore[union-attr]
     assert any(e.get("action_id") == "wasmbot_retry" for b in final["blocks"] for e in b.get("elements", []))
+    assert "cancelled by <@W111>" in text_of(final["blocks"])
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)

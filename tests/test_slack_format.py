@@ -52,6 +52,12 @@ def test_user_text_is_escaped_in_every_part_of_a_job_message() -> None:
     assert blockkit.problems("chat.update", {"text": blocks.summary(failed), "blocks": message}) == []
 
 
+def test_who_cancelled_a_stage_is_mentioned() -> None:
+    cancelled = job(state=State.CANCELLED,
+                    stages=[Stage(name="deploy", state=State.CANCELLED, error="cancelled by github:Codertocat")])
+    assert "> cancelled by <https://github.com/Codertocat|@Codertocat>" in blocks.job_message(cancelled)[2]["text"]["text"]
+
+
 def test_the_release_announcement_links_a_github_requester() -> None:
     released = job("/wasm build examples/hello-c --tag 127.0.0.1:1/f:v1 --release", requester="github:Codertocat")
     inspected = {"reference": "127.0.0.1:1/f:v1", "digest": "sha256:" + "0" * 64, "size": 10}

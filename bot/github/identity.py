@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from bot.dispatch import Requester
-from bot.markup import mention
 from bot.permissions import Principal
 
 
 def commenter(comment: dict[str, Any]) -> Requester:
     """The requester of a command in ``comment`` (an ``issue_comment`` payload's comment)."""
     person = f"github:{comment['user']['login']}"
-    return Requester("github", person, mention(person, "github"),
-                     Principal(person, association=comment.get("author_association") or "NONE"))
+    association = comment.get("author_association") or "NONE"
+    return Requester("github", person, Principal(person, association=association))

@@ -28,7 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import permissions
 from bot.dispatch import Reply, Request, Requester, Status, admit, dispatch, execute
 from bot.httpbody import read_body
-from bot.markup import escape_mrkdwn, mention
+from bot.markup import escape_mrkdwn
 from bot.slack import blocks, deliveries
 from bot.slack.reporter import Reporter
 from bot.slack.workspaces import client_for, oauth_settings, workspace
@@ -162,8 +162,7 @@ class SlackFrontEnd:
         root = self.settings.chat_source_root
         Path(root).mkdir(parents=True, exist_ok=True)
         person = f"slack:{user}"
-        requester = Requester("slack", person, mention(person, "slack"),
-                              permissions.Principal(person, channel), members=members)
+        requester = Requester("slack", person, permissions.Principal(person, channel), members=members)
         return Request(command, text, requester, origin=f"slack:{team}:{channel}", source_root=str(root),
                        dedupe_key=f"slack:{team}:{trigger}" if trigger else None)
 

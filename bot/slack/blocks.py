@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.markup import escape_mrkdwn, mention
 from workers.commands import source_of
-from workers.jobs import Job, State
+from workers.jobs import Job, Stage, State
 
 ICONS = {
     State.PENDING: ":white_circle:",
@@ -90,6 +90,15 @@ def _button(text: str, action: str, value: str, style: str | None = None) -> dic
     return button
 
 
+def _error(stage: Stage) -> str:
+    """A stage's error, escaped and cut; who cancelled it (an id, see workers/pipeline.py) mentioned."""
+    error = stage.error or ""
+    by = error.removeprefix("cancelled by ")
+    if stage.state is State.CANCELLED and by != error:
+        return f"cancelled by {mention(by, 'slack')}"
+    return clip(escape_mrkdwn(error), MAX_ERROR)
+
+
 def summary(job: Job) -> str:
     """The notification text (Slack shows it where blocks cannot be shown)."""
     return fallback(f"wasmbot job {job.id} {job.state.value}: {escape_mrkdwn(job.text)}")
@@ -112,7 +121,7 @@ def job_message(
         took = f" {stage.elapsed:.1f}s" if shown else ""
         line = f"{ICONS[stage.state]} *{stage.name}* {stage.state.value}{took}"
         if stage.error:
-            line += f"\n> {clip(escape_mrkdwn(stage.error), MAX_ERROR)}"
+            line += f"\n> {_error(stage)}"
         lines.append(line)
     blocks.append(_section("\n".join(lines)))
     if job.artifacts.get("digest"):
