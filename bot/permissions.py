@@ -81,7 +81,7 @@ class Policy:
 
 
 def policy_of(settings: Settings) -> Policy:
-    return Policy(settings.permissions, settings.people, tuple(settings.github_trusted))
+    return Policy(settings.permissions, settings.people, tuple(t.upper() for t in settings.github_trusted))
 
 
 GroupLookup = Callable[[str], Awaitable[set[str]]]  # group id -> member user ids

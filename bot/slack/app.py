@@ -214,7 +214,7 @@ class SlackFrontEnd:
 
     async def on_mention(self, event: dict[str, Any], say: Any, body: dict[str, Any]) -> None:
         """``@wasmbot help`` in a channel: the same help, as a thread reply."""
-        await say(text=commands.help_text("slack"), thread_ts=event.get("ts"))
+        await say(text=escape_mrkdwn(commands.help_text("slack")), thread_ts=event.get("ts"))
 
     async def ignore(self) -> None:
         """Acknowledge and drop: an unanswered event would be sent again by Slack."""
