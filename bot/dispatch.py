@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot import answers, permissions
+from bot.markup import quote
 from workers import commands
 from workers.config import Settings
 from workers.jobs import Job
@@ -32,14 +33,13 @@ class Status(StrEnum):
 
 @dataclass(frozen=True)
 class Requester:
-    """Who asks: ``id`` as job records keep it ("alice", "slack:U1", "github:octocat"), ``name``
-    as messages name them ("alice", "<@U1>", "github:octocat"), and the principal the policy
-    checks.  The CLI's user runs on the host with the store itself, so the policy guards the
-    chat and pull request front ends, not the CLI (as before the registry)."""
+    """Who asks: ``id`` as job records keep it ("alice", "slack:U1", "github:octocat"; messages
+    name them with bot/markup.py's ``mention``), and the principal the policy checks.  The CLI's
+    user runs on the host with the store itself, so the policy guards the chat and pull request
+    front ends, not the CLI."""
 
     front_end: str  # a key of commands.FRONT_ENDS
     id: str
-    name: str
     principal: permissions.Principal
     members: permissions.GroupLookup | None = None  # user groups, for ``group:`` rules
 
@@ -54,6 +54,18 @@ class Request:
     dedupe_key: str | None = None  # the delivery that asked: a redelivery gets the first job back
     # The front end's own re-run of its change (GitHub: retest and ok-to-test on the pull request).
     rerun: Callable[[str], Awaitable[Reply]] | None = None
+
+    @property
+    def scope(self) -> str | None:
+        """The jobs this request may see and act on: a pull request comment only its own
+        repository's (``github:OWNER/REPO``); None: all of them."""
+        if self.requester.front_end != "github":
+            return None
+        return self.origin.partition("#")[0].partition("@")[0]
+
+    def quote(self, text: str) -> str:
+        """User text (command text, errors) as the asking front end shows it literally."""
+        return quote(text, self.requester.front_end)
 
 
 @dataclass(frozen=True)
@@ -102,8 +114,8 @@ async def _refused(settings: Settings, request: Request, action: str, *,
     who = request.requester
     if who.front_end == "cli":
         return None
-    theirs = job is not None and job.requester == who.id
-    reason = await permissions.check(settings.permissions, action, who.principal, requester=theirs,
+    reason = await permissions.check(permissions.policy_of(settings), action, who.principal,
+                                     front_end=who.front_end, owner=job.requester if job else None,
                                      members=who.members)
     return Reply(reason, Status.REFUSED) if reason else None
 
@@ -117,20 +129,21 @@ async def _help(settings: Settings, request: Request) -> Reply:
     front_end = request.requester.front_end
     if front_end == "github" and command.topic is None:
         return Reply(commands.help_markdown(front_end))
-    return Reply(commands.help_text(front_end, command.topic))
+    return Reply(request.quote(commands.help_text(front_end, command.topic)))
 
 
 async def _search(settings: Settings, request: Request) -> Reply:
     assert isinstance(request.command, commands.SearchCommand)
     try:
-        return Reply(await asyncio.to_thread(answers.search_text, settings, request.command))
+        return Reply(request.quote(await asyncio.to_thread(answers.search_text, settings, request.command)))
     except RegistryError as exc:
-        return Reply(str(exc), Status.FAILED)
+        return Reply(request.quote(str(exc)), Status.FAILED)
 
 
 async def _list(settings: Settings, request: Request) -> Reply:
     assert isinstance(request.command, commands.ListCommand)
-    return Reply("", detail=await asyncio.to_thread(answers.list_text, settings, request.command))
+    listed = await asyncio.to_thread(answers.list_text, settings, request.command, request.scope)
+    return Reply("", detail=listed)
 
 
 async def _pull_request(settings: Settings, request: Request) -> Reply:
@@ -149,7 +162,7 @@ async def _on_job(settings: Settings, request: Request) -> Reply:
     assert isinstance(command, commands.CancelCommand | commands.RetryCommand | commands.ApproveCommand)
     job = await asyncio.to_thread(open_store(settings).get, command.job)
     deciding = isinstance(command, commands.ApproveCommand)
-    if job is None:
+    if job is None or not answers.in_scope(job, request.scope):  # another repository's: not its business
         return Reply(f"there is no job `{command.job}`", Status.FAILED)
     if deciding and not job.approval:
         return Reply(f"job `{job.id}` is not waiting for an approval (it is {job.state.value})",
@@ -159,15 +172,20 @@ async def _on_job(settings: Settings, request: Request) -> Reply:
     if refused:
         return refused
     who = request.requester
+    if command.name == "approve" and permissions.policy_of(settings).same_person(job.requester, who.id):
+        # Under another front end's id ([people]) too: nobody approves their own change.
+        return Reply("you asked for this change: someone else who may approve must approve it", Status.FAILED,
+                     job=job)
     try:
         if command.name == "approve":
             done = await asyncio.to_thread(pipeline.approve, job.id, who.id)
             return Reply(f"job `{job.id}` approved: it runs now", job=done)
         if command.name == "retry":
             return Reply(f"job `{job.id}` queued again", job=await asyncio.to_thread(pipeline.retry, job.id))
-        done = await asyncio.to_thread(pipeline.cancel, job.id, who.name)
+        done = await asyncio.to_thread(pipeline.cancel, job.id, who.id)
     except (KeyError, ValueError) as exc:
-        return Reply(str(exc), Status.FAILED, job=await asyncio.to_thread(open_store(settings).get, job.id))
+        return Reply(request.quote(str(exc)), Status.FAILED,
+                     job=await asyncio.to_thread(open_store(settings).get, job.id))
     return Reply(f"job `{job.id}` {'turned down' if command.name == 'deny' else 'cancelled'}", job=done)
 
 
@@ -183,13 +201,13 @@ async def _submit(settings: Settings, request: Request) -> Reply:
             submit_once, request.command, requester=request.requester.id, origin=request.origin,
             text=request.text, source_root=request.source_root, dedupe_key=request.dedupe_key)
     except ValueError as exc:
-        return Reply(str(exc), Status.FAILED)
+        return Reply(request.quote(str(exc)), Status.FAILED)
     if job.awaiting_approval:
         env = job.approval["action"].removeprefix("deploy:")
         return Reply(f"job `{job.id}` waits for an approval: someone else allowed to approve:{env} "
                      f"answers `/wasm approve {job.id}`", job=job, new=new,
                      detail=job.approval.get("diff", ""), syntax="diff")
-    return Reply(f"job `{job.id}` queued: {request.text}", job=job, new=new)
+    return Reply(f"job `{job.id}` queued: {request.quote(request.text)}", job=job, new=new)
 
 
 HANDLERS: dict[str, Handler] = {

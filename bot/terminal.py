@@ -151,7 +151,7 @@ def run_command(settings: Settings, command: Command, text: str, *, detach: bool
     from workers.pipeline import store
 
     user = getpass.getuser()
-    request = Request(command, text, Requester("cli", user, user, Principal(user)), origin="cli",
+    request = Request(command, text, Requester("cli", user, Principal(user)), origin="cli",
                       source_root=os.getcwd())
     job_id = getattr(command, "job", None) if command.name in ("retry", "approve") else None
     after = max((e.seq for e in store().events(job_id)), default=0) if job_id else 0

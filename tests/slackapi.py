@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import blockkit
 import slackcontract
 from aiohttp import web
 from apicontract import contract_middleware
@@ -116,6 +117,10 @@ class SlackStandIn(LoopbackServer):
             self._record(method + ":ratelimited", args)
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(self.retry_after)})
+        invalid = blockkit.problems(method, args)  # every message is checked against Slack's rules
+        if invalid:
+            self._record(method + ":invalid_blocks", args | {"errors": invalid})
+            return web.json_response({"ok": False, "error": "invalid_blocks", "errors": invalid})
         answer = self._answer(method, args)
         with self._changed:
             self.calls.append(Call(method, args, token=token))
@@ -184,6 +189,10 @@ class SlackStandIn(LoopbackServer):
 
     async def _response(self, request: web.Request) -> web.Response:
         args = await self._args(request)
+        invalid = blockkit.problems("response_url", args)
+        if invalid:
+            self._record("response_url:invalid_blocks", args | {"errors": invalid})
+            return web.Response(status=400, text="invalid_blocks\n" + "\n".join(invalid))
         with self._changed:
             self.responses.append((request.match_info["rest"], args))
             self._changed.notify_all()

@@ -284,8 +284,10 @@ def test_a_fork_waits_for_ok_to_test_from_a_member(githubbot: GitHubBot) -> None
     stranger = comment("Please build this:\n/wasm ok-to-test", "CONTRIBUTOR", "stranger")
     assert githubbot.comment(stranger).status_code == 200
     assert githubbot.jobs() == []
-    refused = [c for c in api.comments_on(REPO, 2) if "only members" in c["body"]]
-    assert len(refused) == 1 and refused[0]["body"].startswith("> /wasm ok-to-test\n\n@stranger only members")
+    refused = [c for c in api.comments_on(REPO, 2) if "you may not ok-to-test" in c["body"]]
+    assert len(refused) == 1 and refused[0]["body"].startswith(
+        "> /wasm ok-to-test\n\n@stranger you may not ok-to-test: that needs a GitHub author association of "
+        "OWNER or MEMBER or COLLABORATOR (GitHub lists you as CONTRIBUTOR)"), refused
     quoted = comment("```\n/wasm ok-to-test\n```", "MEMBER", "octocat")  # a command in a code block is text
     githubbot.comment(quoted)
     assert githubbot.jobs() == []
@@ -364,7 +366,7 @@ def test_deploy_and_approval_from_pull_request_comments(wasmbot: Wasmbot, github
     [pushed] = bot.jobs()
     assert pushed.artifacts["image"] == f"{registry_host(registry)}/codertocat/hello-world:pr-2"
 
-    assert "you may not deploy:prod: that needs <@github:alice>" in said("bob", "/wasm deploy prod")
+    assert "you may not deploy:prod: that needs @alice" in said("bob", "/wasm deploy prod")
     asked = said("alice", "/wasm deploy prod")
     job_id = re.search(r"job `([0-9a-f]{12})` waits for an approval", asked)[1]  # type: ignore[index]
     assert "```diff" in asked and re.search(r"^\+ *url: oci://", asked, re.M), asked

@@ -40,7 +40,7 @@ def test_help_lists_what_each_front_end_takes(front_end: str) -> None:
 
 
 def test_the_pull_request_help_reply_is_the_registrys(tmp_path: Path) -> None:
-    who = dispatch.Requester("github", "github:octo", "github:octo", Principal("github:octo"))
+    who = dispatch.Requester("github", "github:octo", Principal("github:octo"))
     request = dispatch.Request(commands.HelpCommand(), "/wasm help", who, origin="github:o/r#1")
     reply = asyncio.run(dispatch.dispatch(Settings(data_dir=tmp_path), request))
     assert rendered(reply) == commands.help_markdown("github")

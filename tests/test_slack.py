@@ -139,6 +139,30 @@ def test_help_and_errors_are_ephemeral_to_the_caller(slackbot: SlackBot) -> None
     assert slackbot.api.called("chat.postMessage") == [] and slackbot.bot.store.recent() == []
 
 
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_user_text_is_escaped_and_people_are_mentioned_properly(wasmbot: Wasmbot, slack_api: SlackStandIn,
+                                                                 tmp_path: Path) -> None:
+    """Command text that looks like Slack markup is shown, not acted on (the stand-in also refuses
+    any message that breaks Slack's rules, tests/blockkit.py)."""
+    bot = start_slackbot(wasmbot, slack_api, tmp_path, WASMBOT_PERMISSIONS=json.dumps({"deploy:dev": ["*"]}))
+    try:
+        hostile = "deploy 127.0.0.1:1/f:v1 --env dev --config '{\"a\":\"<!channel> & <@U0BOSS>\"}'"
+        assert bot.command(hostile).text == ""
+        posted = slack_api.wait_for(lambda api: api.called("chat.postMessage"), timeout=30)[0].args
+        shown = text_of(posted["blocks"])
+        assert "&lt;!channel&gt; &amp; &lt;@U0BOSS&gt;" in shown and "<!channel>" not in shown + posted["text"]
+        assert "asked by <@W111>" in shown
+        wrong = bot.command("build examples/hello-c --tag 'a<b>&c'")
+        assert "invalid reference 'a&lt;b&gt;&amp;c'" in wrong.json()["text"]
+        assert slack_api.called("chat.postMessage:invalid_blocks") == []
+        # auth.test is bolt's own, once per process, made by slack_sdk's auth_test() as it is.
+        [auth] = slack_api.called("auth.test")
+        assert auth.args == {} and auth.token == BOT_TOKEN
+    finally:
+        bot.process.terminate()
+        bot.process.wait(30)
+
+
 @pytest.mark.parametrize("wasmbot", ["redis"], indirect=True)
 def test_one_message_edited_in_place_through_a_whole_pipeline(slackbot: SlackBot, registry: Service) -> None:
     slackbot.bot.start_worker()
@@ -197,6 +221,7 @@ def test_buttons_recheck_permissions_and_the_requester_may_cancel(slackbot: Slac
     final = final_message(slackbot.api, "cancelled")
     assert slackbot.bot.store.get(job.id).state is State.CANCELLED  # type: ignore[union-attr]
     assert any(e.get("action_id") == "wasmbot_retry" for b in final["blocks"] for e in b.get("elements", []))
+    assert "cancelled by <@W111>" in text_of(final["blocks"])
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)

@@ -172,6 +172,7 @@ class Settings(BaseSettings):
     # DATA_DIR/sources), where /wasm init also creates new filters.
     source_root: Path | None = None
     permissions: dict[str, list[str]] = {}  # bot/permissions.py
+    people: dict[str, list[str]] = {}  # one person's ids on each front end (bot/permissions.py)
     # Slack (bot/slack/).  The SLACK_* names are Slack's own conventions.
     slack_signing_secret: SecretStr | None = _named("SLACK_SIGNING_SECRET")
     slack_bot_token: SecretStr | None = _named("SLACK_BOT_TOKEN")

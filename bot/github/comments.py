@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from gidgethub import routing, sansio
 
-from bot.dispatch import Reply, Request, Requester, Status, dispatch
+from bot.dispatch import Reply, Request, Status, dispatch
+from bot.github.identity import commenter
 from bot.github.pulls import ran_before, start_pull_request, supersede, untrusted_reason
-from bot.permissions import Principal
 from workers import commands
 from workers.github_client import client
 from workers.jobs import State
@@ -107,15 +107,9 @@ async def run_comment_command(
     async def rerun(name: str) -> Reply:
         return await _retest(fe, data, repo, installation, pr_number, name, dedupe)
 
-    request = Request(parsed, line, requester_of(data), origin=f"github:{repo}#{pr_number}",
+    request = Request(parsed, line, commenter(data["comment"]), origin=f"github:{repo}#{pr_number}",
                       dedupe_key=dedupe, rerun=rerun)
     return rendered(await dispatch(fe.settings, request))
-
-
-def requester_of(data: dict[str, Any]) -> Requester:
-    """Who wrote the comment, as dispatch and the permission policy see them."""
-    login = data["comment"]["user"]["login"]
-    return Requester("github", f"github:{login}", f"github:{login}", Principal(f"github:{login}"))
 
 
 def rendered(reply: Reply) -> str | None:
@@ -130,15 +124,12 @@ async def _retest(
     fe: GitHubFrontEnd, data: dict[str, Any], repo: str, installation: int | None, number: int, name: str,
     dedupe: str,
 ) -> Reply:
-    """``retest`` and ``ok-to-test``: members may let an untrusted head commit run."""
+    """``retest`` and ``ok-to-test`` (who may say it is the policy's ``ok-to-test`` rule, checked in
+    dispatch): an untrusted head commit runs once someone allowed has said ok-to-test."""
     association = data["comment"].get("author_association", "NONE")
     member = association in fe.settings.github_trusted
     gh = client(fe.settings, installation).get_repo(repo)
     pr = await asyncio.to_thread(lambda: gh.get_pull(number).raw_data)  # lazy: the read happens here
-    if name == "ok-to-test" and not member:
-        return Reply(
-            f"only members ({', '.join(fe.settings.github_trusted)}) may say `/wasm ok-to-test`; "
-            f"GitHub lists you as {association}", Status.REFUSED)
     if (
         name == "retest"
         and not member

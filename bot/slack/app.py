@@ -28,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import permissions
 from bot.dispatch import Reply, Request, Requester, Status, admit, dispatch, execute
 from bot.httpbody import read_body
+from bot.markup import escape_mrkdwn
 from bot.slack import blocks, deliveries
 from bot.slack.reporter import Reporter
 from bot.slack.workspaces import client_for, oauth_settings, workspace
@@ -160,8 +161,8 @@ class SlackFrontEnd:
 
         root = self.settings.chat_source_root
         Path(root).mkdir(parents=True, exist_ok=True)
-        requester = Requester("slack", f"slack:{user}", f"<@{user}>", permissions.Principal(user, channel),
-                              members=members)
+        person = f"slack:{user}"
+        requester = Requester("slack", person, permissions.Principal(person, channel), members=members)
         return Request(command, text, requester, origin=f"slack:{team}:{channel}", source_root=str(root),
                        dedupe_key=f"slack:{team}:{trigger}" if trigger else None)
 
@@ -173,8 +174,9 @@ class SlackFrontEnd:
             return reply
         except SlackApiError as exc:
             log.warning("permission check for %s failed: %s", request.command.name, exc.response.get("error"))
+            answered = escape_mrkdwn(str(exc.response.get("error") or exc.response.status_code))
             return Reply(f"wasmbot could not check who may {request.command.name} (Slack answered "
-                         f"{exc.response.get('error') or exc.response.status_code}); ask an admin",
+                         f"{answered}); ask an admin",
                          Status.REFUSED)
 
     # -- listeners -------------------------------------------------------------------------
@@ -185,7 +187,8 @@ class SlackFrontEnd:
         try:
             parsed = commands.parse(text)
         except commands.CommandError as exc:
-            await ack(response_type="ephemeral", text=f":warning: {exc.message}\nusage: `{exc.usage}`")
+            await ack(response_type="ephemeral",
+                      text=f":warning: {escape_mrkdwn(exc.message)}\nusage: `{escape_mrkdwn(exc.usage)}`")
             return
         user, channel = body["user_id"], body.get("channel_id")
         team = workspace(body.get("enterprise_id"), body.get("team_id"))
@@ -196,7 +199,8 @@ class SlackFrontEnd:
             return
         if isinstance(parsed, commands.HelpCommand):  # answered within the acknowledgement
             reply = await execute(self.settings, request)
-            await ack(response_type="ephemeral", text=reply.text, blocks=blocks.help_blocks(reply.text))
+            await ack(response_type="ephemeral", text=blocks.fallback(reply.text),
+                      blocks=blocks.help_blocks(reply.text))
             return
         await ack()  # within Slack's 3 seconds; what follows may take longer
         try:
@@ -205,11 +209,12 @@ class SlackFrontEnd:
             await self._answer(request, answer, channel, user, team, respond)
         except Exception as exc:  # tell the caller; never leave them in silence
             log.exception("/wasm %s failed", parsed.name)
-            await respond(response_type="ephemeral", text=f":x: wasmbot could not do that: {exc}")
+            await respond(response_type="ephemeral",
+                          text=blocks.fallback(f":x: wasmbot could not do that: {escape_mrkdwn(str(exc))}"))
 
     async def on_mention(self, event: dict[str, Any], say: Any, body: dict[str, Any]) -> None:
         """``@wasmbot help`` in a channel: the same help, as a thread reply."""
-        await say(text=commands.help_text("slack"), thread_ts=event.get("ts"))
+        await say(text=escape_mrkdwn(commands.help_text("slack")), thread_ts=event.get("ts"))
 
     async def ignore(self) -> None:
         """Acknowledge and drop: an unanswered event would be sent again by Slack."""
@@ -226,7 +231,8 @@ class SlackFrontEnd:
         try:
             parsed = commands.parse(text)
         except commands.CommandError as exc:
-            await respond(response_type="ephemeral", replace_original=False, text=f":warning: {exc.message}")
+            await respond(response_type="ephemeral", replace_original=False,
+                          text=f":warning: {escape_mrkdwn(exc.message)}")
             return
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id")
@@ -274,7 +280,8 @@ class SlackFrontEnd:
         except Exception as exc:
             await respond(
                 response_type="ephemeral",
-                text=f"job `{job.id}` queued, but its message could not be posted here ({exc}); "
+                text=f"job `{job.id}` queued, but its message could not be posted here "
+                f"({escape_mrkdwn(str(exc))}); "
                 "invite wasmbot to this channel to see its progress",
             )
             return
@@ -288,9 +295,11 @@ class SlackFrontEnd:
 
 
 def rendered(reply: Reply) -> str:
-    """A reply as Slack shows it: a mark for refusals and failures, lists as code blocks."""
+    """A reply as Slack shows it: a mark for refusals and failures, lists as code blocks (their
+    text escaped: a reply's own text is escaped where dispatch writes user text into it), cut
+    to what a message's text may hold."""
     mark = {Status.REFUSED: ":lock: ", Status.FAILED: ":warning: ", Status.USAGE: ":warning: "}
     text = mark.get(reply.status, "") + reply.text
     if reply.detail:
-        text += ("\n" if text else "") + f"```{reply.detail}```"
-    return text
+        text += ("\n" if text else "") + blocks.code(reply.detail, blocks.MAX_TEXT - len(text) - 1)
+    return blocks.fallback(text)

@@ -98,7 +98,7 @@ COMMANDS: tuple[Spec, ...] = (
          parsing.pull_request, where=frozenset({"github"})),
     Spec("ok-to-test", "/wasm ok-to-test",
          "in a pull request from a fork or a new contributor: a member lets its head commit run",
-         parsing.pull_request, where=frozenset({"github"})),
+         parsing.pull_request, where=frozenset({"github"}), allowed=("github:trusted",)),
 )
 SPECS: dict[str, Spec] = {spec.name: spec for spec in COMMANDS}
 ALIASES = {"list": "search"}
@@ -158,7 +158,8 @@ def help_markdown(front_end: str) -> str:
 def _who(spec: Spec) -> str:
     if not spec.allowed:
         return f"nobody until `{spec.action.replace('{env}', 'ENV')}` is granted"
-    return ", ".join({"*": "anyone", "requester": "the job's requester"}.get(r, r) for r in spec.allowed)
+    names = {"*": "anyone", "requester": "the job's requester", "github:trusted": "trusted GitHub members"}
+    return ", ".join(names.get(r, r) for r in spec.allowed)
 
 
 def commands_markdown() -> str:
