@@ -278,10 +278,10 @@ def cancel(job_id: str, by: str) -> Job:
 def claim(job: Job, name: str, owner: str, now: float, ttl: float) -> Claim:
     """Decide what this delivery of stage ``name`` does, and take the stage if it runs it."""
     stage = job.stage(name)
+    if job.state in (State.FAILED, State.CANCELLED):
+        return "stopped"  # its stages after the one that stopped it are skipped, not done
     if stage.state in (State.SUCCEEDED, State.SKIPPED):
         return "done"
-    if job.state in (State.FAILED, State.CANCELLED):
-        return "stopped"
     if stage.state is State.RUNNING and lease.alive(stage.lease_owner, stage.lease_expires, now):
         return "busy"
     before = job.stages[: job.stages.index(stage)]
