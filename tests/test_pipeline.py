@@ -165,6 +165,15 @@ def test_module_with_unknown_import_fails_the_test_stage_naming_it(
     assert "Envoy refuses to load the module: missing import" in error
     assert job.stage("push").state is State.SKIPPED
 
+    # Retried once its module is gone (as retention removes artifacts), the test stage fails on
+    # a file of the server's: named below $WASMBOT_DATA_DIR, not by its absolute path.
+    Path(job.artifacts["module"]).unlink()
+    retried = wasmbot.cli("retry", job.id)
+    assert retried.returncode == 1
+    error = wasmbot.store.get(job.id).stage("test").error or ""  # type: ignore[union-attr]
+    assert f"'$WASMBOT_DATA_DIR/artifacts/{job.id}/filter.wasm'" in error, error
+    assert wasmbot.env["WASMBOT_DATA_DIR"] not in error + retried.stdout + retried.stderr
+
 
 def test_unreachable_registry_fails_push_clearly_and_retry_completes(
         wasmbot: Wasmbot, tmp_path: Path) -> None:
