@@ -317,8 +317,8 @@ def _finish(job: Job, name: str, owner: str, state: State, result: dict[str, str
 
 
 def server_paths(job: Job) -> list[tuple[str | Path, str]]:
-    """The server's directories as a job's users see them: the source and the source root as
-    ``.``, anything else of wasmbot's under ``$WASMBOT_DATA_DIR``."""
+    """The server's directories as a job's users see them: paths below the source (or else the
+    source root) relative to it, anything else of wasmbot's under ``$WASMBOT_DATA_DIR``."""
     places: list[tuple[str | Path, str]] = [(settings().data_dir, "$WASMBOT_DATA_DIR")]
     if job.source_root:  # GitHub jobs other than builds have none
         source = source_of(job.command)
