@@ -155,33 +155,29 @@ def run_command(settings: Settings, command: Command, text: str, *, detach: bool
                       source_root=os.getcwd())
     job_id = getattr(command, "job", None) if command.name in ("retry", "approve") else None
     after = max((e.seq for e in store().events(job_id)), default=0) if job_id else 0
-    runs = bool(commands.SPECS[command.name].stages) or command.name in ("retry", "approve")
-    with worker_if_needed(settings) if runs else _nothing():
-        reply = asyncio.run(dispatch(settings, request))
-        if not reply.ok:
-            print(f"wasmbot: {plain(reply.text)}", file=sys.stderr)
-            return EXIT_USAGE if reply.status is Status.USAGE else EXIT_FAILED
-        job = reply.job
-        if job is None or command.name in ("cancel", "deny"):
+    # Dispatch first: a refused command (a missing SOURCE) needs no worker, and a queued job
+    # waits in the broker for a worker (the one started below when it is followed).
+    reply = asyncio.run(dispatch(settings, request))
+    if not reply.ok:
+        print(f"wasmbot: {plain(reply.text)}", file=sys.stderr)
+        return EXIT_USAGE if reply.status is Status.USAGE else EXIT_FAILED
+    job = reply.job
+    if job is None or command.name in ("cancel", "deny"):
+        _print(reply)
+        return 0
+    if commands.SPECS[command.name].stages:
+        print(f"job {job.id} submitted: {text}", flush=True)
+        if job.awaiting_approval:
             _print(reply)
             return 0
-        if commands.SPECS[command.name].stages:
-            print(f"job {job.id} submitted: {text}", flush=True)
-            if job.awaiting_approval:
-                _print(reply)
-                return 0
-        else:
-            _print(reply)
-        if detach:
-            return 0
+    else:
+        _print(reply)
+    if detach:
+        return 0
+    with worker_if_needed(settings):
         job = follow(job.id, after=after)
     print(summary(job))
     return 0 if job.state is State.SUCCEEDED else EXIT_FAILED
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def plain(text: str) -> str:

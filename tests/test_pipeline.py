@@ -143,7 +143,7 @@ def test_build_over_its_time_limit_fails_and_leaves_no_container(
     assert build.state is State.FAILED
     log = "\n".join(e.text for e in wasmbot.store.events(job_id) if e.kind == "log")
     assert build.error == "build exceeded its time limit of 2s; the container was stopped and removed", log
-    assert job.stage("test").state is State.PENDING
+    assert job.stage("test").state is State.SKIPPED and job.stage("push").state is State.SKIPPED
     assert not sandbox.exists(f"wasmbot-{job_id}-build")
 
 
@@ -163,7 +163,16 @@ def test_module_with_unknown_import_fails_the_test_stage_naming_it(
     error = job.stage("test").error or ""
     assert "env.proxy_make_coffee: not a proxy-wasm host function of ABI 0.2.0" in error
     assert "Envoy refuses to load the module: missing import" in error
-    assert job.stage("push").state is State.PENDING
+    assert job.stage("push").state is State.SKIPPED
+
+    # Retried once its module is gone (as retention removes artifacts), the test stage fails on
+    # a file of the server's: named below $WASMBOT_DATA_DIR, not by its absolute path.
+    Path(job.artifacts["module"]).unlink()
+    retried = wasmbot.cli("retry", job.id)
+    assert retried.returncode == 1
+    error = wasmbot.store.get(job.id).stage("test").error or ""  # type: ignore[union-attr]
+    assert f"'$WASMBOT_DATA_DIR/artifacts/{job.id}/filter.wasm'" in error, error
+    assert wasmbot.env["WASMBOT_DATA_DIR"] not in error + retried.stdout + retried.stderr
 
 
 def test_unreachable_registry_fails_push_clearly_and_retry_completes(
@@ -247,8 +256,61 @@ def test_init_scaffolds_builds_and_tests_a_new_filter(wasmbot: Wasmbot, source_d
     assert "[scaffold] rust filter edge-auth for istio 1.26 (Envoy 1.34, ABI 0.2.1)" in proc.stdout
     assert "[test]   ✓ adds the configured response header" in proc.stdout
     assert (source_dir / "edge-auth" / "Cargo.toml").is_file()
+    jobs = len(wasmbot.store.recent())
     again = wasmbot.cli("run", "/wasm init edge-auth --lang go", cwd=source_dir)
-    assert again.returncode == 1
-    assert "edge-auth already exists; wasmbot never overwrites a destination" in again.stdout
+    assert again.returncode == 1  # refused before anything is queued, naming the path as given
+    assert again.stderr.splitlines()[-1] == ("wasmbot: edge-auth already exists; wasmbot never overwrites "
+                                             "a destination: choose another NAME")
+    assert len(wasmbot.store.recent()) == jobs
     refused = wasmbot.cli("run", "/wasm init edge-auth --lang go --platform gloo:1.17", cwd=source_dir)
     assert refused.returncode == 2 and "It works on gloo (no known version); on gloo 1.17 use" in refused.stderr
+
+
+def test_stages_after_a_failure_are_skipped_and_a_retry_runs_them(
+        wasmbot: Wasmbot, registry, source_dir: Path) -> None:
+    # The header is found through -I/src, so the compiler names it by the container's path.
+    (source_dir / "broken.h").write_text("int broken(void) { return undefined_thing; }\n")
+    (source_dir / "filter.c").write_text("#include <broken.h>\n")
+    ref = f"{registry_host(registry)}/skipped-{source_dir.name[-10:].lower().strip('_')}:v1"
+    proc = wasmbot.cli("run", f"/wasm build tests/.sources/{source_dir.name} --tag {ref}")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "[test] skipped" in lines and "[push] skipped" in lines
+    job = wasmbot.store.get(job_id_of(proc.stdout))
+    assert job is not None and job.state is State.FAILED
+    assert [s.state for s in job.stages] == [State.FAILED, State.SKIPPED, State.SKIPPED]
+    error = job.stage("build").error or ""
+    # Paths as the engineer knows them: relative to the source, not the container's /src.
+    assert re.search(r"^  broken\.h:1:\d+: error: use of undeclared identifier 'undefined_thing'", error, re.M), error
+    for server_path in ("/src/", str(ROOT), wasmbot.env["WASMBOT_DATA_DIR"]):
+        assert server_path not in error and server_path not in proc.stdout
+    shown = wasmbot.cli("job", job.id).stdout
+    assert "  test   skipped" in shown and "  push   skipped" in shown
+    assert "[build:failed test:skipped push:skipped]" in wasmbot.cli("jobs").stdout
+
+    (source_dir / "broken.h").unlink()
+    shutil.copy(HELLO / "filter.c", source_dir / "filter.c")
+    retried = wasmbot.cli("retry", job.id)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    job = wasmbot.store.get(job.id)
+    assert job is not None and job.state is State.SUCCEEDED
+    assert [(s.state, s.attempts) for s in job.stages] == [(State.SUCCEEDED, 2), (State.SUCCEEDED, 1),
+                                                           (State.SUCCEEDED, 1)]
+    assert f"pushed {ref}@sha256:" in retried.stdout.splitlines()[-1]
+
+
+def test_a_missing_source_is_refused_before_anything_is_queued(wasmbot: Wasmbot, source_dir: Path) -> None:
+    (source_dir / "a-file").write_text("not a directory\n")
+    (source_dir / "out").symlink_to("/etc")
+    here = f"tests/.sources/{source_dir.name}"
+    for text, message in [
+        ("/wasm build nosuch", "source 'nosuch' is not a directory under the source root"),
+        (f"/wasm test {here}/a-file", f"source '{here}/a-file' is not a directory under the source root"),
+        (f"/wasm build {here}/out", f"source '{here}/out' leaves the source root"),
+        ("/wasm init examples --lang rust",
+         "examples already exists; wasmbot never overwrites a destination: choose another NAME"),
+    ]:
+        proc = wasmbot.cli("run", text)
+        assert (proc.returncode, proc.stderr.splitlines()[-1]) == (1, f"wasmbot: {message}"), proc.stderr
+        assert str(ROOT) not in proc.stdout + proc.stderr and "submitted" not in proc.stdout
+    assert wasmbot.store.recent() == []

@@ -262,7 +262,8 @@ def test_rate_limited_edits_are_retried_and_a_release_is_announced(slackbot: Sla
     assert "hello-c v1" not in shown and "hello-c 1.4.0 released" in shown
     assert f"`{ref}`" in shown and f"`{job.artifacts['digest']}`" in shown
     assert "*ABI versions*\\n0.2.0" in shown and "*Root ids*\\nhello-c" in shown
-    assert "bytes (compat layout)" in shown
+    assert f"*Size*\\n{int(job.artifacts['module_size']):,} bytes (" in shown  # the module's own size
+    assert "bytes to pull, compat layout)" in shown
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)

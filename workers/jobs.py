@@ -84,6 +84,19 @@ class Job(BaseModel):
         """The first stage not finished, or None when the job has run to its end."""
         return next((s for s in self.stages if not s.state.finished), None)
 
+    def stop(self, state: State, error: str | None = None) -> None:
+        """End the job as ``state`` (failed or cancelled).  Every stage still waiting to run is
+        skipped, so no front end shows a stage as pending that will never run; with ``error``
+        (a cancel, saying by whom), the first of them takes ``state`` and ``error`` instead, the
+        stage that retry starts from.  A running stage finishes; retry makes the rest pending."""
+        self.state = state
+        waiting = [s for s in self.stages if s.state in (State.PENDING, State.QUEUED)]
+        if waiting and error is not None:
+            waiting[0].state, waiting[0].error = state, error
+            waiting = waiting[1:]
+        for stage in waiting:
+            stage.state, stage.error = State.SKIPPED, None
+
 
 class Event(BaseModel):
     """One line of a job's history: a log line or a state change, numbered in order."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from pathlib import Path
 from typing import Literal
 
 from celery import chain
@@ -20,11 +21,21 @@ from celery.signals import task_postrun, task_prerun
 
 from workers import lease, logsetup, outage
 from workers.celery_app import app, settings
-from workers.commands import SPECS, Command, DeployCommand, EnvironmentCommand, PushCommand, source_of
+from workers.commands import (
+    SPECS,
+    BuildCommand,
+    Command,
+    DeployCommand,
+    EnvironmentCommand,
+    InitCommand,
+    PushCommand,
+    TestCommand,
+    source_of,
+)
 from workers.jobs import Job, Stage, State
 from workers.oci.reference import InvalidReference
 from workers.oci.registry import RegistryError
-from workers.stages import StageContext, StageError, StageFn, StageSkipped
+from workers.stages import StageContext, StageError, StageFn, StageSkipped, relative_paths
 from workers.stages import build as build_stage
 from workers.stages import deploy as deploy_stage
 from workers.stages import github as github_stages
@@ -87,6 +98,8 @@ def _submit(job: Job, command: Command, dedupe_key: str | None,
             job.source_root = str(settings().artifacts_dir / job.id / "checkout")
     if command.name == "push":
         _from_tested_job(job)
+    elif "fetch" not in [s.name for s in job.stages]:
+        _check_source(job)
     approval = approval_needed(job)
     if approval:
         job.state, job.approval = State.PENDING, approval
@@ -119,6 +132,20 @@ def stages_for(command: Command, github: dict[str, str] | None = None) -> list[s
     if command.name == "init" and settings().github_repo_owner:
         names.append("repository")
     return names
+
+
+def _check_source(job: Job) -> None:
+    """Refuse, before anything is queued, a job whose source is missing (or, for ``init``, whose
+    destination exists): the stages' own checks, run now.  GitHub jobs fetch their source in a
+    stage, and ``push`` takes the source of the job it names."""
+    command = job.command
+    try:
+        if isinstance(command, InitCommand):
+            scaffold_stage.refuse_existing(job.source_root, command.filter)
+        elif isinstance(command, BuildCommand | TestCommand):
+            build_stage.locate(job.source_root, command.source)
+    except StageError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _from_tested_job(job: Job) -> None:
@@ -191,9 +218,7 @@ class ApprovalExpired(ValueError):
 
 
 def _expire(job: Job) -> None:
-    job.state = State.CANCELLED
-    for stage in job.stages:
-        stage.state, stage.error = State.CANCELLED, "the approval request expired"
+    job.stop(State.CANCELLED, "the approval request expired")
 
 
 def enqueue(job_id: str, first: str) -> None:
@@ -215,7 +240,8 @@ def enqueue(job_id: str, first: str) -> None:
 
 
 def retry(job_id: str) -> Job:
-    """Run a failed or cancelled job again from the stage that failed or was cancelled."""
+    """Run a failed or cancelled job again from the stage that failed or was cancelled; the
+    stages skipped after it are pending again."""
     def reset(job: Job) -> str:
         if job.state not in (State.FAILED, State.CANCELLED):
             raise ValueError(f"job {job_id} is {job.state.value}; only failed or cancelled jobs "
@@ -240,10 +266,7 @@ def cancel(job_id: str, by: str) -> Job:
     def stop(job: Job) -> None:
         if job.state.finished:  # a job waiting for approval is PENDING: denying it is cancelling it
             raise ValueError(f"job {job_id} already {job.state.value}; there is nothing to cancel")
-        job.state = State.CANCELLED
-        for stage in job.stages:
-            if stage.state in (State.PENDING, State.QUEUED):
-                stage.state, stage.error = State.CANCELLED, f"cancelled by {by}"
+        job.stop(State.CANCELLED, f"cancelled by {by}")
 
     store().update(job_id, stop)
     store().log(job_id, None, f"cancelled by {by}")
@@ -255,10 +278,10 @@ def cancel(job_id: str, by: str) -> Job:
 def claim(job: Job, name: str, owner: str, now: float, ttl: float) -> Claim:
     """Decide what this delivery of stage ``name`` does, and take the stage if it runs it."""
     stage = job.stage(name)
+    if job.state in (State.FAILED, State.CANCELLED):
+        return "stopped"  # its stages after the one that stopped it are skipped, not done
     if stage.state in (State.SUCCEEDED, State.SKIPPED):
         return "done"
-    if job.state in (State.FAILED, State.CANCELLED):
-        return "stopped"
     if stage.state is State.RUNNING and lease.alive(stage.lease_owner, stage.lease_expires, now):
         return "busy"
     before = job.stages[: job.stages.index(stage)]
@@ -283,7 +306,7 @@ def _finish(job: Job, name: str, owner: str, state: State, result: dict[str, str
     if job.state is State.CANCELLED:
         return True  # cancelled while this stage ran: keep its result, start nothing after it
     if state is State.FAILED:
-        job.state = State.FAILED
+        job.stop(State.FAILED)
         return True
     following = job.next_stage()
     if following is None:
@@ -291,6 +314,16 @@ def _finish(job: Job, name: str, owner: str, state: State, result: dict[str, str
     else:
         following.state, following.queued_at = State.QUEUED, time.time()
     return True
+
+
+def server_paths(job: Job) -> list[tuple[str | Path, str]]:
+    """The server's directories as a job's users see them: paths below the source (or else the
+    source root) relative to it, anything else of wasmbot's under ``$WASMBOT_DATA_DIR``."""
+    places: list[tuple[str | Path, str]] = [(settings().data_dir, "$WASMBOT_DATA_DIR")]
+    if job.source_root:  # GitHub jobs other than builds have none
+        source = source_of(job.command)
+        places += [(job.source_root, ""), *([(Path(job.source_root) / source, "")] if source else [])]
+    return places
 
 
 @task_prerun.connect
@@ -334,9 +367,10 @@ def _run_stage(job_id: str, name: str) -> None:
 
     job = jobs.get(job_id)
     assert job is not None
-    ctx = StageContext(job=job, settings=settings(),
-                       workdir=settings().artifacts_dir / job_id,
-                       log=lambda text: outage.retrying(lambda: jobs.log(job_id, name, text), "a log line"))
+    shown = relative_paths(server_paths(job))
+    ctx = StageContext(job=job, settings=settings(), workdir=settings().artifacts_dir / job_id,
+                       log=lambda text: outage.retrying(lambda: jobs.log(job_id, name, shown(text)),
+                                                        "a log line"))
     state, result, error = State.SUCCEEDED, {}, None
     log.info("job %s: stage %s running (attempt %d)", job_id, name, job.stage(name).attempts)
     with lease.Renewer(renew, interval=ttl / 3):
@@ -352,7 +386,7 @@ def _run_stage(job_id: str, name: str) -> None:
             state = State.FAILED
             error = f"internal error in wasmbot ({type(exc).__name__}: {exc}); " \
                     + traceback.format_exc(limit=1).strip().splitlines()[-1]
-    error = logsetup.redact(error) if error else error  # stage errors reach Slack and GitHub too
+    error = shown(logsetup.redact(error)) if error else error  # stage errors reach Slack and GitHub too
     log.log(logging.WARNING if state is State.FAILED else logging.INFO, "job %s: stage %s %s%s", job_id, name,
             state.value, f": {error}" if error else "")
     # The stage's work is done: wait out a store outage rather than lose its result.

@@ -24,6 +24,9 @@ class Recipe:
 
 
 _C_FLAGS = "--target=wasm32-wasi -O2 -mexec-model=reactor -I/src"
+_AS_COPY = "/tmp/w"  # asc writes beside its sources, so AssemblyScript builds a copy
+# Where a build's container sees the source; its output names files relative to these.
+CONTAINER_SOURCES = ("/src", _AS_COPY)
 
 RECIPES: dict[str, Recipe] = {r.lang: r for r in (
     # Sources as ./NAME: a tree's file name (``-B.c``) must never read as an option.
@@ -60,8 +63,9 @@ RECIPES: dict[str, Recipe] = {r.lang: r for r in (
            env={"CARGO_HOME": "/deps/cargo"},
            summary="cargo build --target wasm32-wasip1 with the proxy-wasm crate"),
     Recipe("assemblyscript", "assemblyscript",
-           "set -e; cp -R /src /tmp/w; rm -rf /tmp/w/node_modules; ln -s /deps/node_modules "
-           "/tmp/w/node_modules; cd /tmp/w; npm run --silent asbuild; cp build/filter.wasm /out/filter.wasm",
+           f"set -e; cp -R /src {_AS_COPY}; rm -rf {_AS_COPY}/node_modules; ln -s /deps/node_modules "
+           f"{_AS_COPY}/node_modules; cd {_AS_COPY}; npm run --silent asbuild; cp build/filter.wasm "
+           "/out/filter.wasm",
            fetch="set -e; cp /src/package.json /src/package-lock.json /deps/; cd /deps; "
                  "exec npm ci --ignore-scripts --no-audit --no-fund",
            lockfile="package-lock.json", env={"npm_config_cache": "/tmp/npm-cache"},

@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 from bot.markup import escape_mrkdwn, mention
-from workers.commands import source_of
 from workers.jobs import Job, Stage, State
 
 ICONS = {
@@ -167,14 +166,14 @@ def job_message(
 def announcement(job: Job, inspected: dict[str, Any]) -> Blocks:
     """A published release: name, version, image, digest, ABI versions, root ids and size."""
     annotations = inspected.get("annotations", {})
-    name = annotations.get("org.opencontainers.image.title") or (source_of(job.command) or "filter")
+    name = annotations.get("org.opencontainers.image.title") or job.artifacts.get("name") or "filter"
     version = annotations.get("org.opencontainers.image.version", "")
     fields = [
         ("Image", f"`{inspected['reference']}`"),
         ("Digest", f"`{inspected['digest']}`"),
         ("ABI versions", ", ".join(inspected.get("abi_versions", [])) or "not recorded"),
         ("Root ids", ", ".join(inspected.get("root_ids", [])) or "not recorded"),
-        ("Size", f"{inspected.get('size', 0):,} bytes ({inspected.get('variant', '')} layout)"),
+        ("Size", module_size(job, inspected)),
     ]
     return [
         {
@@ -184,6 +183,14 @@ def announcement(job: Job, inspected: dict[str, Any]) -> Blocks:
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
         _context(f"job `{job.id}` · asked by {mention(job.requester, 'slack')}"),
     ]
+
+
+def module_size(job: Job, inspected: dict[str, Any]) -> str:
+    """The module's own size (what the build made), then what a pull downloads: for the compat
+    layout the module is a gzipped layer, so the two differ."""
+    pulled = f"{inspected.get('size', 0):,} bytes to pull, {inspected.get('variant', '')} layout"
+    built = job.artifacts.get("module_size")
+    return f"{int(built):,} bytes ({pulled})" if built else pulled
 
 
 def help_blocks(text: str) -> Blocks:

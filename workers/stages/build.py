@@ -19,7 +19,7 @@ from pathlib import Path
 from workers import buildcache, lease, logcap, recipes, repoconfig, sandbox, sourcetree
 from workers.commands import lang_of, source_of
 from workers.recipes import Recipe
-from workers.stages import StageContext, StageError
+from workers.stages import StageContext, StageError, relative_paths
 
 TOOLCHAIN_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "toolchains" / "build-image.sh"
 ERROR_LINE = re.compile(r"\berror\b|\bpanic\b|cannot find|undefined|not found", re.IGNORECASE)
@@ -38,19 +38,26 @@ WRAPPER_ERROR = 70
 
 def source_dir(ctx: StageContext) -> Path:
     """The job's source directory, refusing anything outside the front end's source root."""
-    root = Path(ctx.job.source_root).resolve()
     source = source_of(ctx.job.command)
     if source is None:
         raise StageError(f"a {ctx.job.command.name} job has no source to build")
-    path: Path = (root / source).resolve()
-    if path != root and root not in path.parents:
-        raise StageError(f"source {source!r} leaves the source root")
-    if not path.is_dir():
-        raise StageError(f"source {source!r} is not a directory under {root}")
+    path = locate(ctx.job.source_root, source)
     try:
         sourcetree.check(path)
     except sourcetree.UnsafeSource as exc:
         raise StageError(str(exc)) from None
+    return path
+
+
+def locate(source_root: str, source: str) -> Path:
+    """``source``, a directory below ``source_root``; the error names it as the user gave it,
+    relative to the root.  Submission checks this too, so a missing source is never queued."""
+    root = Path(source_root).resolve()
+    path: Path = (root / source).resolve()
+    if path != root and root not in path.parents:
+        raise StageError(f"source {source!r} leaves the source root")
+    if not path.is_dir():
+        raise StageError(f"source {source!r} is not a directory under the source root")
     return path
 
 
@@ -67,20 +74,11 @@ def toolchain_image(ctx: StageContext, toolchain: str) -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
-def root_ids(source: Path, config: repoconfig.RepoConfig) -> list[str]:
-    """Root ids from ``runtime-config.json`` (either spelling), else .wasmbot.yaml, else the name."""
-    path = source / "runtime-config.json"
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-            inner = data.get("config", {})
-            ids = inner.get("rootIds", inner.get("root_ids"))
-            if isinstance(ids, list) and all(isinstance(i, str) for i in ids) and ids:
-                return ids
-        except (ValueError, AttributeError) as exc:
-            raise StageError(f"runtime-config.json is not valid: {exc}") from None
-        raise StageError("runtime-config.json has no config.rootIds list of strings")
-    return [config.root_id or config.name or source.name]
+def filter_name(ctx: StageContext, source: Path, config: repoconfig.RepoConfig) -> str:
+    """What the filter is called: as .wasmbot.yaml says, else its GitHub repository (whose
+    checkout directory says nothing), else its source directory."""
+    repository = ctx.job.reports.get("github", {}).get("repo", "")
+    return repoconfig.filter_name(config, repository.rsplit("/", 1)[-1] or source.name)
 
 
 def language(ctx: StageContext, source: Path, config: repoconfig.RepoConfig) -> str:
@@ -97,6 +95,8 @@ def run(ctx: StageContext) -> dict[str, str]:
     source = source_dir(ctx)
     try:
         config = repoconfig.load(source)
+        name = filter_name(ctx, source, config)
+        roots = repoconfig.root_ids(source, config, name)
     except repoconfig.RepoConfigError as exc:
         raise StageError(str(exc)) from None
     lang = language(ctx, source, config)
@@ -121,8 +121,7 @@ def run(ctx: StageContext) -> dict[str, str]:
     digest = hashlib.sha256(module.read_bytes()).hexdigest()
     ctx.log(f"filter.wasm: {module.stat().st_size} bytes, sha256:{digest}")
     return {"module": str(module), "module_sha256": f"sha256:{digest}", "lang": lang,
-            "module_size": str(module.stat().st_size),
-            "root_ids": ",".join(root_ids(source, config))} | cached
+            "module_size": str(module.stat().st_size), "name": name, "root_ids": ",".join(roots)} | cached
 
 
 def build(ctx: StageContext, recipe: Recipe, source: Path, module: Path) -> bool:
@@ -197,8 +196,10 @@ def step(ctx: StageContext, recipe: Recipe, image: str, phase: str, script: str,
     s = ctx.settings
     limits = sandbox.Limits(timeout=timeout, memory=s.build_memory, cpus=s.build_cpus, pids=s.build_pids)
     excerpt = logcap.Excerpt(lambda line: bool(ERROR_LINE.search(line)))  # not the whole output
+    relative = relative_paths((directory, "") for directory in recipes.CONTAINER_SOURCES)
 
     def on_line(line: str) -> None:
+        line = relative(line)  # "/src/lib.rs:3" is "lib.rs:3" in the engineer's tree
         excerpt.add(line)
         ctx.log(line)
 

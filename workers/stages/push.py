@@ -70,7 +70,8 @@ def provenance(ctx: StageContext, version: str) -> dict[str, str]:
     committed = _git(folder, "log", "-1", "--format=%ct", revision) if revision else None
     created = float(committed) if committed and committed.isdigit() else time.time()
     found = {
-        "org.opencontainers.image.title": folder.name,
+        # The filter's name as the build found it declared (not a checkout directory's name).
+        "org.opencontainers.image.title": ctx.job.stage("build").result.get("name") or folder.name,
         "org.opencontainers.image.version": version,
         "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
         "org.opencontainers.image.source": _without_userinfo(source),

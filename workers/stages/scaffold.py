@@ -22,6 +22,14 @@ def _already_ours(path: Path, files: dict[str, bytes]) -> bool:
         return False
 
 
+def refuse_existing(source_root: str, name: str) -> None:
+    """An existing destination is refused, named as the user gave it; submission checks this
+    too, so such a job is never queued."""
+    if scaffold.LocalDirectory(Path(source_root) / name).exists():
+        raise StageError(f"{name} already exists; wasmbot never overwrites a destination: choose "
+                         "another NAME")
+
+
 def run(ctx: StageContext) -> dict[str, str]:
     cmd = ctx.job.command
     if not isinstance(cmd, InitCommand):
@@ -36,6 +44,7 @@ def run(ctx: StageContext) -> dict[str, str]:
     if destination.exists() and _already_ours(destination.path, files):
         ctx.log(f"{destination.describe()} already holds this scaffold (an earlier attempt)")
     else:
+        refuse_existing(ctx.job.source_root, name)
         try:
             destination.create(files)
         except scaffold.ScaffoldError as exc:
