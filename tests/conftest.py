@@ -23,6 +23,7 @@ import apicontract
 import pytest
 import redis
 import requests
+from githubapi import GitHubStandIn
 from kubeserver import KubeServer
 from slackapi import SlackStandIn
 
@@ -55,6 +56,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"API contracts: {counts['github']} GitHub REST calls checked against @octokit/openapi, "
             f"{counts['slack']} Slack Web API calls against slack-api-specs, {counts['webhooks']} webhook "
             f"payloads against @octokit/webhooks-schemas; {len(apicontract.violations)} violation(s)")
+
+
+@pytest.fixture
+def github_api() -> Iterator[GitHubStandIn]:
+    """A GitHub stand-in of the test's own (tests/githubapi.py)."""
+    stand_in = GitHubStandIn()
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture
+def slack_api() -> Iterator[SlackStandIn]:
+    """A Slack stand-in of the test's own (tests/slackapi.py); test_image keeps a module-wide one."""
+    stand_in = SlackStandIn()
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()
 
 
 @pytest.fixture(scope="session")

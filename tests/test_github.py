@@ -71,14 +71,6 @@ class GitHubBot:
         return [j for j in self.bot.store.recent(100) if "github" in j.reports]
 
 
-@pytest.fixture
-def github_api() -> Iterator[GitHubStandIn]:
-    stand_in = GitHubStandIn()
-    stand_in.start()
-    yield stand_in
-    stand_in.stop()
-
-
 def start_githubbot(bot: Wasmbot, api: GitHubStandIn, tmp_path: Path, **env: str) -> GitHubBot:
     port = free_port()
     bot.env = bot.env | {  # the workers it starts reach GitHub too

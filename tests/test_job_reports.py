@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,6 @@ from workers.stages import relative_paths
 # The header is found through -I/src, so clang names it by the build container's path.
 BROKEN_HEADER = {"filter.c": b"#include <broken.h>\n",
                  "broken.h": b"int broken(void) { return undefined_thing; }\n"}
-
-
-@pytest.fixture
-def github_api() -> Iterator[GitHubStandIn]:
-    stand_in = GitHubStandIn()
-    stand_in.start()
-    yield stand_in
-    stand_in.stop()
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)

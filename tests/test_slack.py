@@ -27,14 +27,6 @@ from workers.jobs import State
 PAYLOADS = TESTDATA / "slack"
 
 
-@pytest.fixture
-def slack_api() -> Iterator[SlackStandIn]:
-    stand_in = SlackStandIn()
-    stand_in.start()
-    yield stand_in
-    stand_in.stop()
-
-
 @dataclass
 class SlackBot:
     url: str
