@@ -43,6 +43,7 @@ SCRIPT = [
     "/wasm build",
     "/wasm build ../../etc --tag 'x;rm'",
     "/wasm build examples/hello-c --lang cobol",
+    "/wasm build no-such-dir",
     "/wasm init my-filter",
     "/wasm init my-filter --lang cobol",
     "/wasm push",
