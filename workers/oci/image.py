@@ -16,9 +16,11 @@ import gzip
 import hashlib
 import io
 import json
+import posixpath
 import tarfile
+import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 CONFIG_MEDIA_TYPE = "application/vnd.module.wasm.config.v1+json"
 CONTENT_MEDIA_TYPE = "application/vnd.module.wasm.content.layer.v1+wasm"
@@ -148,6 +150,12 @@ def build(variant: str, module: bytes, runtime: Runtime, annotations: dict[str, 
     return Image(variant, config, [layer], annotations | {VARIANT_ANNOTATION: "compat"})
 
 
+def is_wasm(module: bytes) -> bool:
+    """A WebAssembly header (magic and version), the check Istio's cache makes before loading
+    (``isValidWasmBinary`` in ``pkg/wasm/cache.go``)."""
+    return len(module) >= 8 and module.startswith(WASM_MAGIC)
+
+
 class UnsupportedImage(ValueError):
     """A manifest no proxy would load a module from; the message says why."""
 
@@ -183,18 +191,60 @@ def module_layer(manifest: dict[str, Any], variant: str) -> dict[str, Any]:
     return layers[-1]
 
 
-def plugin_from_tar(fileobj: Any, limit: int) -> bytes:
-    """``plugin.wasm`` from a tar+gzip layer, as Istio's fetcher extracts it."""
+# Tar entry types that carry no data: Go's archive/tar reads zero bytes from them, so Istio's
+# fetcher gets no module from one (a short read, or an empty file that is not WebAssembly).
+_HEADER_ONLY_TYPES = {tarfile.LNKTYPE: "hard link", tarfile.SYMTYPE: "symbolic link",
+                      tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device",
+                      tarfile.DIRTYPE: "directory", tarfile.FIFOTYPE: "FIFO"}
+
+
+class _Capped(io.RawIOBase):
+    """At most ``left`` bytes of ``raw``, then end of file: Go's ``io.LimitReader``."""
+
+    def __init__(self, raw: io.BufferedIOBase, left: int) -> None:
+        self.raw, self.left = raw, left
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(min(len(buffer), self.left))
+        self.left -= len(data)
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def plugin_from_tar(fileobj: IO[bytes], limit: int) -> bytes:
+    """The module in a compat layer, chosen exactly as Istio's fetcher chooses it.
+
+    Istio (``pkg/wasm/imagefetcher.go``, ``extractWasmPluginBinary``) gunzips the layer, reads
+    at most ``limit`` bytes of the tar stream (``MaxWasmBinarySizeBytes``) and returns the data
+    of the FIRST entry whose ``filepath.Base`` is ``plugin.wasm``, in any directory and of any
+    entry type (``d/plugin.wasm``, ``./plugin.wasm``, ``../plugin.wasm``, a directory
+    ``plugin.wasm/``); later entries are never looked at.  Nothing is written to disk, so an
+    entry's path never matters beyond its base name.  A match that carries no data (link,
+    directory, device) or does not fit under the limit yields no module there, so it is refused
+    here rather than passed over for a later entry.
+    """
+    stream = _Capped(gzip.GzipFile(fileobj=fileobj, mode="rb"), limit)
+    past_limit = f"the module layer's tar goes past the {limit}-byte limit before its plugin.wasm ends"
     try:
-        with tarfile.open(fileobj=fileobj, mode="r:gz") as tar:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
-                if member.name.lstrip("./") == "plugin.wasm" and member.isfile():
-                    if member.size > limit:
-                        raise UnsupportedImage(f"plugin.wasm is {member.size} bytes, over the "
-                                               f"{limit}-byte limit")
-                    extracted = tar.extractfile(member)
-                    assert extracted is not None
-                    return extracted.read()
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                if posixpath.basename(member.name.rstrip("/")) != "plugin.wasm":
+                    continue
+                if member.type in _HEADER_ONLY_TYPES:
+                    raise UnsupportedImage(f"{member.name} in the module layer is a "
+                                           f"{_HEADER_ONLY_TYPES[member.type]}, not a file")
+                if member.offset_data + member.size > limit:
+                    raise UnsupportedImage(past_limit)
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                return extracted.read()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        if stream.left == 0:
+            raise UnsupportedImage(past_limit) from None
         raise UnsupportedImage(f"the module layer is not a readable tar.gz: {exc}") from None
-    raise UnsupportedImage("the module layer has no plugin.wasm")
+    if stream.left == 0:
+        raise UnsupportedImage(past_limit)
+    raise UnsupportedImage("the module layer has no entry named plugin.wasm")

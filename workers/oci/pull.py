@@ -54,8 +54,9 @@ def pull(registry: Registry, ref: Reference, store: Store, max_module_bytes: int
     else:
         with path.open("rb") as layer_file:
             module = image.plugin_from_tar(layer_file, max_module_bytes)
-    if not module.startswith(image.WASM_MAGIC):
-        raise image.UnsupportedImage(f"the module in {ref} does not start with \\0asm: it is not WebAssembly")
+    if not image.is_wasm(module):
+        raise image.UnsupportedImage(f"the module in {ref} does not start with a WebAssembly header "
+                                     "(\\0asm and a version): Istio would not load it")
     store.put(manifest.raw)
     name = str(Reference(ref.registry, ref.repository, ref.tag or (None if ref.digest else "latest")))
     store.tag(name, {"mediaType": manifest.media_type or image.MANIFEST_MEDIA_TYPE,
