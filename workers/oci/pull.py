@@ -26,6 +26,7 @@ class Pulled:
     variant: str
     module: bytes
     downloaded: int  # blobs fetched; the rest were already in the store
+    stored_digest: str  # what the store's index.json names: ``digest``, or its OCI conversion
 
     @property
     def module_digest(self) -> str:
@@ -57,8 +58,6 @@ def pull(registry: Registry, ref: Reference, store: Store, max_module_bytes: int
     if not image.is_wasm(module):
         raise image.UnsupportedImage(f"the module in {ref} does not start with a WebAssembly header "
                                      "(\\0asm and a version): Istio would not load it")
-    store.put(manifest.raw)
     name = str(Reference(ref.registry, ref.repository, ref.tag or (None if ref.digest else "latest")))
-    store.tag(name, {"mediaType": manifest.media_type or image.MANIFEST_MEDIA_TYPE,
-                     "digest": manifest.digest, "size": len(manifest.raw)})
-    return Pulled(str(ref), manifest.digest, resolved.variant, module, downloaded)
+    stored = store.keep(name, manifest.raw, body, manifest.media_type)
+    return Pulled(str(ref), manifest.digest, resolved.variant, module, downloaded, stored)
