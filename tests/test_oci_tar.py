@@ -8,6 +8,7 @@ both refuse, and the table says which.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import subprocess
@@ -17,8 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ocihelp import built, client, host_of, module_bytes
 
+from bot.localservices import Service
+from workers.oci import image, reference
 from workers.oci.image import UnsupportedImage, is_wasm, plugin_from_tar
+from workers.oci.pull import pull
+from workers.oci.push import push
+from workers.oci.store import Store
 
 ORACLE = Path(__file__).parent / "testdata" / "istio_tar" / "main.go"
 LIMIT = 4096
@@ -135,3 +142,15 @@ def test_the_limit_stops_decompression() -> None:
     with pytest.raises(UnsupportedImage, match=f"past the {LIMIT}-byte limit"):
         plugin_from_tar(bomb, LIMIT)
     assert bomb.tell() < len(bomb.getvalue()) // 4
+
+
+def test_pull_takes_the_first_plugin_wasm_in_any_directory(registry: Service, tmp_path: Path) -> None:
+    """Through a real registry: ``d/plugin.wasm`` before ``plugin.wasm`` is the one pulled."""
+    first, second = module_bytes(padding=10), module_bytes(padding=20)
+    built_image = built("compat", first)
+    tar = tar_of([Entry("d/plugin.wasm", first), Entry("plugin.wasm", second)])
+    layers = [image.Blob(image.TAR_GZIP_MEDIA_TYPE, gzip.compress(tar, mtime=0))]
+    target = reference.parse(f"{host_of(registry)}/tar-entry/add-header:v1")
+    push(client(registry, tmp_path), target, dataclasses.replace(built_image, layers=layers))
+    got = pull(client(registry, tmp_path), target, Store(tmp_path / "store"), LIMIT * 64)
+    assert got.module == first
