@@ -51,6 +51,20 @@ def tar_of(entries: list[Entry], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     return raw.getvalue()
 
 
+def pax_global_first() -> bytes:
+    """A pax global header named plugin.wasm, then a real d/plugin.wasm."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        records = b"16 comment=text\n"
+        info = tarfile.TarInfo("plugin.wasm")
+        info.type, info.size = tarfile.XGLTYPE, len(records)
+        tar.addfile(info, io.BytesIO(records))
+        info = tarfile.TarInfo("d/plugin.wasm")
+        info.size = len(WASM)
+        tar.addfile(info, io.BytesIO(WASM))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
 def layer(*entries: Entry, fmt: int = tarfile.PAX_FORMAT) -> bytes:
     return gzip.compress(tar_of(list(entries), fmt), mtime=0)
 
@@ -76,6 +90,9 @@ CASES: list[tuple[str, Callable[[], bytes], bytes | None]] = [
     ("empty plugin.wasm", lambda: layer(Entry("plugin.wasm")), None),
     ("only the magic", lambda: layer(Entry("plugin.wasm", b"\0asm")), None),
     ("not WebAssembly", lambda: layer(Entry("plugin.wasm", b"#!/bin/sh\nexit 0\n")), None),
+    ("regular file with a trailing slash", lambda: layer(Entry("d/plugin.wasm/", WASM)), WASM),
+    ("unknown entry type", lambda: layer(Entry("plugin.wasm", WASM, type=b"Z")), WASM),
+    ("pax global header named plugin.wasm", pax_global_first, None),
     ("hidden file", lambda: layer(Entry(".plugin.wasm", WASM)), None),
     ("other suffix", lambda: layer(Entry("plugin.wasm.txt", WASM), Entry("xplugin.wasm", WASM)), None),
     ("other case", lambda: layer(Entry("Plugin.WASM", WASM)), None),
@@ -92,6 +109,8 @@ CASES: list[tuple[str, Callable[[], bytes], bytes | None]] = [
                                                              Entry("plugin.wasm", WASM * 100)), None),
     ("no match", lambda: layer(Entry("module.wasm", WASM)), None),
     ("empty archive", lambda: layer(), None),
+    ("empty layer", lambda: b"", None),
+    ("gzip of nothing", lambda: gzip.compress(b"", mtime=0), None),
     ("not gzip", lambda: tar_of([Entry("plugin.wasm", WASM)]), None),
     ("truncated", truncated, None),
 ]

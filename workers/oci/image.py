@@ -198,6 +198,27 @@ _HEADER_ONLY_TYPES = {tarfile.LNKTYPE: "hard link", tarfile.SYMTYPE: "symbolic l
                       tarfile.DIRTYPE: "directory", tarfile.FIFOTYPE: "FIFO"}
 
 
+def _is_plugin(name: str) -> bool:
+    """Go's ``filepath.Base(name) == "plugin.wasm"`` on Linux."""
+    return posixpath.basename(name.rstrip("/")) == "plugin.wasm"
+
+
+class _GlobalHeaderMatch(Exception):
+    """A pax global header named plugin.wasm: Go's archive/tar returns it as an (empty) entry."""
+
+
+class _TarEntry(tarfile.TarInfo):
+    """Python's tarfile folds pax global headers into the archive; Go's reader returns each one as
+    an entry, so Istio can match one by name.  Seeing every raw header here keeps that visible."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _TarEntry:
+        entry = super().frombuf(buf, encoding, errors)
+        if entry.type == tarfile.XGLTYPE and _is_plugin(entry.name):
+            raise _GlobalHeaderMatch(entry.name)
+        return entry
+
+
 class _Capped(io.RawIOBase):
     """At most ``left`` bytes of ``raw``, then end of file: Go's ``io.LimitReader``."""
 
@@ -229,9 +250,9 @@ def plugin_from_tar(fileobj: IO[bytes], limit: int) -> bytes:
     stream = _Capped(gzip.GzipFile(fileobj=fileobj, mode="rb"), limit)
     past_limit = f"the module layer's tar goes past the {limit}-byte limit before its plugin.wasm ends"
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
+        with tarfile.open(fileobj=stream, mode="r|", tarinfo=_TarEntry) as tar:
             for member in tar:
-                if posixpath.basename(member.name.rstrip("/")) != "plugin.wasm":
+                if not _is_plugin(member.name):
                     continue
                 if member.type in _HEADER_ONLY_TYPES:
                     raise UnsupportedImage(f"{member.name} in the module layer is a "
@@ -241,6 +262,8 @@ def plugin_from_tar(fileobj: IO[bytes], limit: int) -> bytes:
                 extracted = tar.extractfile(member)
                 assert extracted is not None
                 return extracted.read()
+    except _GlobalHeaderMatch as match:
+        raise UnsupportedImage(f"{match} in the module layer is a pax global header, not a file") from None
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         if stream.left == 0:
             raise UnsupportedImage(past_limit) from None
