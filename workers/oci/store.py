@@ -105,11 +105,11 @@ class Store:
                            SOURCE_MEDIA_TYPE_ANNOTATION: DOCKER_MANIFEST_MEDIA_TYPE}
             raw = docker_to_oci(manifest)
             digest = self.put(raw)
-        self.tag(name, {"mediaType": MANIFEST_MEDIA_TYPE, "digest": digest, "size": len(raw),
+        self._tag(name, {"mediaType": MANIFEST_MEDIA_TYPE, "digest": digest, "size": len(raw),
                         "annotations": annotations})
         return digest
 
-    def tag(self, name: str, descriptor: dict[str, Any]) -> None:
+    def _tag(self, name: str, descriptor: dict[str, Any]) -> None:
         """Point ``name`` at a manifest in ``index.json`` (replacing what it pointed at)."""
         with open(self.root / ".index.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
