@@ -130,7 +130,8 @@ def _with_registry(text: str, action: Callable[[Settings, reference.Reference, R
 def _writable(path: Path) -> Path:
     """``path`` if its directory exists, checked before anything is downloaded."""
     if not path.parent.is_dir():
-        raise Usage(f"cannot write {path}: the directory {path.parent} does not exist")
+        why = "is not a directory" if path.parent.exists() else "does not exist"
+        raise Usage(f"cannot write {path}: the directory {path.parent} {why}")
     return path
 
 
