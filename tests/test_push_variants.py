@@ -100,3 +100,23 @@ def test_compat_layer_is_the_same_for_the_same_module(filter_module) -> None:
 def test_source_url_credentials_never_reach_an_annotation() -> None:
     assert push_stage._without_userinfo("https://bot:ghp_secret@github.com/acme/f.git") == \
         "https://github.com/acme/f.git"
+
+
+def test_a_tag_with_a_digest_that_is_not_the_images_is_refused_before_any_upload(
+        registry, tmp_path: Path) -> None:
+    from ocihelp import log_lines, module_bytes
+
+    from workers.stages import StageError
+
+    module = tmp_path / "src" / "build" / "add-header.wasm"
+    module.parent.mkdir(parents=True)
+    module.write_bytes(module_bytes())
+    wrong = "sha256:" + "0" * 64
+    host = registry_host(registry)
+    for ref in (f"{host}/stagedigest/a@{wrong}", f"{host}/stagedigest/a:v1@{wrong}"):
+        try:
+            push(module, ref, "compat", tmp_path / "w")
+            raise AssertionError(f"{ref} was pushed")
+        except StageError as exc:
+            assert f"{ref} names another image: the compat image of this module is sha256:" in str(exc)
+    assert log_lines(registry, r"/v2/stagedigest/") == []

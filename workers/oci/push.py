@@ -2,10 +2,13 @@
 
 The check is what makes the recorded digest trustworthy: the registry must serve, by digest,
 exactly the bytes that were sent, and they must validate against the OCI manifest schema.
+A reference with a digest pins the manifest: it is computed before anything is sent, and a
+different one is refused (a module's manifest is deterministic, so the refusal costs no upload).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +16,10 @@ from dataclasses import dataclass
 from workers.oci import image, schema
 from workers.oci.reference import InvalidReference, Reference
 from workers.oci.registry import Corrupt, Registry, RegistryError
+
+
+class DigestMismatch(RegistryError):
+    """The image to push is not the one the reference's digest names; nothing was sent."""
 
 
 @dataclass
@@ -29,30 +36,47 @@ class Pushed:
         return f"{self.reference}@{self.digest}"
 
 
+def targets(ref: Reference, variant: str, oci_tag_suffix: str) -> list[tuple[str, Reference]]:
+    """Where each variant goes: ``ref`` (``:latest`` when it names neither tag nor digest), and for
+    ``both`` the oci variant under TAG + suffix.  A digest pins one image, so not ``both``."""
+    if not ref.tag and not ref.digest:
+        ref = ref.with_tag("latest")
+    if variant != "both":
+        return [(variant, ref)]
+    if ref.digest or not ref.tag:
+        raise InvalidReference(f"{ref} pins one image, but variant 'both' pushes two (TAG and "
+                               f"TAG{oci_tag_suffix}): push to a tag, or choose --variant compat or oci")
+    return [("compat", ref), ("oci", ref.with_tag(f"{ref.tag}{oci_tag_suffix}"))]
+
+
 def push(registry: Registry, ref: Reference, built: image.Image,
          log: Callable[[str], None] = lambda line: None) -> Pushed:
-    if ref.digest or not ref.tag:
-        raise InvalidReference(f"push to a tag (REGISTRY/REPOSITORY:TAG), not {ref}")
+    """Push ``built`` to ``ref``'s tag, or by digest when ``ref`` has only a digest."""
+    raw = built.manifest()
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    if ref.digest and ref.digest != digest:
+        raise DigestMismatch(f"{ref} names another image: the {built.variant} image of this module is "
+                             f"{digest}; nothing was pushed")
     uploaded = reused = 0
     blobs = {blob.digest: blob for blob in [built.config, *built.layers]}
-    for digest, blob in blobs.items():
-        if registry.blob_exists(ref.repository, digest):
+    for blob_digest, blob in blobs.items():
+        if registry.blob_exists(ref.repository, blob_digest):
             reused += 1
             continue
-        log(f"uploading {blob.media_type} {digest} ({len(blob.data)} bytes)")
-        registry.upload_blob(ref.repository, blob.data, digest)
+        log(f"uploading {blob.media_type} {blob_digest} ({len(blob.data)} bytes)")
+        registry.upload_blob(ref.repository, blob.data, blob_digest)
         uploaded += 1
-    raw = built.manifest()
-    digest = registry.put_manifest(ref.repository, ref.tag, raw, image.MANIFEST_MEDIA_TYPE)
+    registry.put_manifest(ref.repository, ref.tag or digest, raw, image.MANIFEST_MEDIA_TYPE)
     verify(registry, ref, raw, digest)
-    return Pushed(str(ref), digest, built.variant, built.size, uploaded, reused)
+    return Pushed(ref.name, digest, built.variant, built.size, uploaded, reused)
 
 
 def verify(registry: Registry, ref: Reference, raw: bytes, digest: str) -> None:
     """Read the manifest back by digest: same bytes, and a valid OCI image manifest."""
     stored = registry.get_manifest(ref.repository, digest)
     if stored.raw != raw:
-        raise Corrupt(f"registry {registry.host} serves {ref}@{digest} with other bytes than were pushed")
+        raise Corrupt(f"registry {registry.host} serves {ref.pinned(digest)} with other bytes than were "
+                      "pushed")
     found = schema.problems(json.loads(raw))
     if found:
         raise RegistryError(f"the manifest of {ref} is not a valid OCI image manifest: {'; '.join(found)}")

@@ -43,13 +43,17 @@ class Reference:
     def with_digest(self, digest: str) -> Reference:
         return Reference(self.registry, self.repository, self.tag, digest)
 
+    @property
+    def name(self) -> str:
+        """``REGISTRY/REPOSITORY[:TAG]``: the reference without its digest."""
+        return f"{self.registry}/{self.repository}" + (f":{self.tag}" if self.tag else "")
+
+    def pinned(self, digest: str) -> str:
+        """The reference pinned to ``digest``, which replaces any digest it had (printed once)."""
+        return f"{self.name}@{digest}"
+
     def __str__(self) -> str:
-        text = f"{self.registry}/{self.repository}"
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
+        return self.pinned(self.digest) if self.digest else self.name
 
 
 def check_tag(tag: str) -> str:

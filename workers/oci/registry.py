@@ -35,6 +35,9 @@ MANIFEST_ACCEPT = ", ".join((
 ))
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)="([^"]*)"')
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+# What a TLS server answers a plain-HTTP request with: Go's net/http (docker-registry, zot,
+# Harbor), nginx.
+_TLS_ONLY = re.compile(r"HTTP request to an HTTPS server|plain HTTP request was sent to HTTPS port")
 
 
 class RegistryError(Exception):
@@ -315,6 +318,11 @@ class Registry:
 
     def _error(self, response: requests.Response, scope: str, what: str) -> RegistryError:
         status = response.status_code
+        if status == 400 and self.endpoint.plain_http and _TLS_ONLY.search(response.text[:1000]):
+            return Unreachable(
+                f"the registry at {self.host} speaks TLS; use https:// for it: set plain_http = false "
+                f"under [registries.\"{self.host}\"] in wasmbot.toml (and ca_bundle = PATH if a private "
+                "CA signs its certificate)")
         codes, detail = _error_body(response)
         if status == 401:
             if "insufficient_scope" in response.headers.get("WWW-Authenticate", "") or "DENIED" in codes:

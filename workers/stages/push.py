@@ -16,7 +16,7 @@ from pathlib import Path
 from workers.commands import BuildCommand, PushCommand, source_of
 from workers.oci import image, reference
 from workers.oci.connect import connect
-from workers.oci.push import Pushed, push
+from workers.oci.push import Pushed, push, targets
 from workers.oci.registry import RegistryError
 from workers.stages import StageContext, StageError, StageSkipped
 from workers.stages.build import source_dir
@@ -29,21 +29,18 @@ def run(ctx: StageContext) -> dict[str, str]:
         raise StageSkipped("no --tag given: nothing to push")
     try:
         ref = reference.parse(str(text))
-        ref = ref if ref.tag else ref.with_tag("latest")
-        variant = ctx.settings.variant_for(ref.registry)
-        targets = [("compat", ref), ("oci", ref.with_tag(f"{ref.tag}{ctx.settings.oci_tag_suffix}"))] \
-            if variant == "both" else [(variant, ref)]
+        pushes = targets(ref, ctx.settings.variant_for(ref.registry), ctx.settings.oci_tag_suffix)
     except reference.InvalidReference as exc:
         raise StageError(str(exc)) from None
     build = ctx.job.stage("build").result
     runtime = image.Runtime([ctx.job.stage("test").result["abi_version"]], build["root_ids"].split(","))
     module = Path(build["module"]).read_bytes()
-    annotations = provenance(ctx, ref.tag or "latest")
+    annotations = provenance(ctx, pushes[0][1].tag or "")
     done: list[Pushed] = []
     try:
         registry = connect(ctx.settings, ref.registry)
         scheme = "http" if registry.endpoint.plain_http else "https"
-        for kind, target in targets:
+        for kind, target in pushes:
             ctx.log(f"pushing {target} ({kind} variant, {scheme})")
             pushed = push(registry, target, image.build(kind, module, runtime, annotations), ctx.log)
             ctx.log(f"pushed {pushed.pinned}: {pushed.uploaded} blob(s) uploaded, "
