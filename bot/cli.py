@@ -13,16 +13,26 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot import imagecli, terminal
+from bot import imagecli
 
 if TYPE_CHECKING:  # the rest is imported where it is used, so that `wasmbot --help` starts fast
     from workers.config import Settings
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+def _terminal(name: str) -> Callable[[argparse.Namespace], int]:
+    """``bot.terminal.NAME``, imported when run: it loads asyncio, which the image commands skip."""
+    def run(args: argparse.Namespace) -> int:
+        from bot import terminal
+
+        command: Callable[[argparse.Namespace], int] = getattr(terminal, name)
+        return command(args)
+    return run
 
 
 def _setup() -> Settings:
@@ -225,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="`wasmbot commands` lists the /wasm commands and what they do.")
     p.add_argument("text", help='e.g. "/wasm build examples/hello-c --tag localhost:5000/hello:v1"')
     p.add_argument("--detach", action="store_true", help="print the job id and return at once")
-    p.set_defaults(func=terminal.cmd_run)
+    p.set_defaults(func=_terminal("cmd_run"))
 
     p = sub.add_parser("commands", help="list the /wasm commands (from the command registry)")
     p.add_argument("topic", nargs="?", help="one command: its usage")
@@ -234,16 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retry", help="run a failed job again from the stage that failed")
     p.add_argument("job")
-    p.set_defaults(func=terminal.cmd_retry)
+    p.set_defaults(func=_terminal("cmd_retry"))
 
     p = sub.add_parser("jobs", help="list recent jobs")
     p.add_argument("--limit", type=int, default=20)
-    p.set_defaults(func=terminal.cmd_jobs)
+    p.set_defaults(func=_terminal("cmd_jobs"))
 
     p = sub.add_parser("job", help="show one job's record and log")
     p.add_argument("job")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
-    p.set_defaults(func=terminal.cmd_job)
+    p.set_defaults(func=_terminal("cmd_job"))
 
     p = sub.add_parser("worker", help="start a Celery worker")
     p.add_argument("--concurrency", type=int)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported where used: `wasmbot --help` must not load requests or pydantic
     from workers.config import Settings
     from workers.oci import reference
+    from workers.oci.layercache import LayerCache
     from workers.oci.registry import Registry
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -75,12 +76,37 @@ def store_dir(settings: Settings) -> Path:
     return settings.data_dir / "oci"
 
 
-def cmd_push(args: argparse.Namespace) -> int:
+def _load_check(wasm: bytes, name: str, settings: Settings, cache: LayerCache) -> str:
+    """The module's ABI version, once it is known to load in Envoy; a module that passed before
+    (same bytes, same size cap) is not compiled again, so wasmtime is not even imported."""
+    max_bytes = settings.test_max_module_mb << 20
+    known = cache.checked_abi(wasm, max_bytes)
+    if known:
+        return known
     from workers.abitest import vm
     from workers.abitest.validate import validate
+
+    caps = vm.Limits(compile_seconds=settings.test_compile_seconds,
+                     compile_memory_mb=settings.test_compile_memory_mb)
+    try:
+        module, _ = vm.compile_module(wasm, None, caps)
+    except vm.CompileRefused as exc:
+        raise Usage(f"{name}: {exc}") from exc
+    except Exception as exc:  # wasmtime reports malformed binaries as plain errors
+        first = str(exc).splitlines()[0]
+        raise Usage(f"{name} is not a valid WebAssembly module: {first}") from exc
+    checked = validate(module, len(wasm), max_bytes)
+    if not checked.ok or not checked.abi_version:
+        raise Usage(f"{name} would not load in Envoy: " + "; ".join(map(str, checked.problems)))
+    cache.passed(wasm, max_bytes, checked.abi_version)
+    return checked.abi_version
+
+
+def cmd_push(args: argparse.Namespace) -> int:
     from workers.config import load_settings
     from workers.oci import image
     from workers.oci.connect import connect
+    from workers.oci.layercache import LayerCache
     from workers.oci.push import push, targets
 
     settings = load_settings()
@@ -91,26 +117,16 @@ def cmd_push(args: argparse.Namespace) -> int:
         raise Usage(f"cannot read {args.module}: {exc.strerror}") from exc
     variant = args.variant or settings.variant_for(ref.registry)
     pushes = targets(ref, variant, settings.oci_tag_suffix)  # refuses bad combinations before the work
-    caps = vm.Limits(compile_seconds=settings.test_compile_seconds,
-                     compile_memory_mb=settings.test_compile_memory_mb)
-    try:
-        module, _ = vm.compile_module(wasm, None, caps)
-    except vm.CompileRefused as exc:
-        raise Usage(f"{args.module}: {exc}") from exc
-    except Exception as exc:  # wasmtime reports malformed binaries as plain errors
-        first = str(exc).splitlines()[0]
-        raise Usage(f"{args.module} is not a valid WebAssembly module: {first}") from exc
-    checked = validate(module, len(wasm), settings.test_max_module_mb << 20)
-    if not checked.ok or not checked.abi_version:
-        raise Usage(f"{args.module} would not load in Envoy: " + "; ".join(map(str, checked.problems)))
-    runtime = image.Runtime([checked.abi_version], args.root_id or [Path(args.module).stem])
+    cache = LayerCache(settings.data_dir)
+    abi_version = _load_check(wasm, args.module, settings, cache)
+    runtime = image.Runtime([abi_version], args.root_id or [Path(args.module).stem])
     annotations = {"org.opencontainers.image.title": Path(args.module).stem}
     tag = pushes[0][1].tag  # the version; a push by digest alone names none
     if tag:
         annotations["org.opencontainers.image.version"] = tag
     registry = connect(settings, ref.registry)
     for kind, target in pushes:
-        pushed = push(registry, target, image.build(kind, wasm, runtime, annotations))
+        pushed = push(registry, target, image.build(kind, wasm, runtime, annotations, cache.compat_layer))
         print(f"pushed {pushed.pinned} ({kind} variant, {pushed.uploaded} blob(s) uploaded, "
               f"{pushed.reused} already there)")
     return 0

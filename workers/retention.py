@@ -21,7 +21,7 @@ from workers.store import JobStore
 log = logging.getLogger(__name__)
 
 # Cache folders under DATA_DIR/cache that the disk bound may shrink, cheapest to refill first.
-CACHES = ("builds", "compiled", "deps")
+CACHES = ("layers", "builds", "compiled", "deps")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 

@@ -19,7 +19,7 @@ from workers.store import JobStore
 
 log = logging.getLogger(__name__)
 OUT_PREFIX = "wasmbot-out-"
-CACHES = ("builds", "deps")
+CACHES = ("builds", "deps", "layers")
 
 
 def _owner(name: str, prefix: str) -> str:

@@ -12,6 +12,7 @@ an unchanged module makes unchanged blobs and a re-push uploads nothing.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -19,6 +20,7 @@ import json
 import posixpath
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -46,8 +48,8 @@ class Blob:
     data: bytes
     annotations: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def digest(self) -> str:
+    @functools.cached_property
+    def digest(self) -> str:  # computed once: a push reads it for the manifest, the HEAD and the upload
         return "sha256:" + hashlib.sha256(self.data).hexdigest()
 
     def descriptor(self) -> dict[str, Any]:
@@ -129,8 +131,25 @@ def plugin_tar(module: bytes) -> bytes:
     return raw.getvalue()
 
 
-def build(variant: str, module: bytes, runtime: Runtime, annotations: dict[str, str]) -> Image:
-    """The image of ``module`` in ``variant``; ``annotations`` go on the manifest."""
+@dataclass(frozen=True)
+class CompatLayer:
+    data: bytes  # the tar.gz blob
+    diff_id: str  # the sha256 of the tar inside, which the image config lists
+
+
+def compat_layer(module: bytes) -> CompatLayer:
+    """The compat variant's layer: gzip at its default level 6 (level 9 took several times as long
+    for a few percent), with no name and mtime 0 in the header, so the same module always makes
+    the same blob.  workers/oci/layercache.py keeps it by module digest."""
+    tar = plugin_tar(module)
+    return CompatLayer(gzip.compress(tar, compresslevel=6, mtime=0),
+                       "sha256:" + hashlib.sha256(tar).hexdigest())
+
+
+def build(variant: str, module: bytes, runtime: Runtime, annotations: dict[str, str],
+          layer_of: Callable[[bytes], CompatLayer] = compat_layer) -> Image:
+    """The image of ``module`` in ``variant``; ``annotations`` go on the manifest; ``layer_of``
+    makes the compat layer (``LayerCache.compat_layer`` reuses one)."""
     if not module.startswith(WASM_MAGIC):
         raise ValueError("the module does not start with \\0asm: it is not a WebAssembly binary")
     annotations = annotations | runtime.annotations()
@@ -141,11 +160,11 @@ def build(variant: str, module: bytes, runtime: Runtime, annotations: dict[str, 
             Blob(CONTENT_MEDIA_TYPE, module, {TITLE_ANNOTATION: "plugin.wasm"})], annotations)
     if variant != "compat":
         raise ValueError(f"unknown image variant {variant!r}: choose one of {', '.join(VARIANTS)}")
-    tar = plugin_tar(module)
-    layer = Blob(TAR_GZIP_MEDIA_TYPE, gzip.compress(tar, compresslevel=9, mtime=0))
+    made = layer_of(module)
+    layer = Blob(TAR_GZIP_MEDIA_TYPE, made.data)
     labels = {key: annotations[key] for key in runtime.annotations()}
     image_config = {"architecture": "amd64", "os": "linux", "config": {"Labels": labels},
-                    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]}}
+                    "rootfs": {"type": "layers", "diff_ids": [made.diff_id]}}
     config = Blob(OCI_CONFIG_MEDIA_TYPE, json.dumps(image_config, separators=(",", ":")).encode())
     return Image(variant, config, [layer], annotations | {VARIANT_ANNOTATION: "compat"})
 

@@ -1,7 +1,8 @@
 """Push an image, skipping blobs the registry has, then read the manifest back and check it.
 
 The check is what makes the recorded digest trustworthy: the registry must serve, by digest,
-exactly the bytes that were sent, and they must validate against the OCI manifest schema.
+exactly the bytes that were sent.  Those bytes are ``image.build``'s, whose manifests the tests
+check against the OCI schema (tests/test_oci_registry.py), so a push does not load jsonschema.
 A reference with a digest pins the manifest: it is computed before anything is sent, and a
 different one is refused (a module's manifest is deterministic, so the refusal costs no upload).
 """
@@ -13,7 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers.oci import image, schema
+from workers.oci import image
 from workers.oci.reference import InvalidReference, Reference
 from workers.oci.registry import Corrupt, Registry, RegistryError
 
@@ -72,14 +73,11 @@ def push(registry: Registry, ref: Reference, built: image.Image,
 
 
 def verify(registry: Registry, ref: Reference, raw: bytes, digest: str) -> None:
-    """Read the manifest back by digest: same bytes, and a valid OCI image manifest."""
+    """Read the manifest back by digest: the same bytes."""
     stored = registry.get_manifest(ref.repository, digest)
     if stored.raw != raw:
         raise Corrupt(f"registry {registry.host} serves {ref.pinned(digest)} with other bytes than were "
                       "pushed")
-    found = schema.problems(json.loads(raw))
-    if found:
-        raise RegistryError(f"the manifest of {ref} is not a valid OCI image manifest: {'; '.join(found)}")
 
 
 def tag(registry: Registry, source: Reference, new_tag: str) -> Pushed:
