@@ -1,110 +1,169 @@
-"""Benchmark: push and pull of 1 MB and 10 MB modules, and re-push of an unchanged module.
+"""Benchmark: ``wasmbot push|pull`` as whole commands, side by side with ``oras`` and ``crane``.
 
-    python3 bench/oci.py [--sizes 1,10] [--repeat 5] [--variant compat]
+    python3 bench/oci.py [--sizes 1,10] [--runs 5]
 
-Against Debian's docker-registry on loopback (started here).  Figures, best of ``--repeat``:
+Against Debian's docker-registry on loopback (started here), with 1 MB and 10 MB modules (a
+valid module plus a custom section of base64 text, which gzip shrinks about as much as real
+code).  Each figure is the median wall-clock time of ``--runs`` runs of the whole process,
+start-up and imports included, as a person or a CI job pays it:
 
-* push: ``workers.oci.push`` of a module to a repository that has none of its blobs, against
-  the same-run baseline of the bare protocol (``requests`` POST+PUT of the same bytes, no
-  existence checks, no read-back);
-* re-push: the same module pushed again under a new tag (blobs already there), as a ratio of
-  the first push: what an unchanged rebuild costs;
-* pull: ``workers.oci.pull`` into an empty content store (digests verified, module extracted)
-  against a bare ``requests`` GET of the module's layer.
+* push: into a new repository with an empty wasmbot data directory (nothing cached);
+* re-push: the same module again with the same data directory (layer and load check cached,
+  every blob already in the registry): what an unchanged rebuild costs;
+* pull: into an empty data directory, module written to a file;
+* oras: ``oras push`` of the module as one layer / ``oras pull``; crane: ``crane append`` of the
+  compat layer's tar / ``crane export`` of the image: the same bytes over the same registry.
+
+``ratio`` is against the faster of oras and crane for the same step, or, when neither is
+installed (they are looked up on PATH and in ~/.cache/wasmbot/bin), against the same run's
+``python3 -c pass``.  Issue 20's target: push and pull within 1.5x of the faster peer.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
+import base64
 import os
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.localservices import start_registry  # noqa: E402
-from workers.config import Settings  # noqa: E402
-from workers.oci import image, reference  # noqa: E402
-from workers.oci.connect import connect  # noqa: E402
-from workers.oci.pull import pull  # noqa: E402
-from workers.oci.push import push  # noqa: E402
-from workers.oci.store import Store  # noqa: E402
+
+PEERS = {"oras": "oras-v1.3.6", "crane": "crane-v0.22.1"}
+BUILD = {"oras": "oras.land/oras/cmd/oras@v1.3.6",
+         "crane": "github.com/google/go-containerregistry/cmd/crane@v0.22.1"}
+CONTENT_TYPE = "application/vnd.module.wasm.content.layer.v1+wasm"
 
 
-def best(fn: Callable[[int], object], repeat: int) -> float:
+def module(mb: int) -> bytes:
+    """A module wasmbot's load check accepts, padded to ``mb`` MB with a custom section."""
+    import wasmtime
+
+    base = bytes(wasmtime.wat2wasm(
+        '(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")) '
+        '(func (export "malloc") (param i32) (result i32) i32.const 0))'))
+    name = b"bench"
+    payload = base64.b64encode(os.urandom(mb * 750_000))[: mb * 1_000_000 - len(base) - 16]
+    body = _leb(len(name)) + name + payload
+    return base + b"\0" + _leb(len(body)) + body
+
+
+def _leb(n: int) -> bytes:
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def peer(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (str(p) for p in [Path.home() / ".cache/wasmbot/bin" / PEERS[name]] if os.access(p, os.X_OK)), None)
+
+
+def median_time(runs: int, command: Callable[[int], list[str]], env: Callable[[int], dict[str, str]],
+                cwd: Path) -> float:
+    """Median wall-clock seconds of ``command(i)`` run as a process, ``i`` = 0 .. runs-1."""
     times = []
-    for attempt in range(repeat):
+    for i in range(runs):
         started = time.perf_counter()
-        fn(attempt)
+        subprocess.run(command(i), cwd=cwd, env=env(i), check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
         times.append(time.perf_counter() - started)
-    return min(times)
+    return statistics.median(times)
 
 
-def bare_upload(base: str, repository: str, data: bytes) -> None:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    opened = requests.post(f"{base}/v2/{repository}/blobs/uploads/", timeout=60)
-    location = opened.headers["Location"]
-    url = location if location.startswith("http") else base + location
-    put = requests.put(f"{url}{'&' if '?' in url else '?'}digest={digest}", data=data, timeout=60,
-                       headers={"Content-Type": "application/octet-stream"})
-    put.raise_for_status()
+Command = Callable[[int], list[str]]
+
+
+def commands(wasmbot: list[str], peers: dict[str, str], host: str, mb: int
+             ) -> dict[str, dict[str, tuple[Command, str]]]:
+    """Per step and tool: the command of run ``i`` and its wasmbot data directory (``{i}``: one
+    per run, so nothing is cached; without it the runs share one)."""
+    repo = f"{host}/bench/{{tool}}-{mb}"
+    ours = repo.format(tool="wasmbot")
+    steps: dict[str, dict[str, tuple[Command, str]]] = {
+        "push": {"wasmbot": (lambda i: [*wasmbot, "push", "plugin.wasm", f"{ours}-{i}:v1"],
+                             "push-{mb}-{{i}}")},
+        "re-push": {"wasmbot": (lambda i: [*wasmbot, "push", "plugin.wasm", f"{ours}-0:again{i}"],
+                                "push-{mb}-0")},  # the data directory of the first push's run 0
+        "pull": {"wasmbot": (lambda i: [*wasmbot, "pull", f"{ours}-0:v1", "-o", f"out-{i}.wasm"],
+                             "pull-{mb}-{{i}}")}}
+    if "oras" in peers:
+        oras, ref = [peers["oras"], "--plain-http"], repo.format(tool="oras")
+        steps["push"]["oras"] = (lambda i: [oras[0], "push", *oras[1:], f"{ref}-{i}:v1",
+                                            f"plugin.wasm:{CONTENT_TYPE}"], "x")
+        steps["re-push"]["oras"] = (lambda i: [oras[0], "push", *oras[1:], f"{ref}-0:again{i}",
+                                               f"plugin.wasm:{CONTENT_TYPE}"], "x")
+        steps["pull"]["oras"] = (lambda i: [oras[0], "pull", *oras[1:], f"{ref}-0:v1", "-o", f"oras-{i}"],
+                                 "x")
+    if "crane" in peers:
+        crane, cref = [peers["crane"], "--insecure"], repo.format(tool="crane")
+        steps["push"]["crane"] = (lambda i: [*crane, "append", "-f", "plugin.tar", "-t", f"{cref}-{i}:v1"],
+                                  "x")
+        steps["re-push"]["crane"] = (lambda i: [*crane, "append", "-f", "plugin.tar", "-t",
+                                                f"{cref}-0:again{i}"], "x")
+        steps["pull"]["crane"] = (lambda i: [*crane, "export", f"{cref}-0:v1", f"crane-{i}.tar"], "x")
+    return steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10", help="module sizes in MB")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--variant", choices=image.VARIANTS, default="compat")
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure (the median is shown)")
     args = parser.parse_args()
+    peers = {name: path for name in PEERS if (path := peer(name))}
+    for name in PEERS.keys() - peers.keys():
+        print(f"{name} not found: GOBIN=~/.cache/wasmbot/bin go install {BUILD[name]} "
+              f"(then rename it {PEERS[name]}) to compare with it")
     with tempfile.TemporaryDirectory(prefix="wasmbot-bench-oci-") as tmp:
         folder = Path(tmp)
         service = start_registry(folder / "registry")
         try:
             host = service.url.split("://", 1)[1]
-            registry = connect(Settings(data_dir=folder / "data", docker_config=folder / "none.json"), host)
-            print(f"registry: docker-registry on {service.url}; variant {args.variant}; "
-                  f"best of {args.repeat}")
-            print(f"{'size':>6} {'push s':>8} {'bare s':>8} {'ratio':>6} {'re-push s':>10} {'re/first':>9} "
-                  f"{'pull s':>8} {'bare s':>8} {'ratio':>6} {'push MB/s':>10}")
+            base_env = {k: v for k, v in os.environ.items() if not k.startswith("WASMBOT_")}
+            base_env |= {"WASMBOT_CONFIG": str(folder / "none.toml"),
+                         "WASMBOT_DOCKER_CONFIG": str(folder / "none.json"),
+                         "PYTHONPATH": str(ROOT), "DOCKER_CONFIG": str(folder / "docker")}
+
+            def env_for(data: str) -> Callable[[int], dict[str, str]]:
+                return lambda i: base_env | {"WASMBOT_DATA_DIR": str(folder / "data" / data.format(i=i))}
+
+            wasmbot = [sys.executable, "-m", "bot.cli"]
+            baseline = median_time(args.runs, lambda i: [sys.executable, "-c", "pass"], env_for("x"), folder)
+            print(f"registry: docker-registry on {service.url}; median of {args.runs} whole-command runs; "
+                  f"python3 -c pass: {baseline:.3f} s")
+            print(f"{'size':>5} {'step':<9} {'wasmbot s':>9} " + "".join(f"{n + ' s':>9} " for n in peers)
+                  + f"{'ratio':>6}  (to {'the faster peer' if peers else 'python3 -c pass'})")
             for mb in (int(s) for s in args.sizes.split(",")):
-                module = b"\0asm\x01\0\0\0" + os.urandom(mb * 1_000_000 - 8)
-                built = image.build(args.variant, module, image.Runtime(["0.2.1"], ["bench"]), {})
+                work = folder / f"m{mb}"
+                work.mkdir()
+                (work / "plugin.wasm").write_bytes(module(mb))
+                from workers.oci import image  # the compat layer crane appends: the same tar
 
-                def first(i: int, mb: int = mb, built: image.Image = built) -> None:
-                    push(registry, reference.parse(f"{host}/bench/first-{mb}-{i}:v1"), built)
-
-                def again(i: int, mb: int = mb, built: image.Image = built) -> None:
-                    push(registry, reference.parse(f"{host}/bench/first-{mb}-0:again{i}"), built)
-
-                def bare(i: int, mb: int = mb, built: image.Image = built) -> None:
-                    for blob in (built.config, *built.layers):
-                        bare_upload(service.url, f"bench/bare-{mb}-{i}", blob.data)
-
-                layer = image.module_layer(json.loads(built.manifest()), args.variant)
-
-                def fetch(i: int, mb: int = mb) -> None:
-                    pull(registry, reference.parse(f"{host}/bench/first-{mb}-0:v1"),
-                         Store(folder / f"store-{mb}-{i}"), 256 << 20)
-
-                def bare_fetch(i: int, mb: int = mb, digest: str = layer["digest"],
-                               size: int = int(layer["size"])) -> None:
-                    response = requests.get(f"{service.url}/v2/bench/first-{mb}-0/blobs/{digest}", timeout=60)
-                    assert len(response.content) == size
-
-                t_push, t_bare = best(first, args.repeat), best(bare, args.repeat)
-                t_again = best(again, args.repeat)
-                t_pull, t_bare_pull = best(fetch, args.repeat), best(bare_fetch, args.repeat)
-                print(f"{mb:>4}MB {t_push:8.3f} {t_bare:8.3f} {t_push / t_bare:6.2f} {t_again:10.4f} "
-                      f"{t_again / t_push:9.3f} {t_pull:8.3f} {t_bare_pull:8.3f} {t_pull / t_bare_pull:6.2f} "
-                      f"{mb / t_push:10.1f}")
+                (work / "plugin.tar").write_bytes(image.plugin_tar((work / "plugin.wasm").read_bytes()))
+                steps = commands(wasmbot, peers, host, mb)
+                rows: dict[str, dict[str, float]] = {}
+                for step, by_tool in steps.items():
+                    rows[step] = {tool: median_time(args.runs, command, env_for(
+                        data.format(step=step, mb=mb, tool=tool)), work)
+                        for tool, (command, data) in by_tool.items()}
+                for step, times in rows.items():
+                    others = [t for name, t in times.items() if name != "wasmbot"]
+                    against = min(others) if others else baseline
+                    print(f"{mb:>3}MB {step:<9} {times['wasmbot']:9.3f} "
+                          + "".join(f"{times[n]:9.3f} " for n in peers)
+                          + f"{times['wasmbot'] / against:6.2f}")
         finally:
             service.stop()
 
