@@ -16,6 +16,7 @@ from pathlib import Path
 from workers.commands import BuildCommand, PushCommand, source_of
 from workers.oci import image, reference
 from workers.oci.connect import connect
+from workers.oci.layercache import LayerCache
 from workers.oci.push import Pushed, push, targets
 from workers.oci.registry import RegistryError
 from workers.stages import StageContext, StageError, StageSkipped
@@ -37,12 +38,14 @@ def run(ctx: StageContext) -> dict[str, str]:
     module = Path(build["module"]).read_bytes()
     annotations = provenance(ctx, pushes[0][1].tag or "")
     done: list[Pushed] = []
+    layers = LayerCache(ctx.settings.data_dir)  # a re-push of the same module compresses nothing
     try:
         registry = connect(ctx.settings, ref.registry)
         scheme = "http" if registry.endpoint.plain_http else "https"
         for kind, target in pushes:
             ctx.log(f"pushing {target} ({kind} variant, {scheme})")
-            pushed = push(registry, target, image.build(kind, module, runtime, annotations), ctx.log)
+            built = image.build(kind, module, runtime, annotations, layers.compat_layer)
+            pushed = push(registry, target, built, ctx.log)
             ctx.log(f"pushed {pushed.pinned}: {pushed.uploaded} blob(s) uploaded, "
                     f"{pushed.reused} already in the registry")
             done.append(pushed)
