@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import apicontract
@@ -36,22 +35,6 @@ def taken(before: int) -> list[str]:
     return found
 
 
-@pytest.fixture
-def github() -> Iterator[GitHubStandIn]:
-    api = GitHubStandIn()
-    api.start()
-    yield api
-    api.stop()
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    api = SlackStandIn()
-    api.start()
-    yield api
-    api.stop()
-
-
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_vendored_webhook_payload_keeps_to_the_octokit_schema(path: Path) -> None:
     assert webhookcontract.check(path.parent.name, json.loads(path.read_text())) == []
@@ -74,14 +57,14 @@ def test_a_wrong_webhook_payload_is_named_with_its_schema_path() -> None:
     assert any(v.startswith("webhook delivery pull_request d-wrong: payload['number']") for v in taken(before))
 
 
-def test_wrong_github_calls_are_caught_with_the_call_and_the_schema_path(github: GitHubStandIn) -> None:
+def test_wrong_github_calls_are_caught_with_the_call_and_the_schema_path(github_api: GitHubStandIn) -> None:
     auth = {"Authorization": f"token {TOKEN}"}
-    github.add_repo("o/r", {"README.md": b"hi"})
+    github_api.add_repo("o/r", {"README.md": b"hi"})
     before = len(apicontract.violations)
-    requests.get(f"{github.url}/repos/o/r/no-such-thing", headers=auth, timeout=10)
-    requests.patch(f"{github.url}/repos/o/r/check-runs/5", json={"status": 7}, headers=auth, timeout=10)
-    requests.post(f"{github.url}/repos/o/r/check-runs", json={"name": "build"}, headers=auth, timeout=10)
-    requests.get(f"{github.url}/repos/o/r/check-runs/five?colour=red", headers=auth, timeout=10)
+    requests.get(f"{github_api.url}/repos/o/r/no-such-thing", headers=auth, timeout=10)
+    requests.patch(f"{github_api.url}/repos/o/r/check-runs/5", json={"status": 7}, headers=auth, timeout=10)
+    requests.post(f"{github_api.url}/repos/o/r/check-runs", json={"name": "build"}, headers=auth, timeout=10)
+    requests.get(f"{github_api.url}/repos/o/r/check-runs/five?colour=red", headers=auth, timeout=10)
     found = taken(before)
     assert len(found) == 5, found  # one line a problem: the last call has two
     assert found[0] == ("GitHub GET /repos/o/r/no-such-thing: no operation GET /repos/o/r/no-such-thing on "
@@ -96,18 +79,18 @@ def test_wrong_github_calls_are_caught_with_the_call_and_the_schema_path(github:
                         "'five' is not of type 'integer' (schema #/components/parameters/check-run-id/schema/type)")
 
     # What the spec allows passes: a multi-segment ref, the upload host, the archive redirect.
-    requests.patch(f"{github.url}/repos/o/r/check-runs/5", headers=auth, timeout=10,
+    requests.patch(f"{github_api.url}/repos/o/r/check-runs/5", headers=auth, timeout=10,
                    json={"status": "completed", "conclusion": "success", "output": {"title": "t", "summary": "s"}})
-    requests.get(f"{github.url}/repos/o/r/git/ref/heads/main", headers=auth, timeout=10)
-    requests.get(f"{github.url}/repos/o/r/tarball/main", headers=auth, timeout=10)
-    requests.post(f"{github.url}/_uploads/repos/o/r/releases/1/assets?name=a.tar", data=b"x", headers=auth | {
+    requests.get(f"{github_api.url}/repos/o/r/git/ref/heads/main", headers=auth, timeout=10)
+    requests.get(f"{github_api.url}/repos/o/r/tarball/main", headers=auth, timeout=10)
+    requests.post(f"{github_api.url}/_uploads/repos/o/r/releases/1/assets?name=a.tar", data=b"x", headers=auth | {
         "Content-Type": "application/wasm"}, timeout=10)  # ANY_MEDIA_TYPE
     assert taken(before) == []
 
 
-def test_wrong_slack_calls_are_caught_with_the_call_and_the_schema_path(slack: SlackStandIn) -> None:
-    client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
-    slack.groups["S1"] = ["W111"]
+def test_wrong_slack_calls_are_caught_with_the_call_and_the_schema_path(slack_api: SlackStandIn) -> None:
+    client = WebClient(token=BOT_TOKEN, base_url=slack_api.api_url)
+    slack_api.groups["S1"] = ["W111"]
     before = len(apicontract.violations)
     for method, body in (("chat.frobnicate", {}), ("chat.postMessage", {"text": "no channel"}),
                          ("chat.postMessage", {"channel": 7, "text": "wrong type"})):
@@ -129,13 +112,13 @@ def test_wrong_slack_calls_are_caught_with_the_call_and_the_schema_path(slack: S
     # Slack's documented deviations pass (bearer token, JSON blocks, apps.connections.open), and
     # a response_url post is not a Web API call.
     client.chat_postMessage(channel="C1", text="hi", blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}])
-    WebClient(token=slack.app_token, base_url=slack.api_url).apps_connections_open(app_token=slack.app_token)
-    requests.post(slack.response_url("x"), json={"text": "answer"}, timeout=10)
+    WebClient(token=slack_api.app_token, base_url=slack_api.api_url).apps_connections_open(app_token=slack_api.app_token)
+    requests.post(slack_api.response_url("x"), json={"text": "answer"}, timeout=10)
     assert taken(before) == []
     assert apicontract.checked["slack"] >= 6
 
 
-def test_a_spec_that_was_not_fetched_fails_loudly(github: GitHubStandIn, tmp_path: Path,
+def test_a_spec_that_was_not_fetched_fails_loudly(github_api: GitHubStandIn, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(apicontract.SpecMissing, match=r"@octokit/openapi@\S+ is not in .*api-specs.sh"):
@@ -144,7 +127,7 @@ def test_a_spec_that_was_not_fetched_fails_loudly(github: GitHubStandIn, tmp_pat
     githubcontract.spec.cache_clear()
     before = len(apicontract.violations)
     try:
-        requests.get(f"{github.url}/user", headers={"Authorization": f"token {TOKEN}"}, timeout=10)
+        requests.get(f"{github_api.url}/user", headers={"Authorization": f"token {TOKEN}"}, timeout=10)
     finally:
         githubcontract.spec.cache_clear()  # loaded again from the real cache by the next call
     found = taken(before)
