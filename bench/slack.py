@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,11 +26,10 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
+from serving import serve  # noqa: E402
 from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers  # noqa: E402
-
-from bot.localservices import Service, _wait_until, free_port  # noqa: E402
 
 PAYLOAD = ROOT / "tests" / "testdata" / "slack" / "slash_command.json"
 
@@ -60,24 +57,10 @@ def main() -> None:
     args = parser.parse_args()
     api = SlackStandIn()
     api.start()
-    with tempfile.TemporaryDirectory(prefix="wasmbot-bench-slack-") as tmp:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("WASMBOT_", "SLACK_")) and k != "REDIS_URL"}
-        env |= {"WASMBOT_DATA_DIR": tmp, "WASMBOT_CONFIG": f"{tmp}/none.toml",
-                "WASMBOT_SOURCE_ROOT": str(ROOT), "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+    settings = {"WASMBOT_SOURCE_ROOT": str(ROOT), "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                 "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": api.api_url}
-        log = Path(tmp) / "serve.log"
-        process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=env,
-                                   cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="wasmbot-bench-slack-") as tmp, serve(tmp, ROOT, settings) as url:
         try:
-            def ready() -> bool:
-                try:
-                    return requests.get(f"{url}/healthz", timeout=1).ok
-                except requests.ConnectionError:
-                    return False
-            _wait_until(ready, Service("wasmbot serve", process, url, log), timeout=30)
             fields = json.loads(PAYLOAD.read_text()) | {"command": "/wasm",
                                                         "response_url": api.response_url("x")}
 
@@ -102,8 +85,6 @@ def main() -> None:
             api.wait_for(lambda stand_in: len(stand_in.called("chat.postMessage")) >= n, timeout=120)
             print(f"jobs queued and messages posted: {len(api.called('chat.postMessage'))}")
         finally:
-            process.terminate()
-            process.wait(30)
             api.stop()
 
 

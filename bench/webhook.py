@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,11 +26,10 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from githubapi import TOKEN, WEBHOOK_SECRET, GitHubStandIn, webhook_headers  # noqa: E402
-
-from bot.localservices import Service, _wait_until, free_port  # noqa: E402
+from serving import serve  # noqa: E402
 
 REPO = "Codertocat/Hello-World"
 PAYLOADS = ROOT / "tests" / "testdata" / "github"
@@ -60,23 +57,10 @@ def main() -> None:
     api.add_repo(REPO, {"README.md": b"# Hello\n"})
     pr = json.loads((PAYLOADS / "pull_request" / "opened.json").read_text())
     api.add_pull(pr | {"pull_request": pr["pull_request"] | {"number": 2}})
-    with tempfile.TemporaryDirectory(prefix="wasmbot-bench-webhook-") as tmp:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("WASMBOT_", "GITHUB_", "SLACK_")) and k != "REDIS_URL"}
-        env |= {"WASMBOT_DATA_DIR": tmp, "WASMBOT_CONFIG": f"{tmp}/none.toml", "PYTHONPATH": str(args.tree),
-                "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api.url}
-        log = Path(tmp) / "serve.log"
-        process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=env,
-                                   cwd=args.tree, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
+    settings = {"GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api.url}
+    with tempfile.TemporaryDirectory(prefix="wasmbot-bench-webhook-") as tmp, \
+            serve(tmp, args.tree, settings) as url:
         try:
-            def ready() -> bool:
-                try:
-                    return requests.get(f"{url}/healthz", timeout=1).ok
-                except requests.ConnectionError:
-                    return False
-            _wait_until(ready, Service("wasmbot serve", process, url, log), timeout=30)
 
             def acked(body: str) -> float:
                 raw = json.dumps(comment(api, body)).encode()
@@ -108,8 +92,6 @@ def main() -> None:
             print(f"{len(replies)} replies posted ({most} answers in the largest), the last "
                   f"{time.perf_counter() - started:.1f} s after the first delivery")
         finally:
-            process.terminate()
-            process.wait(30)
             api.stop()
 
 
