@@ -101,6 +101,12 @@ def pull_request(api: GitHubStandIn, action: str, sha: str, *, fork: str | None 
     return event
 
 
+def open_pull_request(api: GitHubStandIn) -> None:
+    """REPO holding FILTER, with its pull request opened on a commit of it (the comment tests' start)."""
+    api.add_repo(REPO, FILTER)
+    pull_request(api, "opened", api.add_commit(REPO, FILTER))
+
+
 def comment_event(api: GitHubStandIn, body: str, association: str, login: str, *,
                   edited_from: str | None = None) -> dict[str, Any]:
     """An ``issue_comment`` delivery (the published payload) for a comment on pull request 2."""
@@ -410,8 +416,7 @@ def test_comment_commands_are_acknowledged_before_any_github_call_and_answered_i
 def test_a_comment_delivered_twice_is_answered_once_and_an_edit_answers_what_it_added(
         githubbot: GitHubBot) -> None:
     api = githubbot.api
-    api.add_repo(REPO, FILTER)
-    pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    open_pull_request(api)
     release = api.hold(r"^/repos/")  # so the copies arrive while the first is still being answered
     event = comment_event(api, "/wasm help build", "MEMBER", "octocat")
     delivery = str(uuid.uuid4())
@@ -437,8 +442,7 @@ def test_a_comment_delivered_twice_is_answered_once_and_an_edit_answers_what_it_
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
 def test_a_comment_taken_before_a_crash_is_answered_after_the_restart(githubbot: GitHubBot) -> None:
     api = githubbot.api
-    api.add_repo(REPO, FILTER)
-    pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    open_pull_request(api)
     release = api.hold(r"^/repos/")
     event = comment_event(api, "/wasm help build\n/wasm help jobs", "MEMBER", "octocat")
     assert githubbot.post("issue_comment", event).status_code == 200
@@ -455,8 +459,7 @@ def test_a_comment_taken_before_a_crash_is_answered_after_the_restart(githubbot:
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
 def test_a_server_started_beside_leaves_a_comment_to_the_server_answering_it(githubbot: GitHubBot) -> None:
     api = githubbot.api
-    api.add_repo(REPO, FILTER)
-    pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    open_pull_request(api)
     release = api.hold(r"^/repos/")
     assert githubbot.post("issue_comment", comment_event(api, "/wasm help build", "MEMBER", "octocat")).ok
     api.wait_for(lambda a: any(path.startswith(f"/repos/{REPO}") for _, path in a.calls))  # at work
@@ -472,8 +475,7 @@ def test_a_server_started_beside_leaves_a_comment_to_the_server_answering_it(git
 def test_a_secondary_rate_limit_on_the_reply_is_waited_out_and_the_reply_lands_once(
         githubbot: GitHubBot) -> None:
     api = githubbot.api
-    api.add_repo(REPO, FILTER)
-    pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    open_pull_request(api)
     api.fail("POST", r"/issues/2/comments$", 403, times=1, **{"Retry-After": "1"})
     assert githubbot.comment(comment_event(api, "/wasm help", "MEMBER", "octocat")).status_code == 200
     assert len(replies(api)) == 1

@@ -17,7 +17,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -426,17 +427,24 @@ class SqliteStore:
             [(job_id, e.model_dump_json()) for e in events],
         )
 
-    def create(self, job: Job) -> None:
+    @contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding SQLite's write lock from its start (so two writers never
+        deadlock upgrading a read), committed when the block ends and rolled back if it raises."""
         db = self._connect()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?)",
-                       (job.id, job.created_at, job.state.value, job.model_dump_json()))
-            self._insert_events(db, job.id, state_events(None, job))
+            yield db
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def create(self, job: Job) -> None:
+        with self._immediate() as db:
+            db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?)",
+                       (job.id, job.created_at, job.state.value, job.model_dump_json()))
+            self._insert_events(db, job.id, state_events(None, job))
 
     def get(self, job_id: str) -> Job | None:
         row = self._connect().execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -454,9 +462,7 @@ class SqliteStore:
         return [Job.model_validate_json(r[0]) for r in rows]
 
     def update(self, job_id: str, change: Callable[[Job], T]) -> T:
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             row = db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(job_id)
@@ -468,18 +474,12 @@ class SqliteStore:
                        (job.state.value, job.model_dump_json(), job_id))
             self._insert_events(db, job_id, state_events(before, job))
             self._add_counts(db, transition_counts(before, job))
-            db.execute("COMMIT")
             return result
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def log(self, job_id: str, stage: str | None, text: str) -> None:
         event = Event(kind="log", stage=stage, text=logcap.cut_text(redact(text), self.line_max))
         data = event.model_dump_json()
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             row = db.execute("SELECT bytes, marker, marker_ts, cursor, lines, dropped FROM logcaps "
                              "WHERE job_id = ?", (job_id,)).fetchone()
             kept, marker, marker_ts, cursor, lines, dropped = row or (0, 0, 0.0, 0, 0, 0)
@@ -510,10 +510,6 @@ class SqliteStore:
                 db.execute("UPDATE events SET data = ? WHERE seq = ?", (note.model_dump_json(), marker))
             db.execute("INSERT OR REPLACE INTO logcaps VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (job_id, kept, marker, marker_ts, cursor, lines, dropped))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]:
         """Events after ``after``; seq is the row's number (a reserved, unused marker row is
@@ -534,31 +530,19 @@ class SqliteStore:
         return out
 
     def claim_key(self, key: str, value: str, ttl: float) -> str:
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             now = time.time()
             db.execute("DELETE FROM once WHERE expires <= ?", (now,))
             db.execute("INSERT OR IGNORE INTO once VALUES (?, ?, ?)", (key, value, now + ttl))
             held: str = db.execute("SELECT value FROM once WHERE key = ?", (key,)).fetchone()[0]
-            db.execute("COMMIT")
             return held
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def add_work(self, key: str, value: str, ttl: float) -> bool:
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             now = time.time()
             db.execute("DELETE FROM work WHERE expires <= ?", (now,))
             added = db.execute("INSERT OR IGNORE INTO work VALUES (?, ?, ?)", (key, value, now + ttl))
-            db.execute("COMMIT")
             return added.rowcount == 1
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def swap_work(self, key: str, old: str, new: str | None) -> bool:
         swapped = self._connect().execute("UPDATE work SET value = ? WHERE key = ? AND value = ?",
@@ -591,23 +575,15 @@ class SqliteStore:
                        "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", counts.items())
 
     def add_counts(self, counts: dict[str, float]) -> None:
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             self._add_counts(db, counts)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def counts(self) -> dict[str, float]:
         return dict(self._connect().execute("SELECT name, value FROM metrics").fetchall())
 
     def prune(self, before: float, dry_run: bool = False) -> Pruned:
         """Remove prunable jobs, their events, expired once-keys and worker rows, in one transaction."""
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             rows = db.execute("SELECT data FROM jobs WHERE created < ? AND state NOT IN (?, ?)",
                               (before, *(s.value for s in ACTIVE))).fetchall()
             ids = json.dumps([job.id for job in (Job.model_validate_json(r[0]) for r in rows)
@@ -624,10 +600,6 @@ class SqliteStore:
                 db.execute("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids,))
                 db.execute("DELETE FROM once WHERE expires <= ?", (now,))
                 db.execute("DELETE FROM workers WHERE expires <= ?", (now,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return Pruned(jobs=json.loads(ids), events=counts[0], once_keys=counts[1], workers=counts[2])
 
     def compact(self) -> int:
