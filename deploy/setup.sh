@@ -6,7 +6,7 @@
 # System packages: podman + runc (build sandbox), debootstrap (toolchain images), redis-server
 # (production broker and the tests), docker-registry (local OCI registry), clang/lld/wasi-libc
 # (also used by the tests to make WebAssembly fixtures), skopeo (the tests read wasmbot's OCI
-# layout store and write Docker v2s2 images with it), etcd-server (with apiextensions-apiserver,
+# layout store, write Docker v2s2 images and check conformance with it), etcd-server (with apiextensions-apiserver,
 # built from the Go module proxy, the tests' Kubernetes API server).  Then wasmbot itself with its dev
 # extras, then the toolchain images (cached in podman's storage, rebuilt when a recipe changes).
 set -euo pipefail
@@ -53,6 +53,11 @@ if ! command -v kubectl >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends kubernetes-client >&2
 fi
 bash deploy/tools/apiextensions-apiserver.sh >/dev/null
+# The OCI conformance test's peers (tests/test_oci_conformance.py; skopeo is above): oras, crane and
+# Istio's own Wasm fetcher, built from the Go module proxy once and cached under ~/.cache/wasmbot/bin/.
+for tool in oras crane istio-fetch; do
+  bash "deploy/tools/$tool.sh" >/dev/null
+done
 
 # Every toolchain with a local recipe (tinygo has only a production Containerfile).
 for toolchain in c cpp go rust assemblyscript; do
