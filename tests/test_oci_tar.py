@@ -158,9 +158,20 @@ def test_nothing_is_written_by_the_entry_path(tmp_path: Path) -> None:
 def test_the_limit_stops_decompression() -> None:
     """A gzip bomb is decompressed no further than the limit, and the refusal names the limit."""
     bomb = io.BytesIO(layer(Entry("padding", bytes(64 * 2**20)), Entry("plugin.wasm", WASM)))
-    with pytest.raises(UnsupportedImage, match=f"past the {LIMIT}-byte limit"):
+    with pytest.raises(UnsupportedImage, match=f"no plugin.wasm within the {LIMIT}-byte limit"):
         plugin_from_tar(bomb, LIMIT)
     assert bomb.tell() < len(bomb.getvalue()) // 4
+
+
+def test_no_plugin_wasm_is_not_reported_as_one_cut_by_the_limit() -> None:
+    """A layer without plugin.wasm is refused as such, also when the reader stopped at the limit
+    (Python's tarfile pads an archive to 10 KiB, past the 4 KiB limit here)."""
+    for data in (layer(Entry("module.wasm", WASM)), layer(Entry("big", b"x" * LIMIT), Entry("plugin.wasm", WASM))):
+        with pytest.raises(UnsupportedImage, match=f"^the module layer's tar has no plugin.wasm within the "
+                                                   f"{LIMIT}-byte limit$"):
+            plugin_from_tar(io.BytesIO(data), LIMIT)
+    with pytest.raises(UnsupportedImage, match=f"plugin.wasm goes past the {LIMIT}-byte limit"):
+        plugin_from_tar(io.BytesIO(layer(Entry("plugin.wasm", WASM * LIMIT))), LIMIT)
 
 
 def test_pull_takes_the_first_plugin_wasm_in_any_directory(registry: Service, tmp_path: Path) -> None:

@@ -267,7 +267,9 @@ def plugin_from_tar(fileobj: IO[bytes], limit: int) -> bytes:
     here rather than passed over for a later entry.
     """
     stream = _Capped(gzip.GzipFile(fileobj=fileobj, mode="rb"), limit)
-    past_limit = f"the module layer's tar goes past the {limit}-byte limit before its plugin.wasm ends"
+    # tarfile reads ahead, so a reader at the limit may or may not have seen the archive's end:
+    # either way there is no plugin.wasm in the part Istio reads.
+    none_within = f"the module layer's tar has no plugin.wasm within the {limit}-byte limit"
     try:
         with tarfile.open(fileobj=stream, mode="r|", tarinfo=_TarEntry) as tar:
             for member in tar:
@@ -277,7 +279,8 @@ def plugin_from_tar(fileobj: IO[bytes], limit: int) -> bytes:
                     raise UnsupportedImage(f"{member.name} in the module layer is a "
                                            f"{_HEADER_ONLY_TYPES[member.type]}, not a file")
                 if member.offset_data + member.size > limit:
-                    raise UnsupportedImage(past_limit)
+                    raise UnsupportedImage(f"the module layer's {member.name} goes past the "
+                                           f"{limit}-byte limit")
                 extracted = tar.extractfile(member)
                 assert extracted is not None
                 return extracted.read()
@@ -285,8 +288,8 @@ def plugin_from_tar(fileobj: IO[bytes], limit: int) -> bytes:
         raise UnsupportedImage(f"{match} in the module layer is a pax global header, not a file") from None
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         if stream.left == 0:
-            raise UnsupportedImage(past_limit) from None
+            raise UnsupportedImage(none_within) from None
         raise UnsupportedImage(f"the module layer is not a readable tar.gz: {exc}") from None
     if stream.left == 0:
-        raise UnsupportedImage(past_limit)
+        raise UnsupportedImage(none_within)
     raise UnsupportedImage("the module layer has no entry named plugin.wasm")
