@@ -15,7 +15,8 @@ MAX_CONFIG_BYTES = 1 << 20
 
 @dataclass
 class Resolved:
-    """A manifest found by tag or digest; an index was followed to its linux/amd64 image."""
+    """A manifest found by tag or digest; an index was followed to its linux/amd64 image, the one
+    Istio's fetcher takes."""
 
     manifest: Manifest
     body: dict[str, Any]
@@ -33,11 +34,29 @@ def resolve(registry: Registry, ref: Reference) -> Resolved:
         entries = body.get("manifests") or []
         if not entries:
             raise image.UnsupportedImage(f"{ref} is an empty image index")
-        chosen = next((e for e in entries if (e.get("platform") or {}).get("os") == "linux"
-                       and (e.get("platform") or {}).get("architecture") == "amd64"), entries[0])
+        chosen = next((e for e in entries if _linux_amd64(e)), None)
+        if chosen is None:
+            platforms = ", ".join(sorted({_platform(e) for e in entries}))
+            raise image.UnsupportedImage(f"{ref} is an image index with no linux/amd64 image (its platforms: "
+                                         f"{platforms}); Istio would not load it")
         found = registry.get_manifest(ref.repository, chosen["digest"])
         body = _json(found.raw, f"manifest {chosen['digest']} of {ref}")
     return Resolved(found, body, image.variant_of(body, found.media_type))
+
+
+def _linux_amd64(entry: dict[str, Any]) -> bool:
+    """The entry Istio's fetcher takes from an index (go-containerregistry's ``childByPlatform``):
+    the first whose platform is linux/amd64, an entry without a platform counting as one."""
+    platform = entry.get("platform")
+    if platform is None:
+        return True
+    return (isinstance(platform, dict) and platform.get("os") == "linux"
+            and platform.get("architecture") == "amd64")
+
+
+def _platform(entry: dict[str, Any]) -> str:
+    platform = entry.get("platform")
+    return f"{platform.get('os')}/{platform.get('architecture')}" if isinstance(platform, dict) else "?"
 
 
 def _explain_missing(registry: Registry, ref: Reference) -> NotFound:
