@@ -3,7 +3,8 @@
 Every archive in the table is fed both to wasmbot's ``plugin_from_tar`` and to Istio's own
 ``extractWasmPluginBinary`` (copied verbatim into tests/testdata/istio_tar/main.go and built with
 Go, with the check Istio's cache makes of what it returns): both must load the same bytes or
-both refuse, and the table says which.
+both refuse, and the table says which.  tests/test_oci_conformance.py feeds the same archives,
+through a registry, to Istio's fetcher itself at the version deploy/tools/istio-fetch pins.
 """
 
 from __future__ import annotations
