@@ -18,7 +18,7 @@ if [[ ! -x "$fetch" ]]; then
     command -v go >/dev/null || { echo "istio-fetch.sh: go is needed to build istio-fetch" >&2; exit 1; }
     mkdir -p "$bindir"
     echo "istio-fetch.sh: building istio-fetch (istio.io/istio $version) into $bindir (once; takes minutes)" >&2
-    (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$fetch.partial" .)
+    (cd "$src" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$fetch.partial" .)
     mv "$fetch.partial" "$fetch"
 fi
 echo "$fetch"
