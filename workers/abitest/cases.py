@@ -20,6 +20,7 @@ SCHEMA_PATH = Path(__file__).with_name("wasm-tests.schema.json")
 FILENAME = "wasm-tests.yaml"
 DEFAULT_REQUEST = {":method": "GET", ":path": "/", ":authority": "example.com", ":scheme": "http"}
 DEFAULT_RESPONSE = {":status": "200"}
+STREAM_EXPECTATIONS = ("request", "response", "local_response", "actions", "stalled")
 
 
 class CasesError(Exception):
@@ -77,6 +78,7 @@ class Case:
     own_plugin_config: bool = False
     own_root_id: bool = False
     streams: int = 1
+    start_after_ticks: int = 0  # parse() defaults it to ticks: the ticks come first
 
     @property
     def label(self) -> str:
@@ -147,6 +149,14 @@ def _check_patterns(data: dict[str, Any]) -> list[str]:
             except re.error as exc:
                 errors.append(f"{_where(data, ['cases', i, 'expect', 'trap'])}: "
                               f"not a valid regular expression ({exc})")
+    for i, case in enumerate(data.get("cases", [])):
+        ticks, start = case.get("ticks", 0), case.get("start_after_ticks", 0)
+        if start > ticks:
+            errors.append(f"{_where(data, ['cases', i, 'start_after_ticks'])}: {start} is more than "
+                          f"the case's ticks ({ticks})")
+        if case.get("streams") == 0:
+            errors += [f"{_where(data, ['cases', i, 'expect', key])}: the case has no stream (streams: 0)"
+                       for key in STREAM_EXPECTATIONS if case.get("expect", {}).get(key, False) is not False]
     names = [c.get("name") for c in data.get("cases", [])]
     errors += [f"case name {n!r} is used more than once" for n in sorted({n for n in names
                if names.count(n) > 1})]
@@ -183,7 +193,8 @@ def parse(data: Any, default_root_id: str, source: str = "(inline)") -> Suite:
             http_answers=list(spec.get("http_calls", [])),
             grpc_answers=list(spec.get("grpc_calls", [])), expect=dict(spec.get("expect", {})),
             own_plugin_config="plugin_config" in spec, own_root_id="root_id" in spec,
-            streams=spec.get("streams", 1)))
+            streams=spec.get("streams", 1),
+            start_after_ticks=spec.get("start_after_ticks", spec.get("ticks", 0))))
     return suite
 
 
