@@ -96,6 +96,7 @@ class Suite:
     time_ns: int | None = None
     cases: list[Case] = field(default_factory=list)
     source: str = "(built in)"
+    root_id_guess: str = ""  # where a guessed root id came from ("the module's file name"); "" if given
 
     @property
     def root_ids(self) -> list[str]:
@@ -108,7 +109,7 @@ class Suite:
 
     def with_root_id(self, root_id: str) -> Suite:
         cases = [c if c.own_root_id else replace(c, root_id=root_id) for c in self.cases]
-        return replace(self, root_id=root_id, cases=cases)
+        return replace(self, root_id=root_id, cases=cases, root_id_guess="")
 
 
 def _message(spec: dict[str, Any] | None, default_headers: dict[str, str]) -> Message:
@@ -163,8 +164,11 @@ def _check_patterns(data: dict[str, Any]) -> list[str]:
     return errors
 
 
-def parse(data: Any, default_root_id: str, source: str = "(inline)") -> Suite:
-    """Validate ``data`` (the parsed YAML) and build the suite; CasesError lists every problem."""
+def parse(data: Any, default_root_id: str, source: str = "(inline)", root_id_guess: str = "") -> Suite:
+    """Validate ``data`` (the parsed YAML) and build the suite; CasesError lists every problem.
+
+    ``root_id_guess`` says where ``default_root_id`` came from when it is a guess (the report
+    then suggests ``--root-id`` if the module cannot start a root context under it)."""
     if not isinstance(data, dict):
         raise CasesError(f"{source}: the top level must be a mapping with a 'cases' list")
     validator = jsonschema.Draft202012Validator(schema())
@@ -181,7 +185,8 @@ def parse(data: Any, default_root_id: str, source: str = "(inline)") -> Suite:
         plugin_config=encode_config(data.get("plugin_config")),
         log_level=data.get("log_level", "info"), properties=dict(data.get("properties", {})),
         clusters=frozenset(data["clusters"]) if "clusters" in data else None,
-        time_ns=data.get("time"), source=source)
+        time_ns=data.get("time"), source=source,
+        root_id_guess="" if "root_id" in data else root_id_guess)
     for i, spec in enumerate(data["cases"]):
         suite.cases.append(Case(
             name=spec["name"], index=i, root_id=spec.get("root_id", root_id),
@@ -207,7 +212,7 @@ def _explain(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def load(path: Path, default_root_id: str) -> Suite:
+def load(path: Path, default_root_id: str, root_id_guess: str = "") -> Suite:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -217,12 +222,13 @@ def load(path: Path, default_root_id: str) -> Suite:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise CasesError(f"{path.name} is not valid YAML{where}: "
                          f"{getattr(exc, 'problem', None) or exc}") from None
-    return parse(data, default_root_id, source=path.name)
+    return parse(data, default_root_id, source=path.name, root_id_guess=root_id_guess)
 
 
-def smoke(root_id: str, plugin_config: bytes = b"", vm_config: bytes = b"") -> Suite:
+def smoke(root_id: str, plugin_config: bytes = b"", vm_config: bytes = b"", root_id_guess: str = "") -> Suite:
     """What runs when a filter has no cases file: one plain GET through the whole lifecycle."""
-    suite = Suite(root_id=root_id, vm_config=vm_config, plugin_config=plugin_config)
+    suite = Suite(root_id=root_id, vm_config=vm_config, plugin_config=plugin_config,
+                  root_id_guess=root_id_guess)
     suite.cases.append(Case(
         name="GET / passes through without a trap", index=0, root_id=root_id,
         plugin_config=plugin_config, properties={}, ticks=0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,9 @@ from workers.abitest.host import Host, HostViolation, OutOfTime
 from workers.abitest.wasi import ENOSYS, ProcExit, Wasi
 
 PAGE = 65536
+# What the guest runtimes print when an allocation fails (Rust, Go, TinyGo, C++, AssemblyScript).
+OUT_OF_MEMORY = re.compile(r"out of memory|memory allocation of \d+ bytes failed|allocation too large|"
+                           r"bad_alloc|failed to allocate", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -237,6 +241,7 @@ class VM:
         self.host = host
         self.wasi = wasi
         self.guest = guest
+        self._first_log = 0  # the running callback's first log line
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=limits.memory_bytes, table_elements=limits.table_elements)
         self._arm()  # for the start function
@@ -279,12 +284,14 @@ class VM:
         if not isinstance(func, wasmtime.Func):
             raise CallbackFailed(name, "not exported")
         self._arm()
+        self._first_log = len(self.host.logs)
         try:
             result = func(self.store, *args)
         except wasmtime.Trap as exc:
             raise CallbackFailed(name, self._trap_reason(exc)) from None
         except ProcExit as exc:
-            raise CallbackFailed(name, f"{exc}; Envoy treats this as a crash of the VM") from None
+            raise CallbackFailed(name, f"{exc}{self._memory_hint()}; Envoy treats this as a crash of "
+                                 "the VM") from None
         except OutOfTime:
             raise CallbackFailed(name, self._over_time()) from None
         except HostViolation as exc:
@@ -312,7 +319,6 @@ class VM:
 
     def _trap_reason(self, exc: wasmtime.Trap) -> str:
         code = exc.trap_code
-        cap = self.limits.memory_bytes
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return (f"ran out of fuel ({self.limits.fuel:,} units for one callback): an infinite "
                     "loop, or far more work than a proxy should do per callback")
@@ -323,8 +329,22 @@ class VM:
         what = f"trap ({code.name.lower().replace('_', ' ')})" if code else "trap"
         frames = [f.func_name or f"func[{f.func_index}]" for f in (exc.frames or [])[:3]]
         where = f" in {' ← '.join(frames)}" if frames else ""
-        text = f"{what}{where}" + (f": {cause}" if cause else "")
-        if self.guest.memory is not None and self.memory_bytes() >= cap * 3 // 4:
-            text += (f", with linear memory at {self.memory_bytes() / 2**20:.1f} MiB of its "
-                     f"{cap // 2**20} MiB cap: the module most likely ran out of memory")
-        return text
+        return f"{what}{where}" + (f": {cause}" if cause else "") + self._memory_hint()
+
+    def _memory_hint(self) -> str:
+        """Why a failed callback most likely ran out of memory, or "".  Memory near the cap says
+        so; so does the module's own out-of-memory report, since a memory.grow asking for more
+        than the cap allows fails (and the guest aborts) with memory far below it."""
+        if self.guest.memory is None:
+            return ""
+        used, cap = self.memory_bytes(), self.limits.memory_bytes
+        at = f", with linear memory at {used / 2**20:.1f} MiB of its {cap // 2**20} MiB cap"
+        if used >= cap * 3 // 4:
+            return f"{at}: the module most likely ran out of memory"
+        self.wasi.flush()
+        said = next((line.message for line in reversed(self.host.logs[self._first_log:])
+                     if OUT_OF_MEMORY.search(line.message)), None)
+        if said is None:
+            return ""
+        return (f"{at}, after the module reported {said[:200]!r}: it most likely asked for more "
+                "memory than the cap (test_memory_mb) allows")
