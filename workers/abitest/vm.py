@@ -26,7 +26,7 @@ from typing import Any
 
 import wasmtime
 
-from workers.abitest import compiler
+from workers.abitest import compiler, epoch
 from workers.abitest.abi import HOST_FUNCTIONS, WASI_MODULES
 from workers.abitest.guest import Guest
 from workers.abitest.host import Host, HostViolation, OutOfTime
@@ -66,52 +66,31 @@ class CompileRefused(Exception):
 
 _engine_lock = threading.Lock()
 _engine: wasmtime.Engine | None = None
+_deadlines: tuple[int, epoch.Deadlines] | None = None  # per process: timers do not survive fork
 _modules: OrderedDict[str, wasmtime.Module] = OrderedDict()
 _MEMORY_CACHE = 16
-EPOCH_SECONDS = 0.01  # the wall-clock deadline's resolution
 
 
 def engine() -> wasmtime.Engine:
     """The process's one engine (engines are thread-safe and compiling is the expensive part).
 
-    Its epoch is a wall clock (``_EpochClock``), advanced by a daemon thread every
-    ``EPOCH_SECONDS``.
+    Its epoch moves only at a guest call's deadline (``deadlines``).
     """
     global _engine
     with _engine_lock:
         if _engine is None:
             _engine = wasmtime.Engine(compiler.engine_config())
-            threading.Thread(target=_tick, args=(_engine,), name="wasm-epoch", daemon=True).start()
         return _engine
 
 
-class _EpochClock:
-    """Epoch ticks due since start.  The ticker thread can be starved while long host calls
-    hold the GIL; catching up on the missed ticks keeps the epoch on the wall clock, and a VM
-    catches up before it sets a deadline so that ticks missed earlier are not charged to it."""
-
-    def __init__(self) -> None:
-        self.start = time.monotonic()
-        self.done = 0
-        self.lock = threading.Lock()
-
-    def catch_up(self, eng: wasmtime.Engine) -> None:
-        with self.lock:
-            due = int((time.monotonic() - self.start) / EPOCH_SECONDS)
-            for _ in range(due - self.done):
-                eng.increment_epoch()
-            self.done = max(self.done, due)
-
-
-_clock = _EpochClock()
-
-
-def _tick(eng: wasmtime.Engine) -> None:
-    while not _stop_ticking.wait(EPOCH_SECONDS):
-        _clock.catch_up(eng)
-
-
-_stop_ticking = threading.Event()
+def deadlines() -> epoch.Deadlines:
+    """This process's deadline timer on the engine."""
+    global _deadlines
+    eng = engine()
+    with _engine_lock:
+        if _deadlines is None or _deadlines[0] != os.getpid():
+            _deadlines = (os.getpid(), epoch.Deadlines(eng))
+        return _deadlines[1]
 
 
 def _fingerprint() -> str:
@@ -265,7 +244,8 @@ class VM:
                 continue
             linker.define_func(imp.module, imp.name, t, fn, access_caller=True)
         try:
-            self.instance = linker.instantiate(self.store, module)
+            with deadlines().guard(self.store, limits.seconds):
+                self.instance = linker.instantiate(self.store, module)
         except wasmtime.Trap as exc:
             raise CallbackFailed("instantiation", self._trap_reason(exc)) from None
         except OutOfTime:
@@ -286,7 +266,8 @@ class VM:
         self._arm()
         self._first_log = len(self.host.logs)
         try:
-            result = func(self.store, *args)
+            with deadlines().guard(self.store, self.limits.seconds):
+                result = func(self.store, *args)
         except wasmtime.Trap as exc:
             raise CallbackFailed(name, self._trap_reason(exc)) from None
         except ProcExit as exc:
@@ -303,10 +284,9 @@ class VM:
         return None if result is None else int(result)
 
     def _arm(self) -> None:
-        """A fresh fuel allowance and wall-clock deadline, for the epochs and the host calls."""
+        """A fresh fuel allowance, and the wall-clock deadline host calls check on return
+        (guest code has its own: ``deadlines().guard``)."""
         self.store.set_fuel(self.limits.fuel)
-        _clock.catch_up(engine())
-        self.store.set_epoch_deadline(max(1, round(self.limits.seconds / EPOCH_SECONDS)))
         self.host.deadline = time.monotonic() + self.limits.seconds
 
     def _over_time(self) -> str:
