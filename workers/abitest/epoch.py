@@ -68,7 +68,7 @@ class Deadlines:
         # A store whose deadline is the next increment: calling its empty function traps once
         # the epoch has moved, which is how a landed increment is seen.
         self._probe = wasmtime.Store(engine)
-        module = wasmtime.Module(engine, wasmtime.wat2wasm('(module (func (export "f")))'))
+        module = wasmtime.Module(engine, '(module (func (export "f")))')
         func = wasmtime.Instance(self._probe, module, []).exports(self._probe)["f"]
         assert isinstance(func, wasmtime.Func)
         self._probe_func = func
@@ -80,7 +80,8 @@ class Deadlines:
         old = _ITimerSpec()
         if self._libc.timer_settime(self._timer, 0, ctypes.byref(new), ctypes.byref(old)):
             raise OSError(ctypes.get_errno(), "timer_settime failed")
-        return old.value.sec + old.value.nsec / 1e9
+        left: float = old.value.sec + old.value.nsec / 1e9
+        return left
 
     @contextmanager
     def guard(self, store: wasmtime.Store, seconds: float) -> Iterator[None]:
