@@ -39,6 +39,7 @@ FILTER = """
   (data (i32.const 64) "request body")
   (data (i32.const 96) "now")
   (data (i32.const 112) "request trailers")
+  (data (i32.const 144) "no such context")
   (func (export "proxy_abi_version_0_2_0"))
   (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
     (local $p i32) (local.set $p (global.get $heap))
@@ -54,7 +55,8 @@ FILTER = """
     (drop (call $now (i32.const 208)))
     (drop (call $record (i32.load (i32.const 200)) (i64.load (i32.const 208))))
     (if (global.get $postponed) (then
-      (drop (call $effective (global.get $postponed)))
+      (if (call $effective (global.get $postponed))
+        (then (drop (call $log (i32.const 2) (i32.const 144) (i32.const 15)))))
       (drop (call $continue (i32.const 0)))
       (global.set $postponed (i32.const 0)))))
   (func (export "proxy_on_request_headers") (param $ctx i32) (param i32 i32) (result i32)
@@ -208,3 +210,13 @@ def test_stream_expectations_need_a_stream() -> None:
     with pytest.raises(cases.CasesError, match=r"case 1 'x' → expect.request: the case has no stream "
                                                r"\(streams: 0\)"):
         cases.parse({"cases": [{"name": "x", "streams": 0, "expect": {"request": {"body": ""}}}]}, "root")
+
+
+def test_a_finished_stream_cannot_be_resumed_by_a_later_tick() -> None:
+    """Envoy forgets a stream's context at proxy_on_delete: proxy_set_effective_context on it
+    answers BAD_ARGUMENT."""
+    report = run(filter_module(headers=1, postpone=True),
+                 {"name": "postponed for good", "expect": {"stalled": "request"}},
+                 {"name": "a tick later", "streams": 0, "ticks": 1})
+    assert differences(report) == []
+    assert report.cases[1].logs == ["[info] tick", "[info] no such context"]

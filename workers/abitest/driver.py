@@ -206,6 +206,7 @@ class CaseRun:
                 self.inst.call(ctx, "proxy_on_done", ctx.id)
                 self.inst.call(ctx, "proxy_on_log", ctx.id)
                 self.inst.call(ctx, "proxy_on_delete", ctx.id)
+                del host.contexts[ctx.id]  # gone for proxy_set_effective_context, as in Envoy
             self.settle()
         except CallbackFailed as exc:
             self.out.failure = exc
