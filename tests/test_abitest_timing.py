@@ -220,3 +220,10 @@ def test_a_finished_stream_cannot_be_resumed_by_a_later_tick() -> None:
                  {"name": "a tick later", "streams": 0, "ticks": 1})
     assert differences(report) == []
     assert report.cases[1].logs == ["[info] tick", "[info] no such context"]
+
+
+def test_every_root_context_ticks_on_its_own_schedule() -> None:
+    report = run(filter_module(), {"name": "root a starts", "root_id": "a", "streams": 0},
+                 {"name": "root b runs two ticks", "root_id": "b", "streams": 0, "ticks": 2})
+    assert differences(report) == []
+    assert report.cases[1].logs == ["[info] tick"] * 4  # a and b, at 1 s and at 2 s

@@ -236,10 +236,10 @@ class CaseRun:
     def tick(self, root: Context) -> bool:
         """Advance the virtual clock to ``root``'s next tick, firing every root context's ticks
         due until then in time order; False if ``root`` has no tick period."""
-        if self.next_tick(root) is None:
-            return False
         world = self.inst.host.world
         while True:
+            if self.next_tick(root) is None:  # none set, or a callback turned it off
+                return False
             due = [(t, ctx.id) for ctx in self.inst.root_contexts() if (t := self.next_tick(ctx)) is not None]
             when, ctx_id = min(due)
             ctx = self.inst.host.contexts[ctx_id]
