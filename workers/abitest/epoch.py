@@ -8,9 +8,9 @@ stretched to 1.3-1.6 s.  Here each guest call arms a one-shot POSIX timer
 interpreter: one wake-up at the deadline, nothing to fall behind on.
 
 The epoch is the engine's, shared by every store, so guest calls with a deadline run one at a
-time per process (the harness runs one VM per worker process anyway), and a call that ends
-just as its timer fires waits until that increment has landed, so that it cannot stop the
-next call early.
+time per process (the harness runs one VM per worker process anyway), and once a timer has
+fired the next call waits until its increment has landed, so that it cannot stop that call
+early.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import ctypes
 import ctypes.util
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import wasmtime
 from wasmtime._ffi import dll as _wasmtime
@@ -54,47 +52,54 @@ def _libc() -> ctypes.CDLL:
 
 
 class Deadlines:
-    """One engine's deadline timer; ``guard`` wraps each guest call."""
+    """One engine's deadline timer: ``arm`` before each guest call, ``done`` after it.
+
+    The timer is never disarmed: the next ``arm`` replaces it, and reads atomically whether
+    it had fired (then its increment is awaited, however late its thread runs).  One system
+    call per guest call.
+    """
 
     def __init__(self, engine: wasmtime.Engine) -> None:
-        self._libc = _libc()
+        libc = _libc()
         self._lock = threading.Lock()
         increment = ctypes.cast(_wasmtime.wasmtime_engine_increment_epoch, ctypes.c_void_p)
         self._event = _SigEvent(value=ctypes.cast(engine.ptr(), ctypes.c_void_p),
                                 notify=_SIGEV_THREAD, function=increment)
         self._timer = ctypes.c_void_p()
-        if self._libc.timer_create(_CLOCK_MONOTONIC, ctypes.byref(self._event), ctypes.byref(self._timer)):
+        if libc.timer_create(_CLOCK_MONOTONIC, ctypes.byref(self._event), ctypes.byref(self._timer)):
             raise OSError(ctypes.get_errno(), "timer_create failed: no wall-clock limit for wasm guests")
+        self._settime = libc.timer_settime
+        self._settime.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(_ITimerSpec),
+                                  ctypes.POINTER(_ITimerSpec)]
+        self._settime.restype = ctypes.c_int
+        self._new, self._old = _ITimerSpec(), _ITimerSpec()
+        self._new_p, self._old_p = ctypes.pointer(self._new), ctypes.pointer(self._old)
+        self._armed = False
         # A store whose deadline is the next increment: calling its empty function traps once
         # the epoch has moved, which is how a landed increment is seen.
         self._probe = wasmtime.Store(engine)
+        self._probe.set_epoch_deadline(1)
         module = wasmtime.Module(engine, '(module (func (export "f")))')
         func = wasmtime.Instance(self._probe, module, []).exports(self._probe)["f"]
         assert isinstance(func, wasmtime.Func)
         self._probe_func = func
 
-    def _set(self, seconds: float) -> float:
-        """Arm the one-shot timer ``seconds`` ahead (0 disarms); the time it had left before."""
-        ns = max(0, round(seconds * 1e9))
-        new = _ITimerSpec(_TimeSpec(0, 0), _TimeSpec(ns // 10**9, ns % 10**9))
-        old = _ITimerSpec()
-        if self._libc.timer_settime(self._timer, 0, ctypes.byref(new), ctypes.byref(old)):
-            raise OSError(ctypes.get_errno(), "timer_settime failed")
-        left: float = old.value.sec + old.value.nsec / 1e9
-        return left
+    def arm(self, store: wasmtime.Store, seconds: float) -> None:
+        """Give the next guest call on ``store`` a deadline ``seconds`` away (then call ``done``:
+        guest calls with a deadline run one at a time)."""
+        self._lock.acquire()
+        ns = max(1, round(seconds * 1e9))
+        self._new.value.sec, self._new.value.nsec = divmod(ns, 10**9)
+        if self._settime(self._timer, 0, self._new_p, self._old_p):
+            self._lock.release()
+            raise OSError(ctypes.get_errno(), "timer_settime failed: no wall-clock limit for wasm guests")
+        if self._armed and not (self._old.value.sec or self._old.value.nsec):
+            self._await_increment()  # the last call's timer fired: let it land before this call
+        self._armed = True
+        store.set_epoch_deadline(1)
 
-    @contextmanager
-    def guard(self, store: wasmtime.Store, seconds: float) -> Iterator[None]:
-        """Run the body (one guest call on ``store``) with a deadline ``seconds`` away."""
-        with self._lock:
-            self._probe.set_epoch_deadline(1)
-            store.set_epoch_deadline(1)
-            self._set(max(seconds, 1e-9))
-            try:
-                yield
-            finally:
-                if self._set(0) == 0:  # it fired: wait for its increment before the next call
-                    self._await_increment()
+    def done(self) -> None:
+        self._lock.release()
 
     def _await_increment(self) -> None:
         until = time.monotonic() + _LANDING_SECONDS
@@ -102,5 +107,6 @@ class Deadlines:
             try:
                 self._probe_func(self._probe)
             except wasmtime.Trap:
-                return
+                break
             time.sleep(0.0001)
+        self._probe.set_epoch_deadline(1)

@@ -243,15 +243,18 @@ class VM:
             else:
                 continue
             linker.define_func(imp.module, imp.name, t, fn, access_caller=True)
+        clock = deadlines()
+        clock.arm(self.store, limits.seconds)
         try:
-            with deadlines().guard(self.store, limits.seconds):
-                self.instance = linker.instantiate(self.store, module)
+            self.instance = linker.instantiate(self.store, module)
         except wasmtime.Trap as exc:
             raise CallbackFailed("instantiation", self._trap_reason(exc)) from None
         except OutOfTime:
             raise CallbackFailed("instantiation", self._over_time()) from None
         except wasmtime.WasmtimeError as exc:
             raise CallbackFailed("instantiation", str(exc).splitlines()[0]) from None
+        finally:
+            clock.done()
         guest.bind(self.store, self.instance, allocator)
         self.exports = self.instance.exports(self.store)
 
@@ -265,9 +268,10 @@ class VM:
             raise CallbackFailed(name, "not exported")
         self._arm()
         self._first_log = len(self.host.logs)
+        clock = deadlines()
+        clock.arm(self.store, self.limits.seconds)
         try:
-            with deadlines().guard(self.store, self.limits.seconds):
-                result = func(self.store, *args)
+            result = func(self.store, *args)
         except wasmtime.Trap as exc:
             raise CallbackFailed(name, self._trap_reason(exc)) from None
         except ProcExit as exc:
@@ -280,12 +284,13 @@ class VM:
         except wasmtime.WasmtimeError as exc:
             raise CallbackFailed(name, str(exc).splitlines()[0]) from None
         finally:
+            clock.done()
             self.wasi.flush()
         return None if result is None else int(result)
 
     def _arm(self) -> None:
         """A fresh fuel allowance, and the wall-clock deadline host calls check on return
-        (guest code has its own: ``deadlines().guard``)."""
+        (guest code has its own: ``deadlines().arm``)."""
         self.store.set_fuel(self.limits.fuel)
         self.host.deadline = time.monotonic() + self.limits.seconds
 
