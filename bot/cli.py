@@ -178,9 +178,10 @@ def cmd_abi_test(args: argparse.Namespace) -> int:
         print(f"wasmbot: cannot read {module}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     root_id = args.root_id or module.stem
+    guess = "" if args.root_id else "the module's file name"
     cases = Path(args.cases) if args.cases else _cases_beside(module)
     try:
-        suite = abitest.load(cases, root_id) if cases else abitest.smoke(root_id)
+        suite = abitest.load(cases, root_id, guess) if cases else abitest.smoke(root_id, root_id_guess=guess)
     except abitest.CasesError as exc:
         print(f"wasmbot: {exc}", file=sys.stderr)
         return EXIT_USAGE

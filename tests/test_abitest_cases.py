@@ -46,7 +46,8 @@ def test_errors_name_the_case_and_the_field() -> None:
     assert lines[0].startswith("- case 2 'denies' → expect.local_response: ")
     assert lines[1] == (
         "- case 3 'typo': Additional properties are not allowed ('requets' was unexpected); allowed here: "
-        "expect, grpc_calls, http_calls, name, plugin_config, properties, request, response, root_id, streams, "
+        "expect, grpc_calls, http_calls, name, plugin_config, properties, request, response, root_id, start_after_ticks, "
+        "streams, "
         "ticks")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import wasmtime
 
-from workers.abitest.cases import CasesError, Suite, load, smoke
+from workers.abitest.cases import Case, CasesError, Suite, load, smoke
 from workers.abitest.driver import CaseRun, Instance
 from workers.abitest.expect import Difference, judge
 from workers.abitest.report import CaseResult, Report
@@ -22,6 +22,9 @@ from workers.abitest.validate import Problem, validate
 from workers.abitest.vm import CallbackFailed, CompileRefused, Limits, compile_module
 
 __all__ = ["CasesError", "Limits", "Report", "Suite", "load", "run", "smoke"]
+
+# Where a module that cannot find its root context fails (SDKs register root contexts by name).
+ROOT_CALLBACKS = frozenset({"proxy_on_context_create", "proxy_on_vm_start", "proxy_on_configure"})
 
 
 def _shut_down(inst: Instance, report: Report) -> None:
@@ -35,6 +38,16 @@ def _shut_down(inst: Instance, report: Report) -> None:
         report.warnings.append(Problem(
             "proxy_on_done", f"root context {root_id!r} answered false and never called proxy_done",
             "Envoy waits for proxy_done before it deletes the plugin, delaying its shutdown"))
+
+
+def _root_id_hint(suite: Suite, case: Case, failure: CallbackFailed | None) -> list[str]:
+    """A case whose root context failed under a guessed root id: say how to give the right one."""
+    if failure is None or failure.callback not in ROOT_CALLBACKS or not suite.root_id_guess \
+            or case.own_root_id:
+        return []
+    return [f"the root id {case.root_id!r} is {suite.root_id_guess}, a guess: if the module registers "
+            "its root context under another name, pass that with --root-id (or root_id in "
+            "wasm-tests.yaml)"]
 
 
 def run(wasm: bytes, suite: Suite, *, limits: Limits | None = None, name: str = "module",
@@ -87,6 +100,7 @@ def run(wasm: bytes, suite: Suite, *, limits: Limits | None = None, name: str = 
         out = CaseRun(inst, case).run()
         result.differences = judge(out)
         result.notes = out.notes
+        result.notes += _root_id_hint(suite, case, out.failure)
         result.logs = [f"[{line.level_name}] {line.message}" for line in out.logs]
         result.seconds = time.perf_counter() - t0
         report.cases.append(result)

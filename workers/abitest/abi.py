@@ -44,6 +44,27 @@ class Action(IntEnum):
     PAUSE = 1
 
 
+# The action codes each stream callback may return, per ABI version.  The spec defines
+# Continue and Pause; for 0.2.x headers cpp-host (Envoy) also takes StopAllIterationAndBuffer
+# and StopAllIterationAndWatermark.  Every code but 0 stops the stream (cpp-host turns a
+# header Pause into StopAllIterationAndWatermark); a code not listed is a bug in the filter.
+_ACTIONS = {0: "Continue", 1: "Pause"}
+_STOP_ALL = {3: "StopAllIterationAndBuffer", 4: "StopAllIterationAndWatermark"}
+STREAM_ACTIONS: dict[str, dict[str, dict[int, str]]] = {
+    version: {"headers": _ACTIONS | (_STOP_ALL if version != "0.1.0" else {}),
+              "body": _ACTIONS, "trailers": _ACTIONS} for version in VERSIONS}
+
+def envoy_status(phase: str, code: int) -> str:
+    """The filter status Envoy makes of an action code (cpp-host casts and clamps it)."""
+    if phase == "headers":
+        return {0: "Continue", 1: "StopAllIterationAndWatermark", 2: "ContinueAndEndStream",
+                3: "StopAllIterationAndBuffer"}.get(code, "StopAllIterationAndWatermark")
+    if phase == "body":
+        return {0: "Continue", 1: "StopIterationAndBuffer", 2: "StopIterationAndWatermark"}.get(
+            code, "StopIterationNoBuffer")
+    return "Continue" if code == 0 else "StopIteration"
+
+
 class Buffer(IntEnum):
     HTTP_REQUEST_BODY = 0
     HTTP_RESPONSE_BODY = 1

@@ -20,6 +20,7 @@ SCHEMA_PATH = Path(__file__).with_name("wasm-tests.schema.json")
 FILENAME = "wasm-tests.yaml"
 DEFAULT_REQUEST = {":method": "GET", ":path": "/", ":authority": "example.com", ":scheme": "http"}
 DEFAULT_RESPONSE = {":status": "200"}
+STREAM_EXPECTATIONS = ("request", "response", "local_response", "actions", "stalled")
 
 
 class CasesError(Exception):
@@ -77,6 +78,7 @@ class Case:
     own_plugin_config: bool = False
     own_root_id: bool = False
     streams: int = 1
+    start_after_ticks: int = 0  # parse() defaults it to ticks: the ticks come first
 
     @property
     def label(self) -> str:
@@ -94,6 +96,7 @@ class Suite:
     time_ns: int | None = None
     cases: list[Case] = field(default_factory=list)
     source: str = "(built in)"
+    root_id_guess: str = ""  # where a guessed root id came from ("the module's file name"); "" if given
 
     @property
     def root_ids(self) -> list[str]:
@@ -106,7 +109,7 @@ class Suite:
 
     def with_root_id(self, root_id: str) -> Suite:
         cases = [c if c.own_root_id else replace(c, root_id=root_id) for c in self.cases]
-        return replace(self, root_id=root_id, cases=cases)
+        return replace(self, root_id=root_id, cases=cases, root_id_guess="")
 
 
 def _message(spec: dict[str, Any] | None, default_headers: dict[str, str]) -> Message:
@@ -147,14 +150,25 @@ def _check_patterns(data: dict[str, Any]) -> list[str]:
             except re.error as exc:
                 errors.append(f"{_where(data, ['cases', i, 'expect', 'trap'])}: "
                               f"not a valid regular expression ({exc})")
+    for i, case in enumerate(data.get("cases", [])):
+        ticks, start = case.get("ticks", 0), case.get("start_after_ticks", 0)
+        if start > ticks:
+            errors.append(f"{_where(data, ['cases', i, 'start_after_ticks'])}: {start} is more than "
+                          f"the case's ticks ({ticks})")
+        if case.get("streams") == 0:
+            errors += [f"{_where(data, ['cases', i, 'expect', key])}: the case has no stream (streams: 0)"
+                       for key in STREAM_EXPECTATIONS if case.get("expect", {}).get(key, False) is not False]
     names = [c.get("name") for c in data.get("cases", [])]
     errors += [f"case name {n!r} is used more than once" for n in sorted({n for n in names
                if names.count(n) > 1})]
     return errors
 
 
-def parse(data: Any, default_root_id: str, source: str = "(inline)") -> Suite:
-    """Validate ``data`` (the parsed YAML) and build the suite; CasesError lists every problem."""
+def parse(data: Any, default_root_id: str, source: str = "(inline)", root_id_guess: str = "") -> Suite:
+    """Validate ``data`` (the parsed YAML) and build the suite; CasesError lists every problem.
+
+    ``root_id_guess`` says where ``default_root_id`` came from when it is a guess (the report
+    then suggests ``--root-id`` if the module cannot start a root context under it)."""
     if not isinstance(data, dict):
         raise CasesError(f"{source}: the top level must be a mapping with a 'cases' list")
     validator = jsonschema.Draft202012Validator(schema())
@@ -171,7 +185,8 @@ def parse(data: Any, default_root_id: str, source: str = "(inline)") -> Suite:
         plugin_config=encode_config(data.get("plugin_config")),
         log_level=data.get("log_level", "info"), properties=dict(data.get("properties", {})),
         clusters=frozenset(data["clusters"]) if "clusters" in data else None,
-        time_ns=data.get("time"), source=source)
+        time_ns=data.get("time"), source=source,
+        root_id_guess="" if "root_id" in data else root_id_guess)
     for i, spec in enumerate(data["cases"]):
         suite.cases.append(Case(
             name=spec["name"], index=i, root_id=spec.get("root_id", root_id),
@@ -183,7 +198,8 @@ def parse(data: Any, default_root_id: str, source: str = "(inline)") -> Suite:
             http_answers=list(spec.get("http_calls", [])),
             grpc_answers=list(spec.get("grpc_calls", [])), expect=dict(spec.get("expect", {})),
             own_plugin_config="plugin_config" in spec, own_root_id="root_id" in spec,
-            streams=spec.get("streams", 1)))
+            streams=spec.get("streams", 1),
+            start_after_ticks=spec.get("start_after_ticks", spec.get("ticks", 0))))
     return suite
 
 
@@ -196,7 +212,7 @@ def _explain(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def load(path: Path, default_root_id: str) -> Suite:
+def load(path: Path, default_root_id: str, root_id_guess: str = "") -> Suite:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -206,12 +222,13 @@ def load(path: Path, default_root_id: str) -> Suite:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise CasesError(f"{path.name} is not valid YAML{where}: "
                          f"{getattr(exc, 'problem', None) or exc}") from None
-    return parse(data, default_root_id, source=path.name)
+    return parse(data, default_root_id, source=path.name, root_id_guess=root_id_guess)
 
 
-def smoke(root_id: str, plugin_config: bytes = b"", vm_config: bytes = b"") -> Suite:
+def smoke(root_id: str, plugin_config: bytes = b"", vm_config: bytes = b"", root_id_guess: str = "") -> Suite:
     """What runs when a filter has no cases file: one plain GET through the whole lifecycle."""
-    suite = Suite(root_id=root_id, vm_config=vm_config, plugin_config=plugin_config)
+    suite = Suite(root_id=root_id, vm_config=vm_config, plugin_config=plugin_config,
+                  root_id_guess=root_id_guess)
     suite.cases.append(Case(
         name="GET / passes through without a trap", index=0, root_id=root_id,
         plugin_config=plugin_config, properties={}, ticks=0,

@@ -15,11 +15,11 @@ from typing import Any
 
 import wasmtime
 
-from workers.abitest.abi import Action, LogLevel, Map
+from workers.abitest.abi import STREAM_ACTIONS, LogLevel, Map, envoy_status
 from workers.abitest.cases import Case, Suite, pairs
 from workers.abitest.guest import Guest
 from workers.abitest.host import Callback, Host, LogLine
-from workers.abitest.state import Context, Direction, GrpcCall, HeaderMap, HttpCall, World, action_name
+from workers.abitest.state import Context, Direction, GrpcCall, HeaderMap, HttpCall, World
 from workers.abitest.validate import Validation
 from workers.abitest.vm import VM, CallbackFailed, Limits
 from workers.abitest.wasi import Wasi
@@ -44,6 +44,7 @@ class StreamOutcome:
     upstream: Delivered = field(default_factory=Delivered)
     client: Delivered = field(default_factory=Delivered)
     stalled: str | None = None
+    waiting: str = ""  # the side the filter holds right now
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Outcome:
     grpc_calls: list[GrpcCall] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     allocation_failures: list[str] = field(default_factory=list)
+    bad_actions: list[tuple[str, str]] = field(default_factory=list)  # (expected, got) per bad code
     host: Host | None = None
 
 
@@ -97,6 +99,9 @@ class Instance:
             raise
         finally:
             self.host.callback = Callback()
+
+    def root_contexts(self) -> list[Context]:
+        return [self.host.contexts[ctx_id] for ctx_id, _ in self.roots.values()]
 
     def new_context(self, root_id: str, parent: int) -> Context:
         ctx = Context(self.next_id, root_id, parent)
@@ -153,11 +158,15 @@ class Instance:
 
 
 class CaseRun:
-    """One case on one instance: drives its HTTP streams and answers callouts.
+    """One case on one instance: drives its HTTP streams on a virtual clock and answers callouts.
 
-    With ``streams: N`` the case's N streams are interleaved callback by callback (every
-    stream's request headers, then the next step of each, ...), as concurrent requests reach a
-    worker's VM; each stream gets its own copy of the case's callout answers.
+    Time is virtual and advances only by ticks: the case lasts ``ticks`` tick periods of its
+    root context, and every root context with a tick period gets ``proxy_on_tick`` on its own
+    schedule, paused streams or not.  The streams start after ``start_after_ticks`` ticks and
+    run between ticks until each has finished or waits for the filter to continue it.  With
+    ``streams: N`` the streams are interleaved callback by callback (every stream's request
+    headers, then the next step of each, ...), as concurrent requests reach a worker's VM; each
+    stream gets its own copy of the case's callout answers.
     """
 
     def __init__(self, inst: Instance, case: Case) -> None:
@@ -167,6 +176,7 @@ class CaseRun:
         # callout answers per stream context id; 0 holds those for root-context callouts
         self.answers: dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
             0: (list(case.http_answers), list(case.grpc_answers))}
+        self.running: list[tuple[StreamOutcome, Iterator[bool]]] = []
         self.first_log = len(inst.host.logs)
         self.first_http = len(inst.host.http_calls)
         self.first_grpc = len(inst.host.grpc_calls)
@@ -176,28 +186,27 @@ class CaseRun:
         try:
             root = self.inst.root(self.case.root_id, self.case.plugin_config)
             self.settle()
-            if self.case.ticks and not root.tick_period_ms:
-                self.out.notes.append(f"the case asks for {self.case.ticks} tick(s) but the filter "
-                                      "set no tick period; Envoy never calls proxy_on_tick then")
-            for _ in range(self.case.ticks if root.tick_period_ms else 0):
-                self.inst.call(root, "proxy_on_tick", root.id)
-                self.settle()
-            for _ in range(self.case.streams):
-                ctx = self.inst.new_context(root.root_id, root.id)
-                self.out.streams.append(StreamOutcome(ctx))
-                self.answers[ctx.id] = (list(self.case.http_answers), list(self.case.grpc_answers))
-                self.inst.call(ctx, "proxy_on_context_create", ctx.id, root.id)
-            running = [self.stream(s) for s in self.out.streams]
-            while running:  # round robin: one callback of each stream, then answer callouts
-                for steps in list(running):
-                    if next(steps, None) is None:
-                        running.remove(steps)
-                self.settle()
+            for ticks in range(self.case.ticks + 1):
+                if ticks == self.case.start_after_ticks:
+                    self.start_streams(root)
+                self.run_streams()
+                if ticks == self.case.ticks:
+                    break
+                if not self.tick(root):
+                    self.out.notes.append(f"the case asks for {self.case.ticks} tick(s) but the filter "
+                                          "set no tick period; Envoy never calls proxy_on_tick then")
+                    if ticks < self.case.start_after_ticks:
+                        self.start_streams(root)
+                        self.run_streams()
+                    break
+            for s, _ in self.running:
+                self.stall(s)
             for s in self.out.streams:
                 ctx = s.context
                 self.inst.call(ctx, "proxy_on_done", ctx.id)
                 self.inst.call(ctx, "proxy_on_log", ctx.id)
                 self.inst.call(ctx, "proxy_on_delete", ctx.id)
+                del host.contexts[ctx.id]  # gone for proxy_set_effective_context, as in Envoy
             self.settle()
         except CallbackFailed as exc:
             self.out.failure = exc
@@ -213,18 +222,77 @@ class CaseRun:
         host.allocation_failures.clear()
         return self.out
 
-    # -- the HTTP stream ---------------------------------------------------------------------
+    # -- time ------------------------------------------------------------------------------------
+
+    def next_tick(self, ctx: Context) -> int | None:
+        """When ``ctx``'s timer fires next: one period after the filter set (or changed) it."""
+        if not ctx.tick_period_ms:
+            ctx.next_tick_ns = None
+        elif ctx.next_tick_ns is None or ctx.scheduled_period_ms != ctx.tick_period_ms:
+            ctx.next_tick_ns = self.inst.host.world.elapsed_ns + ctx.tick_period_ms * 1_000_000
+            ctx.scheduled_period_ms = ctx.tick_period_ms
+        return ctx.next_tick_ns
+
+    def tick(self, root: Context) -> bool:
+        """Advance the virtual clock to ``root``'s next tick, firing every root context's ticks
+        due until then in time order; False if ``root`` has no tick period."""
+        world = self.inst.host.world
+        while True:
+            if self.next_tick(root) is None:  # none set, or a callback turned it off
+                return False
+            due = [(t, ctx.id) for ctx in self.inst.root_contexts() if (t := self.next_tick(ctx)) is not None]
+            when, ctx_id = min(due)
+            ctx = self.inst.host.contexts[ctx_id]
+            world.elapsed_ns = when
+            ctx.next_tick_ns = when + ctx.tick_period_ms * 1_000_000
+            self.inst.call(ctx, "proxy_on_tick", ctx.id)
+            self.settle()
+            self.run_streams()
+            if ctx is root:
+                return True
+
+    # -- the HTTP streams ------------------------------------------------------------------------
+
+    def start_streams(self, root: Context) -> None:
+        for _ in range(self.case.streams):
+            ctx = self.inst.new_context(root.root_id, root.id)
+            s = StreamOutcome(ctx)
+            self.out.streams.append(s)
+            self.answers[ctx.id] = (list(self.case.http_answers), list(self.case.grpc_answers))
+            self.inst.call(ctx, "proxy_on_context_create", ctx.id, root.id)
+            self.running.append((s, self.stream(s)))
+
+    def run_streams(self) -> None:
+        """Round robin, one callback of each stream and then callouts answered, until every
+        stream has finished or waits for the filter to continue it."""
+        while self.running:
+            progressed = False
+            for entry in list(self.running):
+                step = next(entry[1], None)
+                if step is None:
+                    self.running.remove(entry)
+                progressed |= step is not False
+            if not self.settle() and not progressed:
+                return
+
+    def stall(self, s: StreamOutcome) -> None:
+        """The case is over and ``s`` is still stopped: Envoy would hold it until it times out."""
+        side = s.stalled = s.waiting
+        d = s.context.request if side == "request" else s.context.response
+        which = f"stream {self.out.streams.index(s) + 1}: " if len(self.out.streams) > 1 else ""
+        last = list(d.actions)[-1] if d.actions else f"{side}_headers"
+        self.out.notes.append(
+            f"{which}the {side} stayed paused after {last} and the filter never called "
+            f"proxy_continue_stream; Envoy would hold it until the stream times out")
 
     def stream(self, s: StreamOutcome) -> Iterator[bool]:
-        """Drive one stream, yielding after every callback."""
+        """Drive one stream: yields True after each callback, False while the filter holds it."""
         ctx, req = s.context, self.case.request
-        ended = yield from self.direction(s, ctx.request, "request", req.headers, req.body, req.trailers)
+        yield from self.direction(s, ctx.request, "request", req.headers, req.body, req.trailers)
         if ctx.local_response is not None:
             lr = ctx.local_response  # nothing reached the upstream; the reply goes back
             headers = [(b":status", str(lr.code).encode()), *lr.headers.pairs]
             yield from self.direction(s, ctx.response, "response", headers, [lr.body] if lr.body else [], [])
-        elif ended:
-            return
         else:
             s.upstream = Delivered(ctx.request.headers, ctx.request.forwarded, ctx.request.trailers)
             resp = self.case.response
@@ -232,49 +300,61 @@ class CaseRun:
         s.client = Delivered(ctx.response.headers, ctx.response.forwarded, ctx.response.trailers)
 
     def direction(self, s: StreamOutcome, d: Direction, side: str, headers: list[tuple[bytes, bytes]],
-                  body: list[bytes], trailers: list[tuple[bytes, bytes]]) -> Generator[bool, None, bool]:
-        """Run one direction, yielding after each callback so that callouts can be answered
-        (the caller settles them, for every stream, between rounds); returns True when the
-        stream ended here (stalled, or a local response)."""
+                  body: list[bytes], trailers: list[tuple[bytes, bytes]]) -> Generator[bool, None, None]:
+        """One direction as Envoy runs it (cpp-host's default for ABI 0.2): a stop from the
+        headers holds the body and trailers until the filter continues the stream, then the body
+        that arrived meanwhile comes in one callback; a paused body is buffered while the next
+        chunks still arrive; the direction is done once nothing holds it.  The request side
+        also ends at a local response."""
         ctx = s.context
         d.headers = HeaderMap(headers)
         header_args: tuple[int, ...] = (ctx.id, len(d.headers))
         if self.inst.abi != "0.1.0":
             header_args += (int(not body and not trailers),)
         d.end_of_stream = not body and not trailers
-        self.step(ctx, d, f"{side}_headers", *header_args)
+        self.step(ctx, d, side, "headers", *header_args)
         yield True
-        if self.replied(ctx, side):
-            return True
-        for i, chunk in enumerate(body):
-            d.buffered += chunk
-            d.end_of_stream = i == len(body) - 1 and not trailers
-            self.step(ctx, d, f"{side}_body", ctx.id, len(d.buffered), int(d.end_of_stream))
-            yield True
+        held = d.paused
+        yield from self.hold(s, d, side)
+        chunks = [b"".join(body)] if held and body else body
+        for i, chunk in enumerate(chunks):
             if self.replied(ctx, side):
-                return True
-        if trailers:
+                return
+            d.buffered += chunk
+            d.end_of_stream = i == len(chunks) - 1 and not trailers
+            self.step(ctx, d, side, "body", ctx.id, len(d.buffered), int(d.end_of_stream))
+            yield True
+        if trailers and not self.replied(ctx, side):
             d.trailers = HeaderMap(trailers)
             d.end_of_stream = True
-            self.step(ctx, d, f"{side}_trailers", ctx.id, len(d.trailers))
+            self.step(ctx, d, side, "trailers", ctx.id, len(d.trailers))
             yield True
-            if self.replied(ctx, side):
-                return True
-        if d.paused:
-            s.stalled = side
-            which = f"stream {self.out.streams.index(s) + 1}: " if len(self.out.streams) > 1 else ""
-            self.out.notes.append(
-                f"{which}the {side} stayed paused after {list(d.actions)[-1]} and the filter never "
-                f"called proxy_continue_stream; Envoy would hold it until the stream times out")
-            return True
-        return False
+        yield from self.hold(s, d, side)
 
-    def step(self, ctx: Context, d: Direction, phase: str, *args: int) -> None:
-        """Run one stream callback and record what it returned."""
-        result = self.inst.call(ctx, f"proxy_on_{phase}", *args)
+    def hold(self, s: StreamOutcome, d: Direction, side: str) -> Iterator[bool]:
+        """Wait while the filter holds ``d`` (the request side also ends at a local response)."""
+        while d.paused and not self.replied(s.context, side):
+            s.waiting = side
+            yield False
+        s.waiting = ""
+
+    def step(self, ctx: Context, d: Direction, side: str, phase: str, *args: int) -> None:
+        """Run one stream callback and apply what it returned (a callback not exported
+        continues, as in cpp-host)."""
+        d.continued = False
+        result = self.inst.call(ctx, f"proxy_on_{side}_{phase}", *args)
+        code = 0 if result is None else result & 0xFFFFFFFF
+        known = STREAM_ACTIONS[self.inst.abi][phase]
         if result is not None:
-            d.actions[phase] = action_name(result)
-            d.paused = result == Action.PAUSE
+            d.actions[f"{side}_{phase}"] = ("continue" if code == 0 else "pause") if code in known \
+                else f"unknown action {code}"
+        if code not in known:
+            listed = ", ".join(f"{c} {name}" for c, name in known.items())
+            self.out.bad_actions.append((
+                f"one of ABI {self.inst.abi}'s {phase.removesuffix('s')} actions ({listed})",
+                f"proxy_on_{side}_{phase} returned {code} (Envoy reads it as {envoy_status(phase, code)})"))
+        d.paused = code != 0 and not d.continued
+        self.flush(d)
 
     @staticmethod
     def replied(ctx: Context, side: str) -> bool:
@@ -289,10 +369,13 @@ class CaseRun:
 
     # -- callouts and queues, answered between callbacks ------------------------------------------
 
-    def settle(self) -> None:
-        """Answer pending callouts and queue notifications, then send on what is not paused."""
+    def settle(self) -> bool:
+        """Answer pending callouts and queue notifications, then send on what is not paused;
+        True if there was anything to answer (False after the cap: a filter that answers every
+        notification with another must not keep the case running)."""
         host = self.inst.host
-        for _ in range(MAX_SETTLE_ROUNDS):
+        answered = 0
+        while answered < MAX_SETTLE_ROUNDS:
             call = next((c for c in host.http_calls if not c.answered), None)
             grpc = next((g for g in host.grpc_calls if not g.answered), None)
             if call is not None:
@@ -304,12 +387,14 @@ class CaseRun:
                 self.inst.call(host.contexts[owner], "proxy_on_queue_ready", owner, queue_id)
             else:
                 break
+            answered += 1
         else:
             self.out.notes.append(f"callouts and queue notifications did not settle after "
                                   f"{MAX_SETTLE_ROUNDS} rounds (each answer made another call)")
         for s in self.out.streams:
             self.flush(s.context.request)
             self.flush(s.context.response)
+        return 0 < answered < MAX_SETTLE_ROUNDS
 
     def _take(self, answers: list[dict[str, Any]], upstream: str) -> dict[str, Any] | None:
         for i, answer in enumerate(answers):

@@ -70,6 +70,7 @@ def judge(out: Outcome) -> list[Difference]:
             diffs.append(Difference("trap", f"a failure matching {trap!r}", str(out.failure)))
     for failure in out.allocation_failures:
         diffs.append(Difference("allocator", "every copy-out to succeed", failure))
+    diffs += [Difference("action", expected, got) for expected, got in out.bad_actions]
     if out.failure is not None and trap is not False:
         return diffs  # after an expected failure the stream's state means nothing
     for i, stream in enumerate(out.streams):

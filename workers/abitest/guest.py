@@ -90,6 +90,10 @@ class Guest:
         if ptr == 0:
             self.failed_allocations.append(size)
             raise AllocationFailed(f"{self.allocator_name}({size}) returned 0")
+        ptr &= 0xFFFFFFFF  # an i32, handed over signed
+        if ptr + size > (end := self._mem().data_len(cx)):
+            raise AllocationFailed(f"{self.allocator_name}({size}) returned {ptr:#x}, outside linear "
+                                   f"memory ({end:,} bytes)")
         return ptr
 
     def copy_out(self, cx: Any, data: bytes, ptr_ptr: int, len_ptr: int) -> None:

@@ -364,9 +364,9 @@ class Host:
         if stream is None:
             return Status.BAD_ARGUMENT
         if kind == Stream.HTTP_REQUEST:
-            stream.request.paused = False
+            stream.request.resume()
         elif kind == Stream.HTTP_RESPONSE:
-            stream.response.paused = False
+            stream.response.resume()
         else:
             return Status.BAD_ARGUMENT
         return Status.OK

@@ -11,7 +11,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
-from workers.abitest.abi import Action, MetricType, Status
+from workers.abitest.abi import MetricType, Status
 
 
 class HeaderMap:
@@ -68,8 +68,15 @@ class Direction:
     buffered: bytes = b""  # the body buffer the filter sees (grows while it returns Pause)
     forwarded: bytes = b""  # what went on to the next hop
     end_of_stream: bool = False
-    paused: bool = False
+    paused: bool = False  # the filter stopped it; proxy_continue_stream resumes it
+    continued: bool = False  # proxy_continue_stream was called during the running callback
     actions: dict[str, str] = field(default_factory=dict)
+
+    def resume(self) -> None:
+        """``proxy_continue_stream``: Envoy runs it after the callback returns, so it also
+        undoes a stop that this very callback returns."""
+        self.paused = False
+        self.continued = True
 
 
 @dataclass
@@ -120,6 +127,8 @@ class Context:
     local_response: LocalResponse | None = None
     closed: list[str] = field(default_factory=list)
     tick_period_ms: int = 0
+    next_tick_ns: int | None = None  # on the world's virtual clock; set by the driver
+    scheduled_period_ms: int = 0  # the period next_tick_ns was scheduled with
     done_called: bool = False
 
 
@@ -165,17 +174,12 @@ class World:
     shared: SharedData = field(default_factory=SharedData)
     queues: dict[int, Queue] = field(default_factory=dict)
     metrics: dict[int, Metric] = field(default_factory=dict)
-    clock_ns: int | None = None  # fixed time for reproducible cases; None = wall clock
+    clock_ns: int | None = None  # fixed start time for reproducible cases; None = wall clock
+    elapsed_ns: int = 0  # virtual time the driver advanced (tick periods), added to the clock
 
     def now_ns(self) -> int:
-        return self.clock_ns if self.clock_ns is not None else time.time_ns()
+        return (self.clock_ns if self.clock_ns is not None else time.time_ns()) + self.elapsed_ns
 
     def metric_by_name(self, name: str) -> Metric | None:
         return next((m for m in self.metrics.values() if m.name == name), None)
 
-
-def action_name(value: int) -> str:
-    try:
-        return Action(value).name.lower()
-    except ValueError:
-        return f"unknown action {value}"

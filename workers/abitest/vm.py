@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,13 +26,16 @@ from typing import Any
 
 import wasmtime
 
-from workers.abitest import compiler
+from workers.abitest import compiler, epoch
 from workers.abitest.abi import HOST_FUNCTIONS, WASI_MODULES
 from workers.abitest.guest import Guest
 from workers.abitest.host import Host, HostViolation, OutOfTime
 from workers.abitest.wasi import ENOSYS, ProcExit, Wasi
 
 PAGE = 65536
+# What the guest runtimes print when an allocation fails (Rust, Go, TinyGo, C++, AssemblyScript).
+OUT_OF_MEMORY = re.compile(r"out of memory|memory allocation of \d+ bytes failed|allocation too large|"
+                           r"bad_alloc|failed to allocate", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -62,52 +66,31 @@ class CompileRefused(Exception):
 
 _engine_lock = threading.Lock()
 _engine: wasmtime.Engine | None = None
+_deadlines: tuple[int, epoch.Deadlines] | None = None  # per process: timers do not survive fork
 _modules: OrderedDict[str, wasmtime.Module] = OrderedDict()
 _MEMORY_CACHE = 16
-EPOCH_SECONDS = 0.01  # the wall-clock deadline's resolution
 
 
 def engine() -> wasmtime.Engine:
     """The process's one engine (engines are thread-safe and compiling is the expensive part).
 
-    Its epoch is a wall clock (``_EpochClock``), advanced by a daemon thread every
-    ``EPOCH_SECONDS``.
+    Its epoch moves only at a guest call's deadline (``deadlines``).
     """
     global _engine
     with _engine_lock:
         if _engine is None:
             _engine = wasmtime.Engine(compiler.engine_config())
-            threading.Thread(target=_tick, args=(_engine,), name="wasm-epoch", daemon=True).start()
         return _engine
 
 
-class _EpochClock:
-    """Epoch ticks due since start.  The ticker thread can be starved while long host calls
-    hold the GIL; catching up on the missed ticks keeps the epoch on the wall clock, and a VM
-    catches up before it sets a deadline so that ticks missed earlier are not charged to it."""
-
-    def __init__(self) -> None:
-        self.start = time.monotonic()
-        self.done = 0
-        self.lock = threading.Lock()
-
-    def catch_up(self, eng: wasmtime.Engine) -> None:
-        with self.lock:
-            due = int((time.monotonic() - self.start) / EPOCH_SECONDS)
-            for _ in range(due - self.done):
-                eng.increment_epoch()
-            self.done = max(self.done, due)
-
-
-_clock = _EpochClock()
-
-
-def _tick(eng: wasmtime.Engine) -> None:
-    while not _stop_ticking.wait(EPOCH_SECONDS):
-        _clock.catch_up(eng)
-
-
-_stop_ticking = threading.Event()
+def deadlines() -> epoch.Deadlines:
+    """This process's deadline timer on the engine."""
+    global _deadlines
+    eng = engine()
+    with _engine_lock:
+        if _deadlines is None or _deadlines[0] != os.getpid():
+            _deadlines = (os.getpid(), epoch.Deadlines(eng))
+        return _deadlines[1]
 
 
 def _fingerprint() -> str:
@@ -237,6 +220,7 @@ class VM:
         self.host = host
         self.wasi = wasi
         self.guest = guest
+        self._first_log = 0  # the running callback's first log line
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=limits.memory_bytes, table_elements=limits.table_elements)
         self._arm()  # for the start function
@@ -259,6 +243,8 @@ class VM:
             else:
                 continue
             linker.define_func(imp.module, imp.name, t, fn, access_caller=True)
+        clock = deadlines()
+        clock.arm(self.store, limits.seconds)
         try:
             self.instance = linker.instantiate(self.store, module)
         except wasmtime.Trap as exc:
@@ -267,6 +253,8 @@ class VM:
             raise CallbackFailed("instantiation", self._over_time()) from None
         except wasmtime.WasmtimeError as exc:
             raise CallbackFailed("instantiation", str(exc).splitlines()[0]) from None
+        finally:
+            clock.done()
         guest.bind(self.store, self.instance, allocator)
         self.exports = self.instance.exports(self.store)
 
@@ -279,12 +267,16 @@ class VM:
         if not isinstance(func, wasmtime.Func):
             raise CallbackFailed(name, "not exported")
         self._arm()
+        self._first_log = len(self.host.logs)
+        clock = deadlines()
+        clock.arm(self.store, self.limits.seconds)
         try:
             result = func(self.store, *args)
         except wasmtime.Trap as exc:
             raise CallbackFailed(name, self._trap_reason(exc)) from None
         except ProcExit as exc:
-            raise CallbackFailed(name, f"{exc}; Envoy treats this as a crash of the VM") from None
+            raise CallbackFailed(name, f"{exc}{self._memory_hint()}; Envoy treats this as a crash of "
+                                 "the VM") from None
         except OutOfTime:
             raise CallbackFailed(name, self._over_time()) from None
         except HostViolation as exc:
@@ -292,14 +284,14 @@ class VM:
         except wasmtime.WasmtimeError as exc:
             raise CallbackFailed(name, str(exc).splitlines()[0]) from None
         finally:
+            clock.done()
             self.wasi.flush()
         return None if result is None else int(result)
 
     def _arm(self) -> None:
-        """A fresh fuel allowance and wall-clock deadline, for the epochs and the host calls."""
+        """A fresh fuel allowance, and the wall-clock deadline host calls check on return
+        (guest code has its own: ``deadlines().arm``)."""
         self.store.set_fuel(self.limits.fuel)
-        _clock.catch_up(engine())
-        self.store.set_epoch_deadline(max(1, round(self.limits.seconds / EPOCH_SECONDS)))
         self.host.deadline = time.monotonic() + self.limits.seconds
 
     def _over_time(self) -> str:
@@ -312,7 +304,6 @@ class VM:
 
     def _trap_reason(self, exc: wasmtime.Trap) -> str:
         code = exc.trap_code
-        cap = self.limits.memory_bytes
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return (f"ran out of fuel ({self.limits.fuel:,} units for one callback): an infinite "
                     "loop, or far more work than a proxy should do per callback")
@@ -323,8 +314,22 @@ class VM:
         what = f"trap ({code.name.lower().replace('_', ' ')})" if code else "trap"
         frames = [f.func_name or f"func[{f.func_index}]" for f in (exc.frames or [])[:3]]
         where = f" in {' ← '.join(frames)}" if frames else ""
-        text = f"{what}{where}" + (f": {cause}" if cause else "")
-        if self.guest.memory is not None and self.memory_bytes() >= cap * 3 // 4:
-            text += (f", with linear memory at {self.memory_bytes() / 2**20:.1f} MiB of its "
-                     f"{cap // 2**20} MiB cap: the module most likely ran out of memory")
-        return text
+        return f"{what}{where}" + (f": {cause}" if cause else "") + self._memory_hint()
+
+    def _memory_hint(self) -> str:
+        """Why a failed callback most likely ran out of memory, or "".  Memory near the cap says
+        so; so does the module's own out-of-memory report, since a memory.grow asking for more
+        than the cap allows fails (and the guest aborts) with memory far below it."""
+        if self.guest.memory is None:
+            return ""
+        used, cap = self.memory_bytes(), self.limits.memory_bytes
+        at = f", with linear memory at {used / 2**20:.1f} MiB of its {cap // 2**20} MiB cap"
+        if used >= cap * 3 // 4:
+            return f"{at}: the module most likely ran out of memory"
+        self.wasi.flush()
+        said = next((line.message for line in reversed(self.host.logs[self._first_log:])
+                     if OUT_OF_MEMORY.search(line.message)), None)
+        if said is None:
+            return ""
+        return (f"{at}, after the module reported {said[:200]!r}: it most likely asked for more "
+                "memory than the cap (test_memory_mb) allows")

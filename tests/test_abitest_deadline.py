@@ -1,0 +1,73 @@
+"""The wall-clock limit does not depend on Python getting to run (issue 21, point 5).
+
+A thread that advances wasmtime's epoch needs the GIL; under load it gets it late and the
+limit stretches (a 1 s limit took 1.3-1.6 s with GIL-hungry threads on a busy machine).  Here
+a thread holds the GIL outright while a guest loops: the guest must still be stopped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import threading
+import time
+
+import pytest
+import wasmtime
+
+from workers.abitest.guest import Guest
+from workers.abitest.host import Host
+from workers.abitest.state import World
+from workers.abitest.vm import VM, CallbackFailed, Limits, compile_module
+from workers.abitest.wasi import Wasi
+
+# Counts its iterations at address 0, forever.
+SPIN = """
+(module
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_0"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "spin")
+    (loop $forever
+      (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
+      (br $forever))))
+"""
+
+
+def spinning_vm(seconds: float) -> VM:
+    module, _ = compile_module(wasmtime.wat2wasm(SPIN), None)
+    guest, world = Guest(), World()
+    host = Host(guest, world, "0.2.0", vm_id="vm", vm_config=b"")
+    return VM(module, host, Wasi(guest, host.log, world.now_ns), guest, "proxy_on_memory_allocate",
+              Limits(fuel=10**18, seconds=seconds))
+
+
+def test_a_looping_guest_is_stopped_while_another_thread_holds_the_gil() -> None:
+    vm = spinning_vm(0.3)
+    counter = ctypes.cast(vm.guest._mem().data_ptr(vm.store), ctypes.POINTER(ctypes.c_uint32))
+    seen: dict[str, object] = {}
+
+    def hold_the_gil() -> None:
+        """Wait for the guest to start, then keep the GIL (the switch interval is raised, and
+        reading guest memory through ctypes keeps it) until the counter stops or 20 s pass."""
+        while counter[0] == 0:  # the guest can only signal through its memory
+            time.sleep(0.001)
+        give_up = time.monotonic() + 20
+        last, still = counter[0], 0
+        while still < 200_000 and time.monotonic() < give_up:
+            now = counter[0]
+            still = still + 1 if now == last else 0
+            last = now
+        seen["stopped"] = still >= 200_000
+
+    interval = sys.getswitchinterval()
+    holder = threading.Thread(target=hold_the_gil)
+    sys.setswitchinterval(1000.0)
+    try:
+        holder.start()
+        with pytest.raises(CallbackFailed, match=r"spin: ran longer than 0\.3 s of wall-clock time"):
+            vm.call("spin")
+    finally:
+        sys.setswitchinterval(interval)
+        holder.join()
+    assert seen == {"stopped": True}, "the guest ran on while Python could not run"
