@@ -53,6 +53,8 @@ if ! command -v kubectl >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends kubernetes-client >&2
 fi
 bash deploy/tools/apiextensions-apiserver.sh >/dev/null
+# Rust with the wasm32-wasip1 target for the conformance suite's Rust SDK examples (tests/conformance).
+bash deploy/tools/rust-wasm.sh >/dev/null
 
 # Every toolchain with a local recipe (tinygo has only a production Containerfile).
 for toolchain in c cpp go rust assemblyscript; do
