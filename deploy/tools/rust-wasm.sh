@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Rust toolchain of the toolchain image (deploy/toolchains/rust/rust-version) with the
 # wasm32-wasip1 target once, from rustup's distribution server, and print its bin directory.
-# The conformance tests build the Rust SDK examples with it (tests/conformance/build.py).
+# The conformance tests build the Rust SDK examples with it (tests/conformance/build_examples.py).
 # Cached under ~/.cache/wasmbot/rust/$VERSION/ in its own RUSTUP_HOME: the host's toolchains are
 # left alone, and a second run downloads nothing.
 set -euo pipefail

@@ -21,7 +21,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from build import CACHE, SDKS, build, examples  # noqa: E402
+from build_examples import CACHE, SDKS, build, examples  # noqa: E402
 
 DOCS = HERE.parent.parent / "docs" / "abi-testing.md"
 ALL = [f"{sdk}/{name}" for sdk in SDKS for name in examples(sdk)]
@@ -58,7 +58,7 @@ Cli = Callable[..., CompletedProcess[str]]
 
 @pytest.fixture(scope="session")
 def modules() -> dict[str, Path]:
-    """Every example module, built once per source hash (tests/conformance/build.py)."""
+    """Every example module, built once per source hash (tests/conformance/build_examples.py)."""
     return {f"{sdk}/{name}": path for sdk in SDKS for name, path in build(sdk).items()}
 
 
@@ -95,3 +95,13 @@ def test_every_example_is_accounted_for() -> None:
     docs = DOCS.read_text()
     for example in [*ALL, *NOT_BUILT]:
         assert f"`{example}`" in docs, f"docs/abi-testing.md does not list {example}"
+
+
+def test_a_second_build_builds_nothing(modules: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import build_examples
+
+    def refuse(out: Path) -> None:
+        raise AssertionError("rebuilt although the sources did not change")
+    monkeypatch.setattr(build_examples, "BUILDERS", dict.fromkeys(SDKS, refuse))
+    again = {f"{sdk}/{name}": path for sdk in SDKS for name, path in build(sdk).items()}
+    assert again == modules and all(p.is_file() for p in again.values())

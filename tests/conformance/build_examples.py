@@ -1,6 +1,6 @@
 """Build the upstream SDK examples under tests/conformance once per source hash.
 
-``python3 tests/conformance/build.py`` prints each example's module.  The SDKs come from their
+``python3 tests/conformance/build_examples.py`` prints each example's module.  The SDKs come from their
 registries (the Go SDK from the Go module proxy, the Rust crate ``proxy-wasm`` from crates.io,
 ``@solo-io/proxy-runtime`` from npm); the examples' own sources are copied from the SDKs'
 repositories (README.md says which commit), because none of the published packages ships them.
