@@ -27,6 +27,7 @@ ROOT = HERE.parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wasmbot" / "conformance"
 SKIP = {"node_modules", "target", "build", "__pycache__", "wasm-tests.yaml"}
 SDKS = ("go", "rust", "assemblyscript")
+KEEP = 3  # builds kept per SDK: a few branches side by side do not rebuild each other's
 
 
 def examples(sdk: str) -> list[str]:
@@ -104,6 +105,14 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "go": _build_go, "rust": _build_rust, "assemblyscript": _build_assemblyscript}
 
 
+def _prune(sdk: str, keep: int = KEEP) -> None:
+    """Drop all but the ``keep`` newest builds of ``sdk`` (other checkouts may use older ones)."""
+    builds = sorted((p for p in CACHE.glob(f"{sdk}-*") if p.is_dir() and "-partial-" not in p.name),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in builds[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def build(sdk: str) -> dict[str, Path]:
     """Every example module of ``sdk`` by name, built unless this source hash is cached."""
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -115,6 +124,7 @@ def build(sdk: str) -> dict[str, Path]:
             partial.rename(done)  # whole or not at all: a killed build leaves no half entry
         finally:
             shutil.rmtree(partial, ignore_errors=True)
+        _prune(sdk)
     return {name: done / f"{name.replace('/', '-')}.wasm" for name in examples(sdk)}
 
 
