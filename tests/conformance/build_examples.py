@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,7 +84,7 @@ def _build_go(out: Path) -> None:
 
 def _build_rust(out: Path) -> None:
     bin_dir = _rust_bin()
-    target = CACHE / "rust-target"  # cargo's own incremental cache, shared across source hashes
+    target = CACHE / "cargo-target"  # cargo's own incremental cache, shared across source hashes
     _run([str(bin_dir / "cargo"), "build", "--locked", "--release", "--target", "wasm32-wasip1",
           "--workspace"], HERE / "rust",
          {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RUSTC": str(bin_dir / "rustc"),
@@ -106,10 +108,11 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
 
 
 def _prune(sdk: str, keep: int = KEEP) -> None:
-    """Drop all but the ``keep`` newest builds of ``sdk`` (other checkouts may use older ones)."""
-    builds = sorted((p for p in CACHE.glob(f"{sdk}-*") if p.is_dir() and "-partial-" not in p.name),
+    """Drop all but the ``keep`` builds of ``sdk`` used last (other checkouts may use older ones)."""
+    builds = sorted((p for p in CACHE.glob(f"{sdk}-*") if re.fullmatch(rf"{sdk}-[0-9a-f]{{16}}", p.name)),
                     key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in builds[keep:]:
+    stale = [p for p in CACHE.glob(f"{sdk}-partial-*") if time.time() - p.stat().st_mtime > 3600]
+    for old in builds[keep:] + stale:  # stale: left by a build that was killed
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -121,10 +124,15 @@ def build(sdk: str) -> dict[str, Path]:
         partial = Path(tempfile.mkdtemp(prefix=f"{sdk}-partial-", dir=CACHE))
         try:
             BUILDERS[sdk](partial)
-            partial.rename(done)  # whole or not at all: a killed build leaves no half entry
+            try:
+                partial.rename(done)  # whole or not at all: a killed build leaves no half entry
+            except OSError:
+                if not done.is_dir():  # else another session finished the same build first
+                    raise
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         _prune(sdk)
+    os.utime(done)  # pruning keeps the builds used last
     return {name: done / f"{name.replace('/', '-')}.wasm" for name in examples(sdk)}
 
 
