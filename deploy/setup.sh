@@ -58,6 +58,8 @@ bash deploy/tools/apiextensions-apiserver.sh >/dev/null
 for tool in oras crane istio-fetch; do
   bash "deploy/tools/$tool.sh" >/dev/null
 done
+# Rust with the wasm32-wasip1 target for the conformance suite's Rust SDK examples (tests/conformance).
+bash deploy/tools/rust-wasm.sh >/dev/null
 
 # Every toolchain with a local recipe (tinygo has only a production Containerfile).
 for toolchain in c cpp go rust assemblyscript; do
