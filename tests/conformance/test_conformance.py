@@ -27,21 +27,11 @@ DOCS = HERE.parent.parent / "docs" / "abi-testing.md"
 ALL = [f"{sdk}/{name}" for sdk in SDKS for name in examples(sdk)]
 
 # example -> (why the harness cannot run it yet, a regex the JSON report's failures must match)
-TICK_ONLY = ("needs a request-less (tick-only) run, `streams: 0`: the example defines no HTTP "
-             "context (issue 21, point 4)", r"streams: 0 is less than the minimum of 1")
 CANNOT_RUN: dict[str, tuple[str, str]] = {
-    "go/dispatch_call_on_tick": TICK_ONLY,
-    "go/foreign_call_on_tick": TICK_ONLY,
-    "go/vm_plugin_configuration": TICK_ONLY,
-    "go/shared_queue/receiver": TICK_ONLY,
-    "go/postpone_requests": ("needs ticks delivered while a stream is paused (`start_after_ticks: 0`); "
-                             "ticks come only before the request (issue 21, points 2 and 4)",
-                             r"'start_after_ticks' was unexpected"),
     "go/properties": ("per-case `properties` are ignored and nested maps are not looked up "
                       "(issue 21, point 3)", r"local_response: expected code 401"),
     "go/shared_queue/sender": ("needs the receiver module in a second VM (vm_id `receiver`); "
                                "the harness runs one module in one VM", r"error queueing"),
-    "rust/hello_world": TICK_ONLY,
     "rust/envoy_filter_metadata": ("nested maps in properties are not looked up (issue 21, point 3)",
                                    r"local_response: expected code 200"),
     "go/network": ("a TCP filter: the harness drives HTTP streams only",
