@@ -110,14 +110,20 @@ class Instance:
         return ctx
 
     def root(self, root_id: str, plugin_config: bytes) -> Context:
-        """The root context for ``root_id``, started or reconfigured with ``plugin_config``."""
+        """The root context for ``root_id`` with ``plugin_config``.
+
+        Envoy (proxy-wasm-cpp-host) keys root contexts by root id *and* plugin configuration:
+        a new configuration gets a new root context (``proxy_on_context_create``,
+        ``proxy_on_vm_start``, ``proxy_on_configure``), never a second ``proxy_on_configure``
+        on the old one, which is shut down once the update has drained.  A filter that keeps
+        state from its previous configuration must not pass here when Envoy would not run it so.
+        """
         if root_id in self.roots:
             ctx_id, config = self.roots[root_id]
-            ctx = self.host.contexts[ctx_id]
-            if config != plugin_config:
-                self._configure(ctx, plugin_config)
-                self.roots[root_id] = (ctx_id, plugin_config)
-            return ctx
+            if config == plugin_config:
+                return self.host.contexts[ctx_id]
+            del self.roots[root_id]
+            self._shut_down(self.host.contexts[ctx_id])
         ctx = self.new_context(root_id, 0)
         self.call(ctx, "proxy_on_context_create", ctx.id, 0)
         ok = self.call(ctx, "proxy_on_vm_start", ctx.id, len(self.host.vm_config))
@@ -135,14 +141,17 @@ class Instance:
         Returns the root ids whose ``proxy_on_done`` answered false (they would make Envoy
         wait for ``proxy_done``).
         """
-        waiting = []
-        for root_id, (ctx_id, _) in self.roots.items():
-            ctx = self.host.contexts[ctx_id]
-            if self.call(ctx, "proxy_on_done", ctx.id) == 0 and not ctx.done_called:
-                self.host.done_requests.append(ctx.id)
-                waiting.append(root_id)
-            self.call(ctx, "proxy_on_delete", ctx.id)
-        return waiting
+        return [root_id for root_id, (ctx_id, _) in self.roots.items()
+                if not self._shut_down(self.host.contexts[ctx_id])]
+
+    def _shut_down(self, ctx: Context) -> bool:
+        """``proxy_on_done`` then ``proxy_on_delete``; False when the root asked Envoy to wait."""
+        finished = True
+        if self.call(ctx, "proxy_on_done", ctx.id) == 0 and not ctx.done_called:
+            self.host.done_requests.append(ctx.id)
+            finished = False
+        self.call(ctx, "proxy_on_delete", ctx.id)
+        return finished
 
     def _configure(self, ctx: Context, plugin_config: bytes) -> None:
         self.host.plugin_config = plugin_config
