@@ -6,6 +6,10 @@ scope the request needs (``repository:NAME:pull`` or ``pull,push``, ``registry:c
 caches it per scope.  429 and 5xx answers are retried with backoff, waiting what
 ``Retry-After`` asks; refused connections are retried briefly and then reported.  Every error
 names the registry and says what to do.  Credentials are never logged or put in messages.
+
+HTTP goes through urllib3 itself rather than requests (which wraps it): the CLI imports this
+module on every push and pull, and requests with its dependencies costs about as long to import
+as a whole pull of a small module takes (docs/registries.md "Speed").
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import io
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -20,11 +25,16 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import urljoin
 
-import requests
+import urllib3
+from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, SSLError
+from urllib3.exceptions import TimeoutError as Timeout
 
 from workers.oci.credentials import Credentials
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# urllib3 follows redirects (blob downloads that registries send to their storage or a CDN, with
+# the Authorization header dropped when the host changes); every other retry is ``request``'s.
+_REDIRECTS_ONLY = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10)
 MAX_RETRY_WAIT = 30.0
 MAX_MANIFEST_BYTES = 4 << 20  # distribution's own limit on a manifest
 MANIFEST_ACCEPT = ", ".join((
@@ -89,10 +99,17 @@ class Manifest:
 class Registry:
     endpoint: Endpoint
     sleep: Callable[[float], None] = time.sleep
-    session: requests.Session = field(default_factory=requests.Session)
     requests_sent: int = 0
     _tokens: dict[str, str] = field(default_factory=dict, repr=False)
     _basic: bool = False
+    pool: urllib3.PoolManager = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """One connection pool per host, checking certificates against ``endpoint.verify``; the
+        token service, which may be another host, shares it."""
+        verify = self.endpoint.verify
+        self.pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
+                                        ca_certs=verify if isinstance(verify, str) else None)
 
     @property
     def host(self) -> str:
@@ -103,7 +120,7 @@ class Registry:
     def blob_exists(self, repository: str, digest: str) -> bool:
         response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository),
                                 ok=(200, 404), what=f"check whether {repository} has {digest[:19]}")
-        return response.status_code == 200
+        return response.status == 200
 
     def upload_blob(self, repository: str, data: bytes, digest: str) -> None:
         """Monolithic upload: POST to open a session, PUT the bytes with their digest."""
@@ -135,8 +152,10 @@ class Registry:
                                 headers={"Accept": MANIFEST_ACCEPT}, ok=(200,), stream=True,
                                 what=f"find {repository}:{reference}" if not reference.startswith("sha256:")
                                 else f"find {repository}@{reference}")
-        with response:
-            raw = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+        try:
+            raw = response.read(MAX_MANIFEST_BYTES + 1)
+        finally:
+            response.release_conn()
         if len(raw) > MAX_MANIFEST_BYTES:
             raise RegistryError(f"registry {self.host} served a manifest for {repository} larger than "
                                 f"{MAX_MANIFEST_BYTES} bytes; refusing it")
@@ -157,13 +176,18 @@ class Registry:
         response = self.request("GET", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository),
                                 ok=(200,), stream=True, what=f"download {digest}")
         hasher, received = hashlib.sha256(), 0
-        with response:
-            for chunk in response.iter_content(1 << 16):
+        try:
+            for chunk in response.stream(1 << 16):
                 received += len(chunk)
                 if received > size:
                     break
                 hasher.update(chunk)
                 out.write(chunk)
+        except HTTPError as exc:
+            raise Unreachable(f"registry {self.host} broke off the download of {digest} ({_reason(exc)}); "
+                              "nothing was kept: retry") from None
+        finally:
+            response.release_conn()
         actual = "sha256:" + hasher.hexdigest()
         if received != size or actual != digest:
             raise Corrupt(f"blob {digest} from registry {self.host} ({repository}) is corrupted: got "
@@ -194,13 +218,13 @@ class Registry:
         url: str | None = path
         while url:
             response = self.request("GET", url, scope=scope, ok=(200,), what=what)
-            yield response.json()
+            yield _json(response)
             link = _NEXT_LINK.search(response.headers.get("Link", ""))
             url = urljoin(self.endpoint.base + "/", link.group(1)) if link else None
 
     def request(self, method: str, path: str, *, scope: str, ok: tuple[int, ...],
                 data: bytes | None = None, headers: dict[str, str] | None = None,
-                stream: bool = False, what: str = "") -> requests.Response:
+                stream: bool = False, what: str = "") -> urllib3.BaseHTTPResponse:
         """Send one API request, authenticating and retrying as the registry asks."""
         url = path if path.startswith(("http://", "https://")) else self.endpoint.base + path
         what = what or f"{method} {path}"
@@ -208,20 +232,23 @@ class Registry:
         attempt = 0
         while True:
             response = self._send(method, url, scope, data, headers, stream, what, attempt)
-            if (response.status_code == 401 and 401 not in ok and not authenticated
+            if (response.status == 401 and 401 not in ok and not authenticated
                     and self._authenticate(response, scope, what)):
                 authenticated = True
+                response.drain_conn()
                 continue
-            if response.status_code in RETRY_STATUSES and attempt < self.endpoint.retries:
+            if response.status in RETRY_STATUSES and attempt < self.endpoint.retries:
+                response.drain_conn()
                 self.sleep(_retry_wait(response, attempt))
                 attempt += 1
                 continue
-            if response.status_code in ok:
+            if response.status in ok:
                 return response
             raise self._error(response, scope, what)
 
     def _send(self, method: str, url: str, scope: str, data: bytes | None,
-              headers: dict[str, str] | None, stream: bool, what: str, attempt: int) -> requests.Response:
+              headers: dict[str, str] | None, stream: bool, what: str, attempt: int
+              ) -> urllib3.BaseHTTPResponse:
         while True:
             sent = dict(headers or {})
             if self._basic and self.endpoint.credentials:
@@ -230,18 +257,18 @@ class Registry:
                 sent["Authorization"] = "Bearer " + self._tokens[scope]
             try:
                 self.requests_sent += 1
-                return self.session.request(method, url, data=data, headers=sent, stream=stream,
-                                            timeout=self.endpoint.timeout, verify=self.endpoint.verify,
-                                            allow_redirects=True)
-            except requests.exceptions.SSLError as exc:
-                raise Unreachable(
-                    f"registry {self.host}: TLS verification failed ({_reason(exc)}). If it uses a "
-                    f"private CA, set ca_bundle under [registries.\"{self.host}\"]; if it speaks plain "
-                    "HTTP, set plain_http = true there") from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                return self.pool.request(method, url, body=data, headers=sent, preload_content=not stream,
+                                         retries=_REDIRECTS_ONLY, timeout=self.endpoint.timeout)
+            except HTTPError as raised:
+                exc = raised.reason if isinstance(raised, MaxRetryError) and raised.reason else raised
+                if isinstance(exc, SSLError):
+                    raise Unreachable(
+                        f"registry {self.host}: TLS verification failed ({_reason(exc)}). If it uses a "
+                        f"private CA, set ca_bundle under [registries.\"{self.host}\"]; if it speaks plain "
+                        "HTTP, set plain_http = true there") from None
                 if attempt >= min(self.endpoint.retries, 2):
                     scheme = "http" if self.endpoint.plain_http else "https"
-                    if isinstance(exc, requests.Timeout):
+                    if isinstance(exc, Timeout) and not isinstance(exc, NewConnectionError):
                         raise Unreachable(f"registry {self.host} did not answer within "
                                           f"{self.endpoint.timeout:g}s while trying to {what}; "
                                           "retry later") from None
@@ -251,7 +278,7 @@ class Registry:
                 self.sleep(0.25 * 2**attempt)
                 attempt += 1
 
-    def _authenticate(self, response: requests.Response, scope: str, what: str) -> bool:
+    def _authenticate(self, response: urllib3.BaseHTTPResponse, scope: str, what: str) -> bool:
         """Answer a 401 challenge; False when there is nothing new to try."""
         challenge = response.headers.get("WWW-Authenticate", "")
         kind = challenge.split(" ", 1)[0].lower()
@@ -277,25 +304,26 @@ class Registry:
         credentials = self.endpoint.credentials
         try:
             if credentials is not None and credentials.identity_token:
-                answer = self.session.post(realm, data={
-                    "grant_type": "refresh_token", "refresh_token": credentials.password,
-                    "service": query["service"], "scope": query["scope"], "client_id": "wasmbot"},
-                    timeout=self.endpoint.timeout, verify=self.endpoint.verify)
+                answer = self.pool.request("POST", realm, encode_multipart=False, retries=_REDIRECTS_ONLY,
+                                           fields={"grant_type": "refresh_token",
+                                                   "refresh_token": credentials.password,
+                                                   "service": query["service"], "scope": query["scope"],
+                                                   "client_id": "wasmbot"}, timeout=self.endpoint.timeout)
             else:
-                answer = self.session.get(
-                    realm, params=query, timeout=self.endpoint.timeout, verify=self.endpoint.verify,
+                answer = self.pool.request(
+                    "GET", realm, fields=query, retries=_REDIRECTS_ONLY, timeout=self.endpoint.timeout,
                     headers={"Authorization": "Basic " + credentials.basic()} if credentials else {})
-        except requests.RequestException as exc:
+        except HTTPError as exc:
             raise Unreachable(f"registry {self.host}: its token service {realm} is unreachable "
                               f"({_reason(exc)})") from None
-        if answer.status_code in (401, 403):
+        if answer.status in (401, 403):
             raise self._auth_failed(what, f"its token service refused {self._who()}")
-        if answer.status_code != 200:
-            raise RegistryError(f"registry {self.host}: its token service answered HTTP {answer.status_code}")
+        if answer.status != 200:
+            raise RegistryError(f"registry {self.host}: its token service answered HTTP {answer.status}")
         try:
-            body = answer.json()
+            body = _json(answer)
             token = body.get("token") or body.get("access_token")
-        except ValueError:
+        except (ValueError, AttributeError):
             token = None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"registry {self.host}: its token service answered without a token")
@@ -316,9 +344,10 @@ class Registry:
         return AuthenticationFailed(f"registry {self.host} rejected {self._who()} while trying to {what} "
                                     f"({why}): {fix}")
 
-    def _error(self, response: requests.Response, scope: str, what: str) -> RegistryError:
-        status = response.status_code
-        if status == 400 and self.endpoint.plain_http and _TLS_ONLY.search(response.text[:1000]):
+    def _error(self, response: urllib3.BaseHTTPResponse, scope: str, what: str) -> RegistryError:
+        status = response.status
+        if status == 400 and self.endpoint.plain_http and _TLS_ONLY.search(
+                response.data[:1000].decode(errors="replace")):
             return Unreachable(
                 f"the registry at {self.host} speaks TLS; use https:// for it: set plain_http = false "
                 f"under [registries.\"{self.host}\"] in wasmbot.toml (and ca_bundle = PATH if a private "
@@ -363,7 +392,7 @@ def _push(repository: str) -> str:
     return f"repository:{repository}:pull,push"
 
 
-def _retry_wait(response: requests.Response, attempt: int) -> float:
+def _retry_wait(response: urllib3.BaseHTTPResponse, attempt: int) -> float:
     header = response.headers.get("Retry-After", "").strip()
     if header:
         if header.isdigit():
@@ -374,10 +403,14 @@ def _retry_wait(response: requests.Response, attempt: int) -> float:
     return min(0.5 * 2.0**attempt, MAX_RETRY_WAIT)
 
 
-def _error_body(response: requests.Response) -> tuple[set[str], str]:
+def _json(response: urllib3.BaseHTTPResponse) -> Any:
+    return json.loads(response.data)
+
+
+def _error_body(response: urllib3.BaseHTTPResponse) -> tuple[set[str], str]:
     """The distribution spec's ``{"errors": [{"code", "message"}]}``, if the body is that."""
     try:
-        errors = response.json().get("errors") or []
+        errors = _json(response).get("errors") or []
     except (ValueError, AttributeError):
         return set(), ""
     codes = {str(e.get("code", "")) for e in errors if isinstance(e, dict)}
