@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
         return result
     except Exception as exc:
-        from workers.config import ConfigError  # loaded by any command that reads settings
+        from workers.configsource import ConfigError
 
         if not isinstance(exc, ConfigError):
             raise

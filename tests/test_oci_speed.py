@@ -26,9 +26,11 @@ code = cli.main(sys.argv[1:])
 print(json.dumps([code, sorted({m.split('.')[0] for m in sys.modules})]))
 """
 # Loaded by neither command once the module passed its check: the ABI test machinery (wasmtime,
-# jsonschema, yaml), the front ends, the workers' broker.  (asyncio is not listed: pydantic loads it.)
+# jsonschema, yaml), the front ends, the workers' broker, requests (registry.py speaks urllib3) and
+# pydantic (workers.oci.config reads the registry settings), nor asyncio, which pydantic loaded.
 UNNEEDED = {"wasmtime", "jsonschema", "yaml", "celery", "kombu", "redis", "aiohttp",
-            "slack_bolt", "github"}
+            "slack_bolt", "github", "requests", "pydantic", "pydantic_core", "pydantic_settings",
+            "asyncio"}
 
 
 def loaded_by(tmp_path: Path, *argv: str) -> set[str]:
