@@ -17,6 +17,12 @@ start-up and imports included, as a person or a CI job pays it:
 ``ratio`` is against the faster of oras and crane for the same step, or, when neither is
 installed (they are looked up on PATH and in ~/.cache/wasmbot/bin), against the same run's
 ``python3 -c pass``.  Issue 20's target: push and pull within 1.5x of the faster peer.
+``python3 -c pass`` and ``python3 -S -c pass`` (no site-packages: no ``.pth`` files run) are
+shown for scale: they are the floor of any Python command here.
+
+wasmbot's modules run from bytecode, as in an installed wasmbot (pip compiles it): they are
+compiled once, before the runs, under a cache prefix in the scratch folder, whatever
+``PYTHONDONTWRITEBYTECODE`` says (with it, every run would compile them from source again).
 """
 
 from __future__ import annotations
@@ -131,18 +137,24 @@ def main() -> None:
         service = start_registry(folder / "registry")
         try:
             host = service.url.split("://", 1)[1]
-            base_env = {k: v for k, v in os.environ.items() if not k.startswith("WASMBOT_")}
+            base_env = {k: v for k, v in os.environ.items()
+                        if not k.startswith("WASMBOT_") and k != "PYTHONDONTWRITEBYTECODE"}
             base_env |= {"WASMBOT_CONFIG": str(folder / "none.toml"),
                          "WASMBOT_DOCKER_CONFIG": str(folder / "none.json"),
-                         "PYTHONPATH": str(ROOT), "DOCKER_CONFIG": str(folder / "docker")}
+                         "PYTHONPATH": str(ROOT), "DOCKER_CONFIG": str(folder / "docker"),
+                         "PYTHONPYCACHEPREFIX": str(folder / "pycache")}
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "bot"),
+                            str(ROOT / "workers")], env=base_env, check=True, stdout=subprocess.DEVNULL)
 
             def env_for(data: str) -> Callable[[int], dict[str, str]]:
                 return lambda i: base_env | {"WASMBOT_DATA_DIR": str(folder / "data" / data.format(i=i))}
 
             wasmbot = [sys.executable, "-m", "bot.cli"]
-            baseline = median_time(args.runs, lambda i: [sys.executable, "-c", "pass"], env_for("x"), folder)
+            python = [sys.executable, "-c", "pass"]
+            baseline = median_time(args.runs, lambda i: python, env_for("x"), folder)
+            bare = median_time(args.runs, lambda i: [python[0], "-S", *python[1:]], env_for("x"), folder)
             print(f"registry: docker-registry on {service.url}; median of {args.runs} whole-command runs; "
-                  f"python3 -c pass: {baseline:.3f} s")
+                  f"python3 -c pass: {baseline:.3f} s, python3 -S -c pass: {bare:.3f} s")
             print(f"{'size':>5} {'step':<9} {'wasmbot s':>9} " + "".join(f"{n + ' s':>9} " for n in peers)
                   + f"{'ratio':>6}  (to {'the faster peer' if peers else 'python3 -c pass'})")
             for mb in (int(s) for s in args.sizes.split(",")):

@@ -50,6 +50,7 @@ def test_pull_and_a_re_push_load_no_library_they_do_not_use(registry: Service, t
     ref = f"{host_of(registry)}/speed/imports"
     first = loaded_by(tmp_path, "push", str(wasm), f"{ref}:v1")
     assert "wasmtime" in first  # the first push compiles the module to check it: the probe sees imports
+    assert sorted(first & {"jsonschema", "yaml", "requests", "pydantic"}) == []  # but reads no cases
     assert sorted(loaded_by(tmp_path, "push", str(wasm), f"{ref}:v2") & UNNEEDED) == []
     pulled = loaded_by(tmp_path, "pull", f"{ref}:v1", "-o", str(tmp_path / "out.wasm"))
     assert sorted(pulled & UNNEEDED) == []
