@@ -26,10 +26,11 @@ code = cli.main(sys.argv[1:])
 print(json.dumps([code, sorted({m.split('.')[0] for m in sys.modules})]))
 """
 # Loaded by neither command once the module passed its check: the ABI test machinery (wasmtime,
-# jsonschema, yaml), the front ends, the workers' broker, requests (registry.py speaks urllib3) and
-# pydantic (workers.oci.config reads the registry settings), nor asyncio, which pydantic loaded.
+# jsonschema, yaml), the front ends, the workers' broker, an HTTP library (workers/oci/transport.py
+# is http.client's), pydantic (workers.oci.config reads the registry settings), nor asyncio,
+# which pydantic loaded.
 UNNEEDED = {"wasmtime", "jsonschema", "yaml", "celery", "kombu", "redis", "aiohttp",
-            "slack_bolt", "github", "requests", "pydantic", "pydantic_core", "pydantic_settings",
+            "slack_bolt", "github", "requests", "urllib3", "pydantic", "pydantic_core", "pydantic_settings",
             "asyncio"}
 
 

@@ -7,14 +7,11 @@ caches it per scope.  429 and 5xx answers are retried with backoff, waiting what
 ``Retry-After`` asks; refused connections are retried briefly and then reported.  Every error
 names the registry and says what to do.  Credentials are never logged or put in messages.
 
-HTTP goes through urllib3 itself rather than requests (which wraps it): the CLI imports this
-module on every push and pull, and requests with its dependencies costs about as long to import
-as a whole pull of a small module takes (docs/registries.md "Speed").
+HTTP is ``transport``'s, on the standard library (why: its docstring).
 """
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import io
 import json
@@ -23,18 +20,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
-from urllib.parse import urljoin
-
-import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, SSLError
-from urllib3.exceptions import TimeoutError as Timeout
+from urllib.parse import urlencode, urljoin
 
 from workers.oci.credentials import Credentials
+from workers.oci.transport import Client, Response, TimedOut, TLSFailure, TransportError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# urllib3 follows redirects (blob downloads that registries send to their storage or a CDN, with
-# the Authorization header dropped when the host changes); every other retry is ``request``'s.
-_REDIRECTS_ONLY = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10)
 MAX_RETRY_WAIT = 30.0
 MAX_MANIFEST_BYTES = 4 << 20  # distribution's own limit on a manifest
 MANIFEST_ACCEPT = ", ".join((
@@ -102,14 +93,11 @@ class Registry:
     requests_sent: int = 0
     _tokens: dict[str, str] = field(default_factory=dict, repr=False)
     _basic: bool = False
-    pool: urllib3.PoolManager = field(init=False, repr=False)
+    http: Client = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        """One connection pool per host, checking certificates against ``endpoint.verify``; the
-        token service, which may be another host, shares it."""
-        verify = self.endpoint.verify
-        self.pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
-                                        ca_certs=verify if isinstance(verify, str) else None)
+        """Connections checked against ``endpoint.verify``, shared with the token service."""
+        self.http = Client(self.endpoint.verify, self.endpoint.timeout)
 
     @property
     def host(self) -> str:
@@ -154,8 +142,9 @@ class Registry:
                                 else f"find {repository}@{reference}")
         try:
             raw = response.read(MAX_MANIFEST_BYTES + 1)
-        finally:
-            response.release_conn()
+        except TransportError as exc:
+            raise Unreachable(f"registry {self.host} broke off sending a manifest of {repository} "
+                              f"({_reason(exc)}); retry") from None
         if len(raw) > MAX_MANIFEST_BYTES:
             raise RegistryError(f"registry {self.host} served a manifest for {repository} larger than "
                                 f"{MAX_MANIFEST_BYTES} bytes; refusing it")
@@ -177,17 +166,15 @@ class Registry:
                                 ok=(200,), stream=True, what=f"download {digest}")
         hasher, received = hashlib.sha256(), 0
         try:
-            for chunk in response.stream(1 << 16):
+            for chunk in response.chunks(1 << 16):
                 received += len(chunk)
                 if received > size:
                     break
                 hasher.update(chunk)
                 out.write(chunk)
-        except HTTPError as exc:
+        except TransportError as exc:
             raise Unreachable(f"registry {self.host} broke off the download of {digest} ({_reason(exc)}); "
                               "nothing was kept: retry") from None
-        finally:
-            response.release_conn()
         actual = "sha256:" + hasher.hexdigest()
         if received != size or actual != digest:
             raise Corrupt(f"blob {digest} from registry {self.host} ({repository}) is corrupted: got "
@@ -224,7 +211,7 @@ class Registry:
 
     def request(self, method: str, path: str, *, scope: str, ok: tuple[int, ...],
                 data: bytes | None = None, headers: dict[str, str] | None = None,
-                stream: bool = False, what: str = "") -> urllib3.BaseHTTPResponse:
+                stream: bool = False, what: str = "") -> Response:
         """Send one API request, authenticating and retrying as the registry asks."""
         url = path if path.startswith(("http://", "https://")) else self.endpoint.base + path
         what = what or f"{method} {path}"
@@ -235,10 +222,10 @@ class Registry:
             if (response.status == 401 and 401 not in ok and not authenticated
                     and self._authenticate(response, scope, what)):
                 authenticated = True
-                response.drain_conn()
+                response.data  # noqa: B018 - a small error body: read, the connection is kept
                 continue
             if response.status in RETRY_STATUSES and attempt < self.endpoint.retries:
-                response.drain_conn()
+                response.data  # noqa: B018
                 self.sleep(_retry_wait(response, attempt))
                 attempt += 1
                 continue
@@ -247,8 +234,7 @@ class Registry:
             raise self._error(response, scope, what)
 
     def _send(self, method: str, url: str, scope: str, data: bytes | None,
-              headers: dict[str, str] | None, stream: bool, what: str, attempt: int
-              ) -> urllib3.BaseHTTPResponse:
+              headers: dict[str, str] | None, stream: bool, what: str, attempt: int) -> Response:
         while True:
             sent = dict(headers or {})
             if self._basic and self.endpoint.credentials:
@@ -257,18 +243,16 @@ class Registry:
                 sent["Authorization"] = "Bearer " + self._tokens[scope]
             try:
                 self.requests_sent += 1
-                return self.pool.request(method, url, body=data, headers=sent, preload_content=not stream,
-                                         retries=_REDIRECTS_ONLY, timeout=self.endpoint.timeout)
-            except HTTPError as raised:
-                exc = raised.reason if isinstance(raised, MaxRetryError) and raised.reason else raised
-                if isinstance(exc, SSLError):
+                return self.http.request(method, url, data, sent, stream=stream)
+            except TransportError as exc:
+                if isinstance(exc, TLSFailure):
                     raise Unreachable(
                         f"registry {self.host}: TLS verification failed ({_reason(exc)}). If it uses a "
                         f"private CA, set ca_bundle under [registries.\"{self.host}\"]; if it speaks plain "
                         "HTTP, set plain_http = true there") from None
                 if attempt >= min(self.endpoint.retries, 2):
                     scheme = "http" if self.endpoint.plain_http else "https"
-                    if isinstance(exc, Timeout) and not isinstance(exc, NewConnectionError):
+                    if isinstance(exc, TimedOut):
                         raise Unreachable(f"registry {self.host} did not answer within "
                                           f"{self.endpoint.timeout:g}s while trying to {what}; "
                                           "retry later") from None
@@ -278,7 +262,7 @@ class Registry:
                 self.sleep(0.25 * 2**attempt)
                 attempt += 1
 
-    def _authenticate(self, response: urllib3.BaseHTTPResponse, scope: str, what: str) -> bool:
+    def _authenticate(self, response: Response, scope: str, what: str) -> bool:
         """Answer a 401 challenge; False when there is nothing new to try."""
         challenge = response.headers.get("WWW-Authenticate", "")
         kind = challenge.split(" ", 1)[0].lower()
@@ -304,16 +288,16 @@ class Registry:
         credentials = self.endpoint.credentials
         try:
             if credentials is not None and credentials.identity_token:
-                answer = self.pool.request("POST", realm, encode_multipart=False, retries=_REDIRECTS_ONLY,
-                                           fields={"grant_type": "refresh_token",
-                                                   "refresh_token": credentials.password,
-                                                   "service": query["service"], "scope": query["scope"],
-                                                   "client_id": "wasmbot"}, timeout=self.endpoint.timeout)
+                form = urlencode({"grant_type": "refresh_token", "refresh_token": credentials.password,
+                                  "service": query["service"], "scope": query["scope"],
+                                  "client_id": "wasmbot"})
+                answer = self.http.request("POST", realm, form.encode(),
+                                           {"Content-Type": "application/x-www-form-urlencoded"})
             else:
-                answer = self.pool.request(
-                    "GET", realm, fields=query, retries=_REDIRECTS_ONLY, timeout=self.endpoint.timeout,
+                answer = self.http.request(
+                    "GET", realm + ("&" if "?" in realm else "?") + urlencode(query),
                     headers={"Authorization": "Basic " + credentials.basic()} if credentials else {})
-        except HTTPError as exc:
+        except TransportError as exc:
             raise Unreachable(f"registry {self.host}: its token service {realm} is unreachable "
                               f"({_reason(exc)})") from None
         if answer.status in (401, 403):
@@ -344,7 +328,7 @@ class Registry:
         return AuthenticationFailed(f"registry {self.host} rejected {self._who()} while trying to {what} "
                                     f"({why}): {fix}")
 
-    def _error(self, response: urllib3.BaseHTTPResponse, scope: str, what: str) -> RegistryError:
+    def _error(self, response: Response, scope: str, what: str) -> RegistryError:
         status = response.status
         if status == 400 and self.endpoint.plain_http and _TLS_ONLY.search(
                 response.data[:1000].decode(errors="replace")):
@@ -392,22 +376,27 @@ def _push(repository: str) -> str:
     return f"repository:{repository}:pull,push"
 
 
-def _retry_wait(response: urllib3.BaseHTTPResponse, attempt: int) -> float:
+def _retry_wait(response: Response, attempt: int) -> float:
     header = response.headers.get("Retry-After", "").strip()
     if header:
         if header.isdigit():
             return min(float(header), MAX_RETRY_WAIT)
-        when = email.utils.parsedate_to_datetime(header) if "," in header else None
-        if when is not None:
-            return float(max(0.0, min(when.timestamp() - time.time(), MAX_RETRY_WAIT)))
+        if "," in header:  # an HTTP date
+            import email.utils
+
+            try:
+                when = email.utils.parsedate_to_datetime(header).timestamp()
+            except (TypeError, ValueError):  # not a date after all: the usual backoff
+                return min(0.5 * 2.0**attempt, MAX_RETRY_WAIT)
+            return float(max(0.0, min(when - time.time(), MAX_RETRY_WAIT)))
     return min(0.5 * 2.0**attempt, MAX_RETRY_WAIT)
 
 
-def _json(response: urllib3.BaseHTTPResponse) -> Any:
+def _json(response: Response) -> Any:
     return json.loads(response.data)
 
 
-def _error_body(response: urllib3.BaseHTTPResponse) -> tuple[set[str], str]:
+def _error_body(response: Response) -> tuple[set[str], str]:
     """The distribution spec's ``{"errors": [{"code", "message"}]}``, if the body is that."""
     try:
         errors = _json(response).get("errors") or []

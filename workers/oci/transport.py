@@ -1,0 +1,146 @@
+"""HTTP/1.1 for the registry client, on the standard library's ``http.client``.
+
+What a registry client needs and no more: one kept-alive connection per origin, TLS checked
+against the system's CAs or a bundle, redirects followed (registries send blob downloads to
+their storage or a CDN; ``Authorization`` is dropped when the origin changes), bodies read
+whole or streamed.  Retries, authentication and errors are ``registry.Registry``'s.
+
+Why not urllib3 or requests: ``wasmbot push`` and ``pull`` import this on every run, and urllib3
+costs about 30 ms of CPU to import on top of ``http.client`` (requests about 90 ms): more than
+the rest of a small pull's own work (docs/registries.md "Speed").
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+MAX_REDIRECTS = 10
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class TransportError(Exception):
+    """No HTTP answer: the connection failed, timed out or was broken off."""
+
+
+class TLSFailure(TransportError):
+    pass
+
+
+class TimedOut(TransportError):
+    pass
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage  # ``get`` ignores case
+    raw: http.client.HTTPResponse = field(repr=False)
+    _data: bytes | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> bytes:
+        """The whole body (what is left of it, for a streamed response)."""
+        if self._data is None:
+            self._data = self.read()
+        return self._data
+
+    def read(self, amount: int | None = None) -> bytes:
+        try:
+            return self.raw.read(amount)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _failure(exc) from exc
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The body in pieces; a connection whose body is left unread is not used again."""
+        while chunk := self.read(size):
+            yield chunk
+
+
+class Client:
+    """Connections to the origins one ``Registry`` talks to: the registry, its token service and
+    wherever its blobs are redirected."""
+
+    def __init__(self, verify: bool | str, timeout: float, user_agent: str = "wasmbot") -> None:
+        self.timeout, self.user_agent = timeout, user_agent
+        self._verify = verify
+        self._tls: ssl.SSLContext | None = None
+        self._connections: dict[tuple[str, str], tuple[http.client.HTTPConnection, Response | None]] = {}
+
+    def request(self, method: str, url: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, *, stream: bool = False) -> Response:
+        """Send one request, following redirects; a response not ``stream``ed is read whole."""
+        sent = dict(headers or {})
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._exchange(method, url, body, sent)
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECTS or not location:
+                if not stream:
+                    response.data  # noqa: B018 - read now, so the connection is free again
+                return response
+            response.data  # noqa: B018 - the redirect's own small body
+            target = urljoin(url, location)
+            if urlsplit(target)[:2] != urlsplit(url)[:2]:
+                sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+            if response.status == 303 and method != "HEAD":
+                method, body = "GET", None
+            url = target
+        raise TransportError(f"more than {MAX_REDIRECTS} redirects, the last to {url}")
+
+    def _exchange(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Response:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {"User-Agent": self.user_agent, **headers}
+        kept = self._connections.pop(key, None)
+        if kept is not None and (kept[1] is None or kept[1].raw.isclosed()):
+            try:  # a kept-alive connection the server may have closed meanwhile: once more on a new one
+                return self._send(key, kept[0], method, path, body, headers)
+            except (OSError, http.client.HTTPException) as exc:
+                kept[0].close()
+                if isinstance(exc, ssl.SSLError | TimeoutError):
+                    raise _failure(exc) from exc
+        elif kept is not None:
+            kept[0].close()  # a streamed body left unread
+        try:
+            return self._send(key, self._connect(parts.scheme, parts.netloc), method, path, body, headers)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _failure(exc) from exc
+
+    def _send(self, key: tuple[str, str], connection: http.client.HTTPConnection, method: str, path: str,
+              body: bytes | None, headers: dict[str, str]) -> Response:
+        connection.request(method, path, body=body, headers=headers)
+        raw = connection.getresponse()
+        response = Response(raw.status, raw.msg, raw)
+        if not raw.will_close:
+            self._connections[key] = (connection, response)
+        return response
+
+    def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        if scheme == "http":
+            return http.client.HTTPConnection(netloc, timeout=self.timeout)
+        if scheme != "https":
+            raise TransportError(f"cannot follow a {scheme}:// URL")
+        return http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._context())
+
+    def _context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            if self._verify is False:
+                self._tls = ssl.create_default_context()
+                self._tls.check_hostname, self._tls.verify_mode = False, ssl.CERT_NONE
+            else:
+                self._tls = ssl.create_default_context(
+                    cafile=self._verify if isinstance(self._verify, str) else None)
+        return self._tls
+
+
+def _failure(exc: BaseException) -> TransportError:
+    """The transport error for what ``http.client``, ``ssl`` or the socket raised."""
+    if isinstance(exc, ssl.SSLError):
+        return TLSFailure(getattr(exc, "verify_message", None) or exc.reason or str(exc))
+    if isinstance(exc, TimeoutError):
+        return TimedOut(str(exc) or "timed out")
+    return TransportError(str(exc) or type(exc).__name__)
