@@ -13,7 +13,6 @@ import argparse
 import functools
 import json
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +51,8 @@ def _one_line(command: Callable[[argparse.Namespace], int]) -> Callable[[argpars
             if code is None:
                 raise
             if args.debug:
+                import traceback
+
                 traceback.print_exc()
             known = code == EXIT_USAGE or _is_reported(exc)
             text = str(exc) if known else f"{type(exc).__name__}: {exc}"

@@ -5,7 +5,6 @@ registry settings (``workers.oci.config``)."""
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -34,5 +33,7 @@ def file_contents() -> dict[str, Any]:
     path = config_file()
     if not path.is_file():
         return {}
+    import tomllib
+
     with path.open("rb") as f:
         return tomllib.load(f)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +96,8 @@ def _from_entry(entry: dict[str, str], host: str, path: Path) -> Credentials | N
 
 
 def _from_helper(helper: str, host: str, path: Path) -> Credentials | None:
+    import subprocess  # only here: most pushes and pulls run no helper
+
     program = f"docker-credential-{helper}"
     try:
         proc = subprocess.run([program, "get"], input=host, capture_output=True, text=True, timeout=30)
