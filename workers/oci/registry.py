@@ -222,10 +222,10 @@ class Registry:
             if (response.status == 401 and 401 not in ok and not authenticated
                     and self._authenticate(response, scope, what)):
                 authenticated = True
-                response.data  # noqa: B018 - a small error body: read, the connection is kept
+                response.finish()
                 continue
             if response.status in RETRY_STATUSES and attempt < self.endpoint.retries:
-                response.data  # noqa: B018
+                response.finish()
                 self.sleep(_retry_wait(response, attempt))
                 attempt += 1
                 continue

@@ -54,6 +54,11 @@ class Response:
         except (OSError, http.client.HTTPException) as exc:
             raise _failure(exc) from exc
 
+    def finish(self) -> None:
+        """Read the rest of the body (a redirect's or an error's: small), so that the connection
+        can carry the next request."""
+        self.data  # noqa: B018 - read for its effect
+
     def chunks(self, size: int) -> Iterator[bytes]:
         """The body in pieces; a connection whose body is left unread is not used again."""
         while chunk := self.read(size):
@@ -79,9 +84,9 @@ class Client:
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or not location:
                 if not stream:
-                    response.data  # noqa: B018 - read now, so the connection is free again
+                    response.finish()
                 return response
-            response.data  # noqa: B018 - the redirect's own small body
+            response.finish()
             target = urljoin(url, location)
             if urlsplit(target)[:2] != urlsplit(url)[:2]:
                 sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
