@@ -3,7 +3,9 @@
 What a registry client needs and no more: one kept-alive connection per origin, TLS checked
 against the system's CAs or a bundle, redirects followed (registries send blob downloads to
 their storage or a CDN; ``Authorization`` is dropped when the origin changes), bodies read
-whole or streamed.  Retries, authentication and errors are ``registry.Registry``'s.
+whole or streamed, and the proxy the environment names (``https_proxy``, ``http_proxy``,
+``all_proxy``, ``no_proxy``, read by ``urllib.request`` as requests reads them; HTTPS goes
+through a CONNECT tunnel).  Retries, authentication and errors are ``registry.Registry``'s.
 
 Why not urllib3 or requests: ``wasmbot push`` and ``pull`` import this on every run, and urllib3
 costs about 30 ms of CPU to import on top of ``http.client`` (requests about 90 ms): more than
@@ -12,11 +14,13 @@ the rest of a small pull's own work (docs/registries.md "Speed").
 
 from __future__ import annotations
 
+import base64
 import http.client
+import os
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 MAX_REDIRECTS = 10
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -74,6 +78,7 @@ class Client:
         self._verify = verify
         self._tls: ssl.SSLContext | None = None
         self._connections: dict[tuple[str, str], tuple[http.client.HTTPConnection, Response | None]] = {}
+        self._proxies: dict[tuple[str, str], Proxy | None] = {}
 
     def request(self, method: str, url: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, *, stream: bool = False) -> Response:
@@ -100,6 +105,10 @@ class Client:
         key = (parts.scheme, parts.netloc)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = {"User-Agent": self.user_agent, **headers}
+        proxy = self._proxy(key)
+        if proxy is not None and parts.scheme == "http":  # forwarded: the proxy reads the whole URL
+            path = parts._replace(fragment="").geturl()
+            headers |= {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {}
         kept = self._connections.pop(key, None)
         if kept is not None and (kept[1] is None or kept[1].raw.isclosed()):
             try:  # a kept-alive connection the server may have closed meanwhile: once more on a new one
@@ -111,7 +120,7 @@ class Client:
         elif kept is not None:
             kept[0].close()  # a streamed body left unread
         try:
-            return self._send(key, self._connect(parts.scheme, parts.netloc), method, path, body, headers)
+            return self._send(key, self._connect(key, proxy), method, path, body, headers)
         except (OSError, http.client.HTTPException) as exc:
             raise _failure(exc) from exc
 
@@ -124,12 +133,23 @@ class Client:
             self._connections[key] = (connection, response)
         return response
 
-    def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+    def _proxy(self, key: tuple[str, str]) -> Proxy | None:
+        if key not in self._proxies:
+            self._proxies[key] = proxy_for(*key)
+        return self._proxies[key]
+
+    def _connect(self, key: tuple[str, str], proxy: Proxy | None) -> http.client.HTTPConnection:
+        scheme, netloc = key
         if scheme == "http":
-            return http.client.HTTPConnection(netloc, timeout=self.timeout)
+            return http.client.HTTPConnection(proxy.address if proxy else netloc, timeout=self.timeout)
         if scheme != "https":
             raise TransportError(f"cannot follow a {scheme}:// URL")
-        return http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._context())
+        connection = http.client.HTTPSConnection(proxy.address if proxy else netloc, timeout=self.timeout,
+                                                 context=self._context())
+        if proxy is not None:
+            connection.set_tunnel(netloc, headers={"Proxy-Authorization": proxy.authorization}
+                                  if proxy.authorization else None)
+        return connection
 
     def _context(self) -> ssl.SSLContext:
         if self._tls is None:
@@ -140,6 +160,33 @@ class Client:
                 self._tls = ssl.create_default_context(
                     cafile=self._verify if isinstance(self._verify, str) else None)
         return self._tls
+
+
+@dataclass(frozen=True)
+class Proxy:
+    address: str  # host:port
+    authorization: str | None = field(default=None, repr=False)  # Proxy-Authorization
+
+
+def proxy_for(scheme: str, netloc: str) -> Proxy | None:
+    """The HTTP proxy the environment names for ``scheme://netloc``, if it is not bypassed."""
+    if not any(name.lower() in ("http_proxy", "https_proxy", "all_proxy") for name in os.environ):
+        return None
+    import urllib.request  # only with a proxy configured: it costs a few ms to import
+
+    proxies = urllib.request.getproxies()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or urllib.request.proxy_bypass(netloc):
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme != "http":
+        raise TransportError(f"the proxy {parts.scheme}://{parts.hostname} is not supported: give an "
+                             "http:// proxy (HTTPS still goes through it encrypted, in a CONNECT tunnel)")
+    authorization = None
+    if parts.username is not None:
+        secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = "Basic " + base64.b64encode(secret.encode()).decode()
+    return Proxy(parts.netloc.rpartition("@")[2], authorization)
 
 
 def _failure(exc: BaseException) -> TransportError:
