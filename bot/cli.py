@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -102,6 +100,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     settings = _setup()
     _start_logging(args, settings)
     import logging
+    import signal
+    import subprocess
 
     from bot.localservices import ServiceError, start_registry
 
@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
         return result
     except Exception as exc:
-        from workers.config import ConfigError  # loaded by any command that reads settings
+        from workers.configsource import ConfigError
 
         if not isinstance(exc, ConfigError):
             raise

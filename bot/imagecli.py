@@ -1,7 +1,9 @@
 """``wasmbot push|pull|inspect|tag|search``: work with module images in registries from a terminal.
 
 The same ``workers.oci`` functions the push stage uses; registries, credentials and variants come
-from the configuration (README "Registries").  Exit codes: 0 done, 1 the registry or the image
+from the configuration (README "Registries"), read by ``workers.oci.config.load`` so that these
+commands load neither pydantic nor the ABI test harness unless they need them (docs/registries.md
+"Speed").  Exit codes: 0 done, 1 the registry or the image
 failed, 2 bad input.  Every error is one line ``wasmbot: …``; ``--debug`` prints its traceback too.
 """
 
@@ -11,14 +13,13 @@ import argparse
 import functools
 import json
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: `wasmbot --help` must not load requests or pydantic
-    from workers.config import Settings
+if TYPE_CHECKING:  # imported where used: `wasmbot --help` must not load urllib3 or pydantic
     from workers.oci import reference
+    from workers.oci.config import OciSettings
     from workers.oci.layercache import LayerCache
     from workers.oci.registry import Registry
 
@@ -31,7 +32,7 @@ class Usage(Exception):
 
 def _exit_code(exc: Exception) -> int | None:
     """The exit code for an error this module reports in one line; None: let it propagate."""
-    from workers.config import ConfigError
+    from workers.configsource import ConfigError
     from workers.oci.reference import InvalidReference
 
     if isinstance(exc, ConfigError):
@@ -50,6 +51,8 @@ def _one_line(command: Callable[[argparse.Namespace], int]) -> Callable[[argpars
             if code is None:
                 raise
             if args.debug:
+                import traceback
+
                 traceback.print_exc()
             known = code == EXIT_USAGE or _is_reported(exc)
             text = str(exc) if known else f"{type(exc).__name__}: {exc}"
@@ -72,11 +75,11 @@ def _ref(text: str) -> reference.Reference:
     return reference.parse(text)
 
 
-def store_dir(settings: Settings) -> Path:
+def store_dir(settings: OciSettings) -> Path:
     return settings.data_dir / "oci"
 
 
-def _load_check(wasm: bytes, name: str, settings: Settings, cache: LayerCache) -> str:
+def _load_check(wasm: bytes, name: str, settings: OciSettings, cache: LayerCache) -> str:
     """The module's ABI version, once it is known to load in Envoy; a module that passed before
     (same bytes, same size cap) is not compiled again, so wasmtime is not even imported."""
     max_bytes = settings.test_max_module_mb << 20
@@ -103,8 +106,8 @@ def _load_check(wasm: bytes, name: str, settings: Settings, cache: LayerCache) -
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from workers.config import load_settings
     from workers.oci import image
+    from workers.oci.config import load as load_settings
     from workers.oci.connect import connect
     from workers.oci.layercache import LayerCache
     from workers.oci.push import push, targets
@@ -132,9 +135,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_registry(text: str, action: Callable[[Settings, reference.Reference, Registry], str]) -> int:
+def _with_registry(text: str, action: Callable[[OciSettings, reference.Reference, Registry], str]) -> int:
     """Parse the reference (exit 2 when invalid, before any request), then run ``action``."""
-    from workers.config import load_settings
+    from workers.oci.config import load as load_settings
     from workers.oci.connect import connect
 
     settings = load_settings()
@@ -157,7 +160,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
     out = _writable(Path(args.output))
 
-    def action(settings: Settings, ref: reference.Reference, registry: Registry) -> str:
+    def action(settings: OciSettings, ref: reference.Reference, registry: Registry) -> str:
         pulled = pull(registry, ref, Store(store_dir(settings)), settings.test_max_module_mb << 20)
         try:
             out.write_bytes(pulled.module)
@@ -171,7 +174,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from workers.oci.inspect import inspect
 
-    def action(settings: Settings, ref: reference.Reference, registry: Registry) -> str:
+    def action(settings: OciSettings, ref: reference.Reference, registry: Registry) -> str:
         found = inspect(registry, ref)
         return json.dumps(found.as_dict(), indent=2) if args.json else found.text()
     return _with_registry(args.reference, action)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -72,3 +73,81 @@ def test_a_registry_with_two_passwords_is_refused(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("WASMBOT_REGISTRIES", '{"ghcr.io": {"password": "p"}}')
     with pytest.raises(ConfigError, match="a password needs a username"):
         load_settings()
+
+
+# The CLI's push, pull, inspect and tag read their settings with workers.oci.config.load, without
+# pydantic; whatever it accepts must be what Settings makes of the same sources, and what it is
+# unsure of must be left to Settings (its answer or its error).
+OCI_FILE = ('data_dir = "/srv/wasmbot"\ndocker_config = "/etc/docker/config.json"\npush_variant = "both"\n'
+            'oci_tag_suffix = "-solo"\nregistry_timeout = 5\nregistry_retries = 0\ntest_max_module_mb = 16\n'
+            'test_compile_seconds = 2.5\ntest_compile_memory_mb = 512\nbuild_timeout = 42\n'
+            '[registries."*.corp.example"]\nplain_http = true\nvariant = "oci"\n'
+            '[registries."secure.corp.example"]\nca_bundle = "/etc/ca.pem"\nusername = "bot"\npassword = "s3cr3t"\n'
+            '[registries."ghcr.io"]\nusername = "me"\npassword_file = "/run/secrets/ghcr"\n')
+PLAIN = [
+    ("", {}),
+    ("", {"XDG_DATA_HOME": "/xdg"}),
+    (OCI_FILE, {}),
+    (OCI_FILE, {"WASMBOT_REGISTRY_TIMEOUT": "7.5", "WASMBOT_REGISTRY_RETRIES": "10", "WASMBOT_PUSH_VARIANT": "oci",
+                "wasmbot_data_dir": "/elsewhere", "WASMBOT_TEST_MAX_MODULE_MB": "1", "WASMBOT_OCI_TAG_SUFFIX": "_x",
+                "WASMBOT_DOCKER_CONFIG": "rel/config.json", "WASMBOT_TEST_COMPILE_MEMORY_MB": "256"}),
+]
+LEFT_TO_SETTINGS = [
+    ("", {"WASMBOT_REGISTRIES": '{"ghcr.io": {"username": "u", "password": "p"}}'}),  # JSON: merged with the file
+    ("", {"WASMBOT_REGISTRY_RETRIES": "11"}),
+    ("", {"WASMBOT_REGISTRY_TIMEOUT": " 5"}),
+    ("", {"WASMBOT_TEST_MAX_MODULE_MB": "1e3"}),
+    ("", {"WASMBOT_TEST_COMPILE_MEMORY_MB": "255"}),
+    ("", {"WASMBOT_PUSH_VARIANT": "docker"}),
+    ("", {"WASMBOT_OCI_TAG_SUFFIX": "/no"}),
+    ("", {"WASMBOT_DATA_DIR": ""}),
+    ('registry_timeout = "5"\n', {}),
+    ("registry_retries = 2.0\n", {}),
+    ("test_max_module_mb = 0\n", {}),
+    ("registry_timeout = true\n", {}),
+    ('registries = "ghcr.io"\n', {}),
+    ('[registries."ghcr.io"]\nusername = "u"\npassword = "p"\npassword_file = "/p"\n', {}),
+    ('[registries."ghcr.io"]\npassword = "p"\n', {}),
+    ('[registries."ghcr.io"]\nplain_http = "yes"\n', {}),
+    ('[registries."ghcr.io"]\nvariant = "docker"\n', {}),
+    ('[registries."ghcr.io"]\nusername = ""\n', {}),
+    ('[registries."ghcr.io"]\ninsecure = true\n', {}),
+    ("registry_timeout = [\n", {}),
+]
+
+
+def _outcome(load: object) -> object:
+    try:
+        return load()  # type: ignore[operator]
+    except ConfigError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize(("text", "env"), PLAIN + LEFT_TO_SETTINGS)
+def test_the_clis_quick_reading_of_the_registry_settings_is_settings_own(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str, env: dict[str, str]) -> None:
+    from workers.oci import config as oci
+
+    for name in list(os.environ):
+        if name.upper().startswith("WASMBOT_") or name == "XDG_DATA_HOME":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "wasmbot.toml"
+    config.write_text(text)
+    monkeypatch.setenv("WASMBOT_CONFIG", str(config))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    full = _outcome(lambda: load_settings().oci())
+    assert _outcome(oci.load) == full
+    if (text, env) in PLAIN:
+        assert isinstance(full, oci.OciSettings) and oci._quick() == full  # taken without Settings
+    else:
+        with pytest.raises(oci._Unsure):
+            oci._quick()
+
+
+def test_the_quick_readings_defaults_are_settings_defaults() -> None:
+    from workers.config import Settings
+    from workers.oci.config import DEFAULTS
+
+    assert {name: Settings.model_fields[name].default for name in DEFAULTS} == DEFAULTS

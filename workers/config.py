@@ -8,8 +8,6 @@ quick start needs no server.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,8 +28,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Variant = Literal["compat", "oci", "both"]
-_LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
+from workers.configsource import ConfigError
+from workers.configsource import config_file as _config_file
+from workers.configsource import default_data_dir as _default_data_dir
+from workers.oci.config import HostSettings, OciSettings, Variant
 
 
 class RegistryConfig(BaseModel):
@@ -92,19 +92,6 @@ class Environment(BaseModel):
 def _named(env: str, default: Any = None) -> Any:
     """A setting read from its service's own variable (``SLACK_BOT_TOKEN``), also with our prefix."""
     return Field(default=default, validation_alias=AliasChoices(env, f"WASMBOT_{env}", env.lower()))
-
-
-class ConfigError(Exception):
-    """Configuration that wasmbot cannot start with; the message names the setting."""
-
-
-def _default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "wasmbot"
-
-
-def _config_file() -> Path:
-    return Path(os.environ.get("WASMBOT_CONFIG", "wasmbot.toml"))
 
 
 class Settings(BaseSettings):
@@ -254,24 +241,24 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
-    def registry(self, host: str) -> RegistryConfig:
-        """The configuration for ``host``: its own entry, else the first pattern matching it."""
-        if host in self.registries:
-            return self.registries[host]
-        for pattern, config in self.registries.items():
-            if fnmatch.fnmatch(host, pattern):
-                return config
-        return RegistryConfig()
+    def oci(self) -> OciSettings:
+        """The settings ``workers.oci`` reads (``connect``, credentials, the CLI's push and pull)."""
+        return OciSettings(
+            data_dir=self.data_dir, docker_config=self.docker_config, push_variant=self.push_variant,
+            oci_tag_suffix=self.oci_tag_suffix, registry_timeout=self.registry_timeout,
+            registry_retries=self.registry_retries, test_max_module_mb=self.test_max_module_mb,
+            test_compile_seconds=self.test_compile_seconds,
+            test_compile_memory_mb=self.test_compile_memory_mb,
+            registries={host: HostSettings(
+                plain_http=c.plain_http, ca_bundle=c.ca_bundle, username=c.username,
+                password=c.password.get_secret_value() if c.password is not None else None,
+                password_file=c.password_file, variant=c.variant) for host, c in self.registries.items()})
 
     def uses_plain_http(self, host: str) -> bool:
-        """Plain HTTP where configured; by default only for loopback registries, as Docker does."""
-        configured = self.registry(host).plain_http
-        if configured is not None:
-            return configured
-        return host.rsplit(":", 1)[0] in _LOOPBACK if not host.startswith("[") else host.startswith("[::1]")
+        return self.oci().uses_plain_http(host)
 
     def variant_for(self, host: str) -> Variant:
-        return self.registry(host).variant or self.push_variant
+        return self.oci().variant_for(host)
 
     @property
     def broker_url(self) -> str:

@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-import yaml
+if TYPE_CHECKING:  # imported where used: `wasmbot push` checks modules with this package, no cases
+    import jsonschema
 
 SCHEMA_PATH = Path(__file__).with_name("wasm-tests.schema.json")
 FILENAME = "wasm-tests.yaml"
@@ -171,6 +171,8 @@ def parse(data: Any, default_root_id: str, source: str = "(inline)", root_id_gue
     then suggests ``--root-id`` if the module cannot start a root context under it)."""
     if not isinstance(data, dict):
         raise CasesError(f"{source}: the top level must be a mapping with a 'cases' list")
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     messages = [f"{_where(data, list(e.absolute_path))}: {_explain(e)}" for e in errors]
@@ -213,6 +215,8 @@ def _explain(error: jsonschema.ValidationError) -> str:
 
 
 def load(path: Path, default_root_id: str, root_id_guess: str = "") -> Suite:
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:

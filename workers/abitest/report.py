@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -160,6 +159,8 @@ def render_slack(r: Report) -> str:
 
 
 def to_junit(r: Report) -> str:
+    import xml.etree.ElementTree as ET  # only for --junit
+
     suite = ET.Element("testsuite", name=f"abi-test {r.module}", tests=str(len(r.cases) + 1),
                        failures=str(len(r.failed) + (1 if r.problems else 0)), errors="0",
                        time=f"{r.seconds:.3f}")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from workers.config import Settings
 from workers.oci import credentials
+from workers.oci.config import HasOciSettings
 from workers.oci.registry import Endpoint, Registry, RegistryError
 
 
-def connect(settings: Settings, host: str, *, sleep: Callable[[float], None] = time.sleep) -> Registry:
+def connect(configured: HasOciSettings, host: str, *, sleep: Callable[[float], None] = time.sleep
+            ) -> Registry:
+    settings = configured.oci()
     config = settings.registry(host)
     verify: bool | str = True
     if config.ca_bundle is not None:

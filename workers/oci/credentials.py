@@ -12,11 +12,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workers.config import Settings
+from workers.oci.config import OciSettings
 
 
 class CredentialsError(Exception):
@@ -34,14 +33,14 @@ class Credentials:
         return base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
 
 
-def docker_config_path(settings: Settings) -> Path:
+def docker_config_path(settings: OciSettings) -> Path:
     if settings.docker_config is not None:
         return settings.docker_config
     folder = os.environ.get("DOCKER_CONFIG")
     return Path(folder) / "config.json" if folder else Path.home() / ".docker" / "config.json"
 
 
-def lookup(settings: Settings, host: str) -> Credentials | None:
+def lookup(settings: OciSettings, host: str) -> Credentials | None:
     """The credentials for ``host``, or None to try anonymously."""
     config = settings.registry(host)
     if config.username:
@@ -52,7 +51,7 @@ def lookup(settings: Settings, host: str) -> Credentials | None:
                 raise CredentialsError(f"cannot read password_file for registry {host}: "
                                        f"{exc.strerror} ({config.password_file})") from None
         else:
-            password = config.password.get_secret_value() if config.password else ""
+            password = config.password or ""
         return Credentials(config.username, password)
     return _from_docker_config(docker_config_path(settings), host)
 
@@ -97,6 +96,8 @@ def _from_entry(entry: dict[str, str], host: str, path: Path) -> Credentials | N
 
 
 def _from_helper(helper: str, host: str, path: Path) -> Credentials | None:
+    import subprocess  # only here: most pushes and pulls run no helper
+
     program = f"docker-credential-{helper}"
     try:
         proc = subprocess.run([program, "get"], input=host, capture_output=True, text=True, timeout=30)

@@ -28,10 +28,16 @@ class LayerCache:
     def __init__(self, data_dir: Path, max_bytes: int = MAX_BYTES) -> None:
         self.cache = buildcache.Cache(data_dir / "cache" / "layers", max_bytes)
         self.hits = self.misses = 0
+        self._last: tuple[bytes, str] | None = None  # a push asks about one module several times
+
+    def _key(self, kind: str, module: bytes) -> str:
+        if self._last is None or self._last[0] is not module:
+            self._last = (module, hashlib.sha256(module).hexdigest())
+        return f"{kind}-{FORMAT}-{self._last[1]}"
 
     def compat_layer(self, module: bytes) -> image.CompatLayer:
         """``image.compat_layer(module)``, compressed at most once per module."""
-        name = _key("layer", module)
+        name = self._key("layer", module)
         entry = self.cache.get(name)
         if entry is not None:
             try:
@@ -50,7 +56,7 @@ class LayerCache:
 
     def checked_abi(self, module: bytes, max_bytes: int) -> str | None:
         """The ABI version a module passed the load check with under this size cap, if it did."""
-        entry = self.cache.get(_key(f"check-{max_bytes}", module))
+        entry = self.cache.get(self._key(f"check-{max_bytes}", module))
         try:
             return (entry / _ABI).read_text() if entry is not None else None
         except OSError:
@@ -58,9 +64,5 @@ class LayerCache:
 
     def passed(self, module: bytes, max_bytes: int, abi_version: str) -> None:
         """Record that ``module`` passed the load check (failures are not kept: they are cheap)."""
-        with self.cache.filling(_key(f"check-{max_bytes}", module)) as scratch:
+        with self.cache.filling(self._key(f"check-{max_bytes}", module)) as scratch:
             (scratch / _ABI).write_text(abi_version)
-
-
-def _key(kind: str, module: bytes) -> str:
-    return f"{kind}-{FORMAT}-{hashlib.sha256(module).hexdigest()}"

@@ -6,23 +6,24 @@ scope the request needs (``repository:NAME:pull`` or ``pull,push``, ``registry:c
 caches it per scope.  429 and 5xx answers are retried with backoff, waiting what
 ``Retry-After`` asks; refused connections are retried briefly and then reported.  Every error
 names the registry and says what to do.  Credentials are never logged or put in messages.
+
+HTTP is ``transport``'s, on the standard library (why: its docstring).
 """
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import io
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
-from urllib.parse import urljoin
-
-import requests
+from urllib.parse import urlencode, urljoin
 
 from workers.oci.credentials import Credentials
+from workers.oci.transport import Client, Response, TimedOut, TLSFailure, TransportError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_WAIT = 30.0
@@ -89,10 +90,14 @@ class Manifest:
 class Registry:
     endpoint: Endpoint
     sleep: Callable[[float], None] = time.sleep
-    session: requests.Session = field(default_factory=requests.Session)
     requests_sent: int = 0
     _tokens: dict[str, str] = field(default_factory=dict, repr=False)
     _basic: bool = False
+    http: Client = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Connections checked against ``endpoint.verify``, shared with the token service."""
+        self.http = Client(self.endpoint.verify, self.endpoint.timeout)
 
     @property
     def host(self) -> str:
@@ -103,7 +108,7 @@ class Registry:
     def blob_exists(self, repository: str, digest: str) -> bool:
         response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository),
                                 ok=(200, 404), what=f"check whether {repository} has {digest[:19]}")
-        return response.status_code == 200
+        return response.status == 200
 
     def upload_blob(self, repository: str, data: bytes, digest: str) -> None:
         """Monolithic upload: POST to open a session, PUT the bytes with their digest."""
@@ -135,8 +140,11 @@ class Registry:
                                 headers={"Accept": MANIFEST_ACCEPT}, ok=(200,), stream=True,
                                 what=f"find {repository}:{reference}" if not reference.startswith("sha256:")
                                 else f"find {repository}@{reference}")
-        with response:
-            raw = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+        try:
+            raw = response.read(MAX_MANIFEST_BYTES + 1)
+        except TransportError as exc:
+            raise Unreachable(f"registry {self.host} broke off sending a manifest of {repository} "
+                              f"({_reason(exc)}); retry") from None
         if len(raw) > MAX_MANIFEST_BYTES:
             raise RegistryError(f"registry {self.host} served a manifest for {repository} larger than "
                                 f"{MAX_MANIFEST_BYTES} bytes; refusing it")
@@ -157,13 +165,16 @@ class Registry:
         response = self.request("GET", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository),
                                 ok=(200,), stream=True, what=f"download {digest}")
         hasher, received = hashlib.sha256(), 0
-        with response:
-            for chunk in response.iter_content(1 << 16):
+        try:
+            for chunk in response.chunks(1 << 16):
                 received += len(chunk)
                 if received > size:
                     break
                 hasher.update(chunk)
                 out.write(chunk)
+        except TransportError as exc:
+            raise Unreachable(f"registry {self.host} broke off the download of {digest} ({_reason(exc)}); "
+                              "nothing was kept: retry") from None
         actual = "sha256:" + hasher.hexdigest()
         if received != size or actual != digest:
             raise Corrupt(f"blob {digest} from registry {self.host} ({repository}) is corrupted: got "
@@ -194,13 +205,13 @@ class Registry:
         url: str | None = path
         while url:
             response = self.request("GET", url, scope=scope, ok=(200,), what=what)
-            yield response.json()
+            yield _json(response)
             link = _NEXT_LINK.search(response.headers.get("Link", ""))
             url = urljoin(self.endpoint.base + "/", link.group(1)) if link else None
 
     def request(self, method: str, path: str, *, scope: str, ok: tuple[int, ...],
                 data: bytes | None = None, headers: dict[str, str] | None = None,
-                stream: bool = False, what: str = "") -> requests.Response:
+                stream: bool = False, what: str = "") -> Response:
         """Send one API request, authenticating and retrying as the registry asks."""
         url = path if path.startswith(("http://", "https://")) else self.endpoint.base + path
         what = what or f"{method} {path}"
@@ -208,20 +219,22 @@ class Registry:
         attempt = 0
         while True:
             response = self._send(method, url, scope, data, headers, stream, what, attempt)
-            if (response.status_code == 401 and 401 not in ok and not authenticated
+            if (response.status == 401 and 401 not in ok and not authenticated
                     and self._authenticate(response, scope, what)):
                 authenticated = True
+                response.finish()
                 continue
-            if response.status_code in RETRY_STATUSES and attempt < self.endpoint.retries:
+            if response.status in RETRY_STATUSES and attempt < self.endpoint.retries:
+                response.finish()
                 self.sleep(_retry_wait(response, attempt))
                 attempt += 1
                 continue
-            if response.status_code in ok:
+            if response.status in ok:
                 return response
             raise self._error(response, scope, what)
 
     def _send(self, method: str, url: str, scope: str, data: bytes | None,
-              headers: dict[str, str] | None, stream: bool, what: str, attempt: int) -> requests.Response:
+              headers: dict[str, str] | None, stream: bool, what: str, attempt: int) -> Response:
         while True:
             sent = dict(headers or {})
             if self._basic and self.endpoint.credentials:
@@ -230,18 +243,16 @@ class Registry:
                 sent["Authorization"] = "Bearer " + self._tokens[scope]
             try:
                 self.requests_sent += 1
-                return self.session.request(method, url, data=data, headers=sent, stream=stream,
-                                            timeout=self.endpoint.timeout, verify=self.endpoint.verify,
-                                            allow_redirects=True)
-            except requests.exceptions.SSLError as exc:
-                raise Unreachable(
-                    f"registry {self.host}: TLS verification failed ({_reason(exc)}). If it uses a "
-                    f"private CA, set ca_bundle under [registries.\"{self.host}\"]; if it speaks plain "
-                    "HTTP, set plain_http = true there") from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                return self.http.request(method, url, data, sent, stream=stream)
+            except TransportError as exc:
+                if isinstance(exc, TLSFailure):
+                    raise Unreachable(
+                        f"registry {self.host}: TLS verification failed ({_reason(exc)}). If it uses a "
+                        f"private CA, set ca_bundle under [registries.\"{self.host}\"]; if it speaks plain "
+                        "HTTP, set plain_http = true there") from None
                 if attempt >= min(self.endpoint.retries, 2):
                     scheme = "http" if self.endpoint.plain_http else "https"
-                    if isinstance(exc, requests.Timeout):
+                    if isinstance(exc, TimedOut):
                         raise Unreachable(f"registry {self.host} did not answer within "
                                           f"{self.endpoint.timeout:g}s while trying to {what}; "
                                           "retry later") from None
@@ -251,7 +262,7 @@ class Registry:
                 self.sleep(0.25 * 2**attempt)
                 attempt += 1
 
-    def _authenticate(self, response: requests.Response, scope: str, what: str) -> bool:
+    def _authenticate(self, response: Response, scope: str, what: str) -> bool:
         """Answer a 401 challenge; False when there is nothing new to try."""
         challenge = response.headers.get("WWW-Authenticate", "")
         kind = challenge.split(" ", 1)[0].lower()
@@ -277,25 +288,26 @@ class Registry:
         credentials = self.endpoint.credentials
         try:
             if credentials is not None and credentials.identity_token:
-                answer = self.session.post(realm, data={
-                    "grant_type": "refresh_token", "refresh_token": credentials.password,
-                    "service": query["service"], "scope": query["scope"], "client_id": "wasmbot"},
-                    timeout=self.endpoint.timeout, verify=self.endpoint.verify)
+                form = urlencode({"grant_type": "refresh_token", "refresh_token": credentials.password,
+                                  "service": query["service"], "scope": query["scope"],
+                                  "client_id": "wasmbot"})
+                answer = self.http.request("POST", realm, form.encode(),
+                                           {"Content-Type": "application/x-www-form-urlencoded"})
             else:
-                answer = self.session.get(
-                    realm, params=query, timeout=self.endpoint.timeout, verify=self.endpoint.verify,
+                answer = self.http.request(
+                    "GET", realm + ("&" if "?" in realm else "?") + urlencode(query),
                     headers={"Authorization": "Basic " + credentials.basic()} if credentials else {})
-        except requests.RequestException as exc:
+        except TransportError as exc:
             raise Unreachable(f"registry {self.host}: its token service {realm} is unreachable "
                               f"({_reason(exc)})") from None
-        if answer.status_code in (401, 403):
+        if answer.status in (401, 403):
             raise self._auth_failed(what, f"its token service refused {self._who()}")
-        if answer.status_code != 200:
-            raise RegistryError(f"registry {self.host}: its token service answered HTTP {answer.status_code}")
+        if answer.status != 200:
+            raise RegistryError(f"registry {self.host}: its token service answered HTTP {answer.status}")
         try:
-            body = answer.json()
+            body = _json(answer)
             token = body.get("token") or body.get("access_token")
-        except ValueError:
+        except (ValueError, AttributeError):
             token = None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"registry {self.host}: its token service answered without a token")
@@ -316,9 +328,10 @@ class Registry:
         return AuthenticationFailed(f"registry {self.host} rejected {self._who()} while trying to {what} "
                                     f"({why}): {fix}")
 
-    def _error(self, response: requests.Response, scope: str, what: str) -> RegistryError:
-        status = response.status_code
-        if status == 400 and self.endpoint.plain_http and _TLS_ONLY.search(response.text[:1000]):
+    def _error(self, response: Response, scope: str, what: str) -> RegistryError:
+        status = response.status
+        if status == 400 and self.endpoint.plain_http and _TLS_ONLY.search(
+                response.data[:1000].decode(errors="replace")):
             return Unreachable(
                 f"the registry at {self.host} speaks TLS; use https:// for it: set plain_http = false "
                 f"under [registries.\"{self.host}\"] in wasmbot.toml (and ca_bundle = PATH if a private "
@@ -363,21 +376,30 @@ def _push(repository: str) -> str:
     return f"repository:{repository}:pull,push"
 
 
-def _retry_wait(response: requests.Response, attempt: int) -> float:
+def _retry_wait(response: Response, attempt: int) -> float:
     header = response.headers.get("Retry-After", "").strip()
     if header:
         if header.isdigit():
             return min(float(header), MAX_RETRY_WAIT)
-        when = email.utils.parsedate_to_datetime(header) if "," in header else None
-        if when is not None:
-            return float(max(0.0, min(when.timestamp() - time.time(), MAX_RETRY_WAIT)))
+        if "," in header:  # an HTTP date
+            import email.utils
+
+            try:
+                when = email.utils.parsedate_to_datetime(header).timestamp()
+            except (TypeError, ValueError):  # not a date after all: the usual backoff
+                return min(0.5 * 2.0**attempt, MAX_RETRY_WAIT)
+            return float(max(0.0, min(when - time.time(), MAX_RETRY_WAIT)))
     return min(0.5 * 2.0**attempt, MAX_RETRY_WAIT)
 
 
-def _error_body(response: requests.Response) -> tuple[set[str], str]:
+def _json(response: Response) -> Any:
+    return json.loads(response.data)
+
+
+def _error_body(response: Response) -> tuple[set[str], str]:
     """The distribution spec's ``{"errors": [{"code", "message"}]}``, if the body is that."""
     try:
-        errors = response.json().get("errors") or []
+        errors = _json(response).get("errors") or []
     except (ValueError, AttributeError):
         return set(), ""
     codes = {str(e.get("code", "")) for e in errors if isinstance(e, dict)}
