@@ -47,9 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.localservices import start_registry  # noqa: E402
 
-PEERS = {"oras": "oras-v1.3.6", "crane": "crane-v0.22.1"}
-BUILD = {"oras": "oras.land/oras/cmd/oras@v1.3.6",
-         "crane": "github.com/google/go-containerregistry/cmd/crane@v0.22.1"}
+PEERS = ("oras", "crane")
 CONTENT_TYPE = "application/vnd.module.wasm.content.layer.v1+wasm"
 SAME_BYTES_AS = {"push oci": ("push", "oras"), "pull oci": ("pull", "oras")}
 
@@ -77,8 +75,12 @@ def _leb(n: int) -> bytes:
 
 
 def peer(name: str) -> str | None:
-    return shutil.which(name) or next(
-        (str(p) for p in [Path.home() / ".cache/wasmbot/bin" / PEERS[name]] if os.access(p, os.X_OK)), None)
+    """The peer on PATH, else the one deploy/tools/NAME.sh builds and caches (as setup.sh runs it)."""
+    if found := shutil.which(name):
+        return found
+    built = subprocess.run(["bash", str(ROOT / "deploy" / "tools" / f"{name}.sh")],
+                           capture_output=True, text=True)
+    return built.stdout.strip() if built.returncode == 0 else None
 
 
 def median_time(runs: int, command: Callable[[int], list[str]], env: Callable[[int], dict[str, str]],
@@ -145,12 +147,11 @@ def main() -> None:
                         "steadier on a busy machine; waits on the registry are left out")
     for name in PEERS:
         parser.add_argument(f"--{name}", metavar="PATH", help=f"the {name} binary (default: on PATH, "
-                            f"else ~/.cache/wasmbot/bin/{PEERS[name]})")
+                            f"else what deploy/tools/{name}.sh builds)")
     args = parser.parse_args()
     peers = {name: path for name in PEERS if (path := getattr(args, name) or peer(name))}
-    for name in PEERS.keys() - peers.keys():
-        print(f"{name} not found: GOBIN=~/.cache/wasmbot/bin go install {BUILD[name]} "
-              f"(then rename it {PEERS[name]}) to compare with it")
+    for name in set(PEERS) - peers.keys():
+        print(f"{name} not found, and deploy/tools/{name}.sh could not build it: not compared")
     with tempfile.TemporaryDirectory(prefix="wasmbot-bench-oci-") as tmp:
         folder = Path(tmp)
         service = start_registry(folder / "registry")
