@@ -355,6 +355,13 @@ def index_oci_then_other_compat(lab: Lab, ref: str, files: Files) -> str:
     return ref
 
 
+def nested_index(lab: Lab, ref: str, files: Files) -> str:
+    """An OCI index whose only entry is another index (of a compat image)."""
+    inner = crane_index("compat")(lab, f"{ref.rsplit(':', 1)[0]}-inner:v1", files)
+    lab.ok("crane", "index", "append", "--insecure", "-m", inner, "-t", ref)
+    return ref
+
+
 # row: (how the image is made, what wasmbot pull gets, what Istio gets)
 TOOL_PUSHES: dict[str, tuple[Callable[[Lab, str, Files], str], str, str]] = {
     "`oras push`, one layer: the raw module": (
@@ -383,6 +390,7 @@ TOOL_PUSHES: dict[str, tuple[Callable[[Lab, str, Files], str], str, str]] = {
         "Istio would not load it",
         "✗ could not fetch image: no child with platform linux/amd64 in index REGISTRY/tools/case10:v1"),
     "`oras attach`: subject, artifactType, annotations, two layers": (oras_attach, "✓", "✓"),
+    "`crane index append`: an index whose entry is an index of a compat image": (nested_index, "✓", "✓"),
 }
 
 
