@@ -23,6 +23,7 @@ the test, it is never skipped.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -356,9 +357,16 @@ def index_oci_then_other_compat(lab: Lab, ref: str, files: Files) -> str:
 
 
 def nested_index(lab: Lab, ref: str, files: Files) -> str:
-    """An OCI index whose only entry is another index (of a compat image)."""
-    inner = crane_index("compat")(lab, f"{ref.rsplit(':', 1)[0]}-inner:v1", files)
-    lab.ok("crane", "index", "append", "--insecure", "-m", inner, "-t", ref)
+    """An OCI index whose only entry is another index (of a compat image), put with ``oras
+    manifest push`` (``crane index append`` flattens a nested index into its entries)."""
+    inner = crane_index("compat")(lab, f"{ref.rsplit(':', 1)[0]}:inner", files)  # same repository
+    body = lab.ok("crane", "manifest", "--insecure", inner)
+    outer = {"schemaVersion": 2, "mediaType": image.INDEX_MEDIA_TYPE, "manifests": [
+        {"mediaType": image.INDEX_MEDIA_TYPE, "size": len(body),
+         "digest": "sha256:" + hashlib.sha256(body).hexdigest()}]}
+    (files.dir / "index.json").write_text(json.dumps(outer))
+    lab.ok("oras", "manifest", "push", "--plain-http", "--media-type", image.INDEX_MEDIA_TYPE, ref,
+           "index.json", cwd=files.dir)
     return ref
 
 

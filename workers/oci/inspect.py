@@ -23,14 +23,22 @@ class Resolved:
     variant: str
 
 
+MAX_INDEX_DEPTH = 8  # indexes of indexes followed before giving up (a loop cannot be built, but a chain can)
+
+
 def resolve(registry: Registry, ref: Reference) -> Resolved:
+    """The manifest ``ref`` names; an index is followed to its linux/amd64 entry, and an entry
+    that is an index again is followed the same way, as go-containerregistry's
+    ``Descriptor.Image`` does for Istio's fetcher."""
     try:
         found = registry.get_manifest(ref.repository, ref.ref)
     except NotFound:
         raise _explain_missing(registry, ref) from None
     body = _json(found.raw, f"manifest of {ref}")
-    kind = body.get("mediaType") or found.media_type
-    if kind in (image.INDEX_MEDIA_TYPE, image.DOCKER_LIST_MEDIA_TYPE):
+    for _ in range(MAX_INDEX_DEPTH):
+        kind = body.get("mediaType") or found.media_type
+        if kind not in (image.INDEX_MEDIA_TYPE, image.DOCKER_LIST_MEDIA_TYPE):
+            return Resolved(found, body, image.variant_of(body, found.media_type))
         entries = body.get("manifests") or []
         if not entries:
             raise image.UnsupportedImage(f"{ref} is an empty image index")
@@ -41,7 +49,7 @@ def resolve(registry: Registry, ref: Reference) -> Resolved:
                                          f"{platforms}); Istio would not load it")
         found = registry.get_manifest(ref.repository, chosen["digest"])
         body = _json(found.raw, f"manifest {chosen['digest']} of {ref}")
-    return Resolved(found, body, image.variant_of(body, found.media_type))
+    raise image.UnsupportedImage(f"{ref} nests image indexes more than {MAX_INDEX_DEPTH} deep")
 
 
 def _linux_amd64(entry: dict[str, Any]) -> bool:
