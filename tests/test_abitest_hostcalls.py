@@ -445,12 +445,12 @@ def test_get_property_reads_stored_and_derived_properties() -> None:
 
 
 @covers("proxy_set_property")
-def test_set_property_stores_by_path() -> None:
+def test_set_property_stores_filter_state_by_path() -> None:
     h = Harness("proxy_set_property")
     p, pn = h.put("filter_state\0wasm.decision")
     v, vn = h.put("allow")
     assert h.call(p, pn, v, vn) == Status.OK
-    assert h.host.properties[("filter_state", "wasm.decision")] == b"allow"
+    assert h.stream.filter_state == {"wasm.filter_state\0wasm.decision": b"allow"}  # Envoy's key
 
 
 @covers("proxy_call_foreign_function")

@@ -11,7 +11,6 @@ while that allocator runs, the plugin configuration readable only during
 from __future__ import annotations
 
 import math
-import struct
 import time
 import zlib
 from collections import Counter
@@ -30,6 +29,17 @@ from workers.abitest.abi import (
     Stream,
 )
 from workers.abitest.guest import AllocationFailed, Guest, InvalidMemory, deserialize_pairs, serialize_pairs
+from workers.abitest.properties import (
+    MISSING,
+    Headers,
+    Opaque,
+    SerializationFailure,
+    merge,
+    serialize,
+    split_path,
+    tree,
+    walk,
+)
 from workers.abitest.state import Context, GrpcCall, HeaderMap, HttpCall, LocalResponse, Metric, Queue, World
 
 MAX_LOG_LINES = 10_000
@@ -76,17 +86,6 @@ class Callback:
     status: tuple[int, bytes] = (0, b"")
 
 
-def encode_property(value: object) -> bytes:
-    """Envoy's property encoding: strings raw, integers int64 LE, booleans one byte, maps as pairs."""
-    if isinstance(value, bool):
-        return b"\1" if value else b"\0"
-    if isinstance(value, int):
-        return struct.pack("<q", value)
-    if isinstance(value, dict):
-        return serialize_pairs((str(k).encode(), str(v).encode()) for k, v in value.items())
-    return str(value).encode()
-
-
 class Host:
     def __init__(self, guest: Guest, world: World, abi_version: str, *, vm_id: str,
                  vm_config: bytes, log_level: int = LogLevel.INFO,
@@ -100,8 +99,7 @@ class Host:
         self.plugin_config = b""
         self.configuring = False
         self.log_level = log_level
-        self.properties: dict[tuple[str, ...], bytes] = {
-            tuple(k.split(".")): encode_property(v) for k, v in (properties or {}).items()}
+        self.properties: dict[str, Any] = tree(properties or {})
         self.clusters = clusters
         self.contexts: dict[int, Context] = {}
         self.current: Context | None = None
@@ -590,50 +588,72 @@ class Host:
 
     # -- properties and foreign functions ----------------------------------------------------------
 
-    def property(self, path: tuple[str, ...]) -> bytes | None:
-        """Stored properties first, then the ones Envoy derives from the plugin and stream."""
-        if path in self.properties:
-            return self.properties[path]
+    def declare(self, properties: dict[str, object]) -> None:
+        """The properties a case declares (dotted paths, nested mappings), replacing the last."""
+        self.properties = tree(properties)
+
+    def property(self, path: list[str]) -> Any:
+        """The value at ``path`` as Envoy resolves it, or MISSING.
+
+        Declared properties win over derived ones; a first segment neither declares nor
+        derives is looked up in the stream's filter state under ``wasm.<name>``, where
+        ``proxy_set_property`` keeps it.  Stream properties exist only on a stream context
+        (Envoy's root context has no stream info).
+        """
+        if not path:
+            raise SerializationFailure("an empty path")
         ctx = self.current
-        root = self._root() if ctx else None
-        derived: dict[tuple[str, ...], object] = {
-            ("plugin_name",): root.root_id if root else "",
-            ("plugin_root_id",): root.root_id if root else "",
-            ("plugin_vm_id",): self.vm_id,
-        }
-        stream = ctx if ctx and ctx.parent else None
-        if stream and stream.request.headers is not None:
-            h = stream.request.headers
-            path_value = (h.get(b":path") or b"").decode("utf-8", "replace")
-            derived |= {
-                ("request", "path"): path_value,
-                ("request", "url_path"): path_value.split("?", 1)[0],
-                ("request", "host"): (h.get(b":authority") or b"").decode("utf-8", "replace"),
-                ("request", "method"): (h.get(b":method") or b"").decode("utf-8", "replace"),
-                ("request", "scheme"): (h.get(b":scheme") or b"").decode("utf-8", "replace"),
-                ("request", "protocol"): "HTTP/1.1",
-                ("request", "headers"): dict(h.as_text()),
-            }
-            if h.get(b"x-request-id") is not None:
-                derived[("request", "id")] = (h.get(b"x-request-id") or b"").decode()
-        if stream and stream.response.headers is not None:
-            status = stream.response.headers.get(b":status") or b"0"
-            derived[("response", "code")] = int(status) if status.isdigit() else 0
-            derived[("response", "headers")] = dict(stream.response.headers.as_text())
-        value = derived.get(path)
-        return None if value is None else encode_property(value)
+        stream = ctx if ctx is not None and ctx.parent else None
+        top = path[0]
+        if top in STREAM_PROPERTIES and stream is None:
+            return MISSING
+        value = merge(self._derived(top, stream), self.properties.get(top, MISSING))
+        if value is MISSING and stream is not None:
+            value = stream.filter_state.get(f"wasm.{top}", MISSING)
+        return walk(value, path[1:]) if value is not MISSING else MISSING
+
+    def _derived(self, top: str, stream: Context | None) -> Any:
+        """What Envoy derives for a top-level name from the plugin and the stream."""
+        if top in ("plugin_name", "plugin_root_id"):
+            return self._root().root_id if self.current else MISSING
+        if top == "plugin_vm_id":
+            return self.vm_id
+        if stream is None:
+            return MISSING
+        if top == "request":
+            return Opaque(_request(stream.request.headers))
+        if top == "response":
+            out = Opaque(headers=_headers(stream.response.headers),
+                         trailers=_headers(stream.response.trailers))
+            status = stream.response.headers.get(b":status") if stream.response.headers else None
+            if status is not None and status.isdigit():
+                out["code"] = int(status)
+            return out
+        if top == "filter_state":
+            return Opaque(stream.filter_state)
+        if top in STREAM_PROPERTIES:
+            return Opaque()
+        return MISSING
 
     def proxy_get_property(self, cx: Any, pptr: int, plen: int, ptr_ptr: int, len_ptr: int) -> int:
-        raw = self._bytes(cx, pptr, plen).rstrip(b"\0")
-        value = self.property(tuple(raw.decode("utf-8", "replace").split("\0")))
-        if value is None:
-            return Status.NOT_FOUND
-        self.guest.copy_out(cx, value, ptr_ptr, len_ptr)
+        try:
+            value = self.property(split_path(self._bytes(cx, pptr, plen)))
+            if value is MISSING:
+                return Status.NOT_FOUND
+            data = serialize(value)
+        except SerializationFailure:
+            return Status.SERIALIZATION_FAILURE
+        self.guest.copy_out(cx, data, ptr_ptr, len_ptr)
         return Status.OK
 
     def proxy_set_property(self, cx: Any, pptr: int, plen: int, vptr: int, vlen: int) -> int:
-        raw = self._bytes(cx, pptr, plen).rstrip(b"\0")
-        self.properties[tuple(raw.decode("utf-8", "replace").split("\0"))] = self._bytes(cx, vptr, vlen)
+        """Envoy keeps the value as filter state ``wasm.<path>``, the whole path (NULs and all)
+        as the key: readable back by a one-segment path or ``filter_state`` + ``wasm.<path>``."""
+        stream = self._stream()
+        if stream is None:
+            return Status.NOT_FOUND  # no stream info on a root context
+        path = self._bytes(cx, pptr, plen).decode("utf-8", "surrogateescape")
+        stream.filter_state[f"wasm.{path}"] = self._bytes(cx, vptr, vlen)
         return Status.OK
 
     def proxy_call_foreign_function(self, cx: Any, nptr: int, nlen: int, aptr: int, alen: int,
@@ -656,3 +676,37 @@ class Host:
             return Status.NOT_FOUND
         self.guest.copy_out(cx, result, ptr_ptr, len_ptr)
         return Status.OK
+
+
+# Envoy's top-level names that need a stream (StreamActivation::FindValue returns nothing
+# without stream info); ``xds``, ``node`` and the ``plugin_*`` names do not.
+STREAM_PROPERTIES = frozenset({"request", "response", "connection", "upstream", "source", "destination",
+                               "metadata", "filter_state", "upstream_filter_state"})
+
+
+def _headers(m: HeaderMap | None) -> Headers:
+    """Envoy's view of a header map as a property: each name once, its values joined with ","."""
+    out = Headers()
+    for k, v in m.pairs if m is not None else []:
+        key = k.decode("utf-8", "surrogateescape")
+        value = v.decode("utf-8", "surrogateescape")
+        out[key] = f"{out[key]},{value}" if key in out else value
+    return out
+
+
+def _request(h: HeaderMap | None) -> dict[str, Any]:
+    """``request.*`` as Envoy's RequestWrapper answers it from the request headers."""
+    out: dict[str, Any] = {"headers": _headers(h), "protocol": "HTTP/1.1"}
+    if h is None:
+        return out
+    for name, header in ((b"path", b":path"), (b"host", b":authority"), (b"scheme", b":scheme"),
+                         (b"method", b":method"), (b"id", b"x-request-id"), (b"useragent", b"user-agent"),
+                         (b"referer", b"referer")):
+        value = h.get(header)  # Envoy reads these from the first entry
+        if value is not None:
+            out[name.decode()] = value.decode("utf-8", "surrogateescape")
+    if "path" in out:
+        path, _, query = out["path"].partition("?")
+        out["url_path"] = path
+        out["query"] = query.split("#", 1)[0]
+    return out

@@ -121,6 +121,7 @@ class Context:
     closed: list[str] = field(default_factory=list)
     tick_period_ms: int = 0
     done_called: bool = False
+    filter_state: dict[str, bytes] = field(default_factory=dict)  # proxy_set_property's, by key
 
 
 @dataclass
