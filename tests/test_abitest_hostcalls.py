@@ -111,6 +111,18 @@ def test_get_buffer_bytes_copies_slices_out() -> None:
     assert h.call(42, 0, 10, P, L) == Status.BAD_ARGUMENT
 
 
+@pytest.mark.parametrize(("start", "size"), [(0, 0), (4, 0), (10, 5), (11, 1), (2**31, 8)])
+def test_get_buffer_bytes_with_nothing_to_read_writes_a_zero_pair_like_cpp_host(start: int, size: int) -> None:
+    """cpp-host src/exports.cc get_buffer_bytes: length 0 (or clamped to 0) answers OK and
+    writes (0, 0) without calling the allocator (a trapping allocator here would fail)."""
+    h = Harness("proxy_get_buffer_bytes", allocator_body="(unreachable)")
+    h.stream.request.buffered = b"0123456789"
+    h.vm.guest.write(h.vm.store, P, b"\xff" * 8)  # stale out-pointer and length
+    assert h.call(Buffer.HTTP_REQUEST_BODY, start, size, P, L) == Status.OK
+    assert (h.u32(P), h.u32(L)) == (0, 0)
+    assert h.call(Buffer.HTTP_REQUEST_BODY, start, size, 10**8, L) == Status.INVALID_MEMORY_ACCESS
+
+
 def test_plugin_configuration_is_readable_only_during_configure() -> None:
     h = Harness("proxy_get_buffer_bytes")
     h.host.plugin_config = b"cfg"

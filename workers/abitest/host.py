@@ -249,7 +249,11 @@ class Host:
         buf = self._buffer(kind)
         if buf is None:
             return Status.NOT_FOUND
-        # cpp-host clamps: a start past the end reads nothing, and nothing is written as (0, 0).
+        # proxy-wasm-cpp-host's get_buffer_bytes (src/exports.cc, since #303 of Aug 2022, in
+        # every Envoy since 1.24): a start past the end reads nothing, a read past the end is
+        # clamped, and an empty result (length 0, or clamped to 0) answers OK with (0, 0)
+        # written to the out-pointers and no allocation.  Before #303 a length of 0 wrote
+        # nothing, and a start past the end wrapped ``size - start`` into a huge overread.
         self.guest.copy_out(cx, buf[0][start:start + size], ptr_ptr, len_ptr)
         return Status.OK
 
