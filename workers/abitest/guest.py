@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import wasmtime
+
+from workers.abitest import fastcall
 
 
 class InvalidMemory(Exception):
@@ -29,7 +31,7 @@ Pairs = list[tuple[bytes, bytes]]
 class Guest:
     def __init__(self) -> None:
         self.memory: wasmtime.Memory | None = None
-        self.allocator: wasmtime.Func | None = None
+        self.allocator: Callable[..., Any] | None = None
         self.allocator_name = ""
         self.allocating = False
         self.failed_allocations: list[int] = []
@@ -39,7 +41,7 @@ class Guest:
         memory = exports.get("memory")
         self.memory = memory if isinstance(memory, wasmtime.Memory) else None
         alloc = exports.get(allocator)
-        self.allocator = alloc if isinstance(alloc, wasmtime.Func) else None
+        self.allocator = fastcall.export(store, alloc) if isinstance(alloc, wasmtime.Func) else None
         self.allocator_name = allocator
 
     def _mem(self) -> wasmtime.Memory:
@@ -84,7 +86,7 @@ class Guest:
             raise AllocationFailed("the module has no allocator")
         self.allocating = True
         try:
-            ptr = int(self.allocator(cx, size))
+            ptr = int(self.allocator(size, caller=cx))
         finally:
             self.allocating = False
         if ptr == 0:

@@ -25,7 +25,7 @@ from typing import Any
 
 import wasmtime
 
-from workers.abitest import compiler
+from workers.abitest import compiler, fastcall
 from workers.abitest.abi import HOST_FUNCTIONS, WASI_MODULES
 from workers.abitest.guest import Guest
 from workers.abitest.host import Host, HostViolation, OutOfTime
@@ -269,18 +269,26 @@ class VM:
             raise CallbackFailed("instantiation", str(exc).splitlines()[0]) from None
         guest.bind(self.store, self.instance, allocator)
         self.exports = self.instance.exports(self.store)
+        self._callers: dict[str, Any] = {}  # export name -> fastcall caller, or None if absent
+
+    def _caller(self, name: str) -> Any:
+        if name not in self._callers:
+            func = self.exports.get(name)
+            self._callers[name] = (fastcall.export(self.store, func)
+                                   if isinstance(func, wasmtime.Func) else None)
+        return self._callers[name]
 
     def has(self, name: str) -> bool:
-        return isinstance(self.exports.get(name), wasmtime.Func)
+        return self._caller(name) is not None
 
     def call(self, name: str, *args: int) -> int | None:
         """Call export ``name`` with a fresh fuel allowance; None if it returns nothing."""
-        func = self.exports.get(name)
-        if not isinstance(func, wasmtime.Func):
+        func = self._caller(name)
+        if func is None:
             raise CallbackFailed(name, "not exported")
         self._arm()
         try:
-            result = func(self.store, *args)
+            result = func(*args)
         except wasmtime.Trap as exc:
             raise CallbackFailed(name, self._trap_reason(exc)) from None
         except ProcExit as exc:
@@ -293,7 +301,7 @@ class VM:
             raise CallbackFailed(name, str(exc).splitlines()[0]) from None
         finally:
             self.wasi.flush()
-        return None if result is None else int(result)
+        return result  # type: ignore[no-any-return]
 
     def _arm(self) -> None:
         """A fresh fuel allowance and wall-clock deadline, for the epochs and the host calls."""
