@@ -35,6 +35,7 @@ class Guest:
         self.allocator_name = ""
         self.allocating = False
         self.failed_allocations: list[int] = []
+        self._view: tuple[Any, int, int] | None = None  # (caller, base address, length)
 
     def bind(self, store: wasmtime.Store, instance: wasmtime.Instance, allocator: str) -> None:
         exports = instance.exports(store)
@@ -54,13 +55,19 @@ class Guest:
 
         Memory is read and written through its base pointer: wasmtime-py's ``Memory.read`` and
         ``write`` build a ctypes array type per call, which dominated the cost of a host call.
-        No guest code runs between this check and the access, so the memory cannot move.
+        Base and length are looked up once per host call (``cx``, a fresh ``Caller`` each
+        time) and again after the allocator ran: only guest code can grow or move the memory.
         """
-        mem = self._mem()
-        if ptr < 0 or size < 0 or ptr + size > mem.data_len(cx):
+        view = self._view
+        if view is None or view[0] is not cx:
+            mem = self._mem()
+            base = ctypes.cast(mem.data_ptr(cx), ctypes.c_void_p).value or 0
+            view = (cx, base, mem.data_len(cx))
+            if isinstance(cx, wasmtime.Caller):
+                self._view = view
+        if ptr < 0 or size < 0 or ptr + size > view[2]:
             raise InvalidMemory(f"{size} bytes at {ptr:#x} are outside guest memory")
-        base = ctypes.cast(mem.data_ptr(cx), ctypes.c_void_p).value or 0
-        return base + ptr
+        return view[1] + ptr
 
     def read(self, cx: Any, ptr: int, size: int) -> bytes:
         if size == 0:
@@ -89,6 +96,7 @@ class Guest:
             ptr = int(self.allocator(size, caller=cx))
         finally:
             self.allocating = False
+            self._view = None  # the allocator may have grown the memory
         if ptr == 0:
             self.failed_allocations.append(size)
             raise AllocationFailed(f"{self.allocator_name}({size}) returned 0")
