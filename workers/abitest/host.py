@@ -33,9 +33,9 @@ from workers.abitest.abi import (
 from workers.abitest.guest import AllocationFailed, Guest, InvalidMemory, deserialize_pairs, serialize_pairs
 from workers.abitest.properties import (
     MISSING,
-    Headers,
-    Opaque,
+    STREAM_PROPERTIES,
     SerializationFailure,
+    derived,
     merge,
     serialize,
     split_path,
@@ -622,27 +622,11 @@ class Host:
         return walk(value, path[1:]) if value is not MISSING else MISSING
 
     def _derived(self, top: str, stream: Context | None) -> Any:
-        """What Envoy derives for a top-level name from the plugin and the stream."""
         if top in ("plugin_name", "plugin_root_id"):
             return self._root().root_id if self.current else MISSING
         if top == "plugin_vm_id":
             return self.vm_id
-        if stream is None:
-            return MISSING
-        if top == "request":
-            return Opaque(_request(stream.request.headers))
-        if top == "response":
-            out = Opaque(headers=_headers(stream.response.headers),
-                         trailers=_headers(stream.response.trailers))
-            status = stream.response.headers.get(b":status") if stream.response.headers else None
-            if status is not None and status.isdigit():
-                out["code"] = int(status)
-            return out
-        if top == "filter_state":
-            return Opaque(stream.filter_state)
-        if top in STREAM_PROPERTIES:
-            return Opaque()
-        return MISSING
+        return derived(top, stream) if stream is not None else MISSING
 
     def proxy_get_property(self, cx: Any, pptr: int, plen: int, ptr_ptr: int, len_ptr: int) -> int:
         try:
@@ -686,36 +670,3 @@ class Host:
         self.guest.copy_out(cx, result, ptr_ptr, len_ptr)
         return Status.OK
 
-
-# Envoy's top-level names that need a stream (StreamActivation::FindValue returns nothing
-# without stream info); ``xds``, ``node`` and the ``plugin_*`` names do not.
-STREAM_PROPERTIES = frozenset({"request", "response", "connection", "upstream", "source", "destination",
-                               "metadata", "filter_state", "upstream_filter_state"})
-
-
-def _headers(m: HeaderMap | None) -> Headers:
-    """Envoy's view of a header map as a property: each name once, its values joined with ","."""
-    out = Headers()
-    for k, v in m.pairs if m is not None else []:
-        key = k.decode("utf-8", "surrogateescape")
-        value = v.decode("utf-8", "surrogateescape")
-        out[key] = f"{out[key]},{value}" if key in out else value
-    return out
-
-
-def _request(h: HeaderMap | None) -> dict[str, Any]:
-    """``request.*`` as Envoy's RequestWrapper answers it from the request headers."""
-    out: dict[str, Any] = {"headers": _headers(h), "protocol": "HTTP/1.1"}
-    if h is None:
-        return out
-    for name, header in ((b"path", b":path"), (b"host", b":authority"), (b"scheme", b":scheme"),
-                         (b"method", b":method"), (b"id", b"x-request-id"), (b"useragent", b"user-agent"),
-                         (b"referer", b"referer")):
-        value = h.get(header)  # Envoy reads these from the first entry
-        if value is not None:
-            out[name.decode()] = value.decode("utf-8", "surrogateescape")
-    if "path" in out:
-        path, _, query = out["path"].partition("?")
-        out["url_path"] = path
-        out["query"] = query.split("#", 1)[0]
-    return out

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from workers.abitest.guest import serialize_pairs
+from workers.abitest.state import Context, HeaderMap
 
 
 class SerializationFailure(Exception):
@@ -33,6 +34,11 @@ class Headers(dict[str, Any]):
 
 
 MISSING: Any = object()
+
+# Envoy's top-level names that need a stream (StreamActivation::FindValue returns nothing
+# without stream info); ``xds``, ``node`` and the ``plugin_*`` names do not.
+STREAM_PROPERTIES = frozenset({"request", "response", "connection", "upstream", "source", "destination",
+                               "metadata", "filter_state", "upstream_filter_state"})
 
 
 def split_path(raw: bytes) -> list[str]:
@@ -110,3 +116,48 @@ def serialize(value: Any) -> bytes:
     if isinstance(value, list):
         return serialize_pairs((serialize(v), b"") for v in value)
     raise SerializationFailure(f"no serialisation for {type(value).__name__}")
+
+
+def derived(top: str, stream: Context) -> Any:
+    """What Envoy derives for a stream-level top-level name, or MISSING."""
+    if top == "request":
+        return Opaque(_request(stream.request.headers))
+    if top == "response":
+        out = Opaque(headers=_headers(stream.response.headers), trailers=_headers(stream.response.trailers))
+        status = stream.response.headers.get(b":status") if stream.response.headers else None
+        if status is not None and status.isdigit():
+            out["code"] = int(status)
+        return out
+    if top == "filter_state":
+        return Opaque(stream.filter_state)
+    return Opaque() if top in STREAM_PROPERTIES else MISSING
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _headers(m: HeaderMap | None) -> Headers:
+    """Envoy's view of a header map as a property: each name once, its values joined with ","."""
+    out = Headers()
+    for k, v in m.pairs if m is not None else []:
+        key, value = _text(k), _text(v)
+        out[key] = f"{out[key]},{value}" if key in out else value
+    return out
+
+
+_REQUEST_FIELDS = (("path", b":path"), ("host", b":authority"), ("scheme", b":scheme"),
+                   ("method", b":method"), ("id", b"x-request-id"), ("useragent", b"user-agent"),
+                   ("referer", b"referer"))
+
+
+def _request(h: HeaderMap | None) -> dict[str, Any]:
+    """``request.*`` as Envoy's RequestWrapper answers it from the request headers."""
+    out: dict[str, Any] = {"headers": _headers(h), "protocol": "HTTP/1.1"}
+    values = [(name, h.get(header)) for name, header in _REQUEST_FIELDS] if h is not None else []
+    out |= {name: _text(value) for name, value in values if value is not None}  # first entries
+    if "path" in out:
+        path, _, query = out["path"].partition("?")
+        out["url_path"] = path
+        out["query"] = query.split("#", 1)[0]
+    return out
