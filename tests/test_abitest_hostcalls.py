@@ -48,6 +48,18 @@ def test_log_records_level_and_message_and_checks_arguments() -> None:
     assert h.call(2, 10**8, 4) == Status.INVALID_MEMORY_ACCESS
 
 
+def test_host_calls_see_memory_the_guest_grew_since_the_last_one() -> None:
+    h = Harness("proxy_log")
+    ptr, n = h.put("before")
+    assert h.call(2, ptr, n) == Status.OK
+    assert h.vm.guest.memory is not None
+    pages = h.vm.guest.memory.grow(h.vm.store, 64)  # 4 MiB more: the base may move
+    far = pages * 65536 + 1000
+    h.vm.guest.write(h.vm.store, far, b"after")
+    assert h.call(2, far, 5) == Status.OK
+    assert [line.message for line in h.host.logs] == ["before", "after"]
+
+
 @covers("proxy_get_log_level")
 def test_get_log_level_writes_the_configured_level() -> None:
     h = Harness("proxy_get_log_level")

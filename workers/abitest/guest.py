@@ -55,14 +55,18 @@ class Guest:
 
         Memory is read and written through its base pointer: wasmtime-py's ``Memory.read`` and
         ``write`` build a ctypes array type per call, which dominated the cost of a host call.
-        Base and length are looked up once per host call (``cx``, a fresh ``Caller`` each
-        time) and again after the allocator ran: only guest code can grow or move the memory.
+        The length is looked up once per host call (``cx``, a fresh ``Caller`` each time) and
+        again after the allocator ran, the base only when the length changed: only guest code
+        can grow the memory, and only growing moves it.
         """
         view = self._view
         if view is None or view[0] is not cx:
             mem = self._mem()
-            base = ctypes.cast(mem.data_ptr(cx), ctypes.c_void_p).value or 0
-            view = (cx, base, mem.data_len(cx))
+            length = mem.data_len(cx)
+            if view is not None and view[2] == length:  # only growing moves the memory
+                view = (cx, view[1], length)
+            else:
+                view = (cx, ctypes.cast(mem.data_ptr(cx), ctypes.c_void_p).value or 0, length)
             if isinstance(cx, wasmtime.Caller):
                 self._view = view
         if ptr < 0 or size < 0 or ptr + size > view[2]:
@@ -96,7 +100,8 @@ class Guest:
             ptr = int(self.allocator(size, caller=cx))
         finally:
             self.allocating = False
-            self._view = None  # the allocator may have grown the memory
+            if self._view is not None:  # the allocator may have grown the memory
+                self._view = (None, self._view[1], self._view[2])
         if ptr == 0:
             self.failed_allocations.append(size)
             raise AllocationFailed(f"{self.allocator_name}({size}) returned 0")
