@@ -1,27 +1,40 @@
 """Benchmark: the ABI harness's simulated requests per second and the cost of one host call.
 
-    python3 bench/abitest.py [--requests 2000] [--calls 200000] [--repeat 5]
+    python3 bench/abitest.py [--requests 2000] [--calls 200000] [--repeat 5] [--peer DIR]
 
 Each figure comes with a baseline measured in the same run on the same engine:
 
 * requests/s: full HTTP lifecycles (context create, request headers, response headers, done,
   log, delete) through tests/filters/c, a header-adding filter built here with clang, against
-  a bare wasmtime loop that calls the same number of no-op exports per "request" from Python;
+  the tightest wasmtime-py loop over the same module: the same six exports called with
+  ``Func.__call__`` on Func objects looked up once, every import a Python function that only
+  returns a constant (``proxy_get_header_map_value`` answers NOT_FOUND, so the guest takes
+  the same branch), fuel and epoch deadline set once.  The same loop through
+  ``workers.abitest.fastcall`` (the call path the harness itself uses) is printed as the floor;
+* ``--peer DIR``: DIR is a checkout of github.com/proxy-wasm/test-framework (not on crates.io;
+  its dependencies must be fetchable or cached for cargo).  bench/peer/wasmbot_peer.rs is
+  copied into its examples and run on a WASI-free header filter (``PEER_FILTER``; the
+  framework links no WASI), side by side with the harness and the tight loop on that module;
 * host call: a guest loop calling ``proxy_get_current_time_nanoseconds`` through wasmbot's host
   against the same guest loop calling a bare Python host function linked with plain wasmtime;
 * compile: the filter compiled through the capped path (a child process with time and memory
   caps, its result deserialised; no cache) against ``wasmtime.Module`` in this process.
 
-The best of ``--repeat`` runs is reported (the least disturbed by the rest of the machine).
+The best of ``--repeat`` runs is reported (the least disturbed by the rest of the machine), on
+the calling thread's CPU clock except for compiling (a child process) and the peer (its own
+wall clock).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
@@ -29,7 +42,7 @@ import wasmtime
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from workers.abitest import cases  # noqa: E402
+from workers.abitest import cases, fastcall  # noqa: E402
 from workers.abitest.driver import CaseRun, Instance  # noqa: E402
 from workers.abitest.guest import Guest  # noqa: E402
 from workers.abitest.host import Host  # noqa: E402
@@ -38,25 +51,62 @@ from workers.abitest.validate import validate  # noqa: E402
 from workers.abitest.vm import VM, Limits, compile_capped, compile_module, engine  # noqa: E402
 from workers.abitest.wasi import Wasi  # noqa: E402
 
-CALLS_PER_REQUEST = 6  # context create, request headers, response headers, done, log, delete
+LIFECYCLE = (("proxy_on_context_create", (2, 1)), ("proxy_on_request_headers", (2, 4, 1)),
+             ("proxy_on_response_headers", (2, 1, 1)), ("proxy_on_done", (2,)), ("proxy_on_log", (2,)),
+             ("proxy_on_delete", (2,)))
+
+# The C filter's behaviour without WASI (the test-framework links none): read :path, log,
+# add a response header; a bump allocator.
+PEER_FILTER = """(module
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 16) ":path")
+  (data (i32.const 32) "request")
+  (data (i32.const 48) "x-wasm-filter")
+  (data (i32.const 64) "hello")
+  (func (export "_initialize"))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (if (i32.gt_u (global.get $heap) (i32.const 120000)) (then (global.set $heap (i32.const 4096))))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $get (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 0) (i32.const 8)))
+    (drop (call $log (i32.const 2) (i32.const 32) (i32.const 7)))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 2) (i32.const 48) (i32.const 13) (i32.const 64) (i32.const 5)))
+    (i32.const 0))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_delete") (param i32)))"""
 
 LOOP = """(module
   (import "env" "{name}" (func $f (param i32) (result i32)))
   (memory (export "memory") 1)
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
-  (func (export "noop") (param i32 i32 i32) (result i32) (i32.const 0))
   (func (export "loop") (param $n i32)
     (loop $l (drop (call $f (i32.const 64)))
       (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))))"""
 
 
-def best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
+def best(fn: Callable[[], None], repeat: int, clock: Callable[[], float] = time.thread_time) -> float:
+    """The shortest of ``repeat`` runs, on this thread's CPU clock by default: wasm and the
+    host run on the calling thread, and on a loaded machine wall time mostly measures the
+    wait for a core."""
     times = []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started = clock()
         fn()
-        times.append(time.perf_counter() - started)
+        times.append(clock() - started)
     return min(times)
 
 
@@ -66,7 +116,17 @@ def build_filter(out: Path) -> bytes:
     return out.read_bytes()
 
 
-def requests_per_second(wasm: bytes, n: int, repeat: int) -> tuple[float, float]:
+def interleaved(loops: list[Callable[[], None]], repeat: int) -> list[float]:
+    """The best time of each loop, the loops taking turns so that load hits them alike."""
+    times = [math.inf] * len(loops)
+    for _ in range(repeat):
+        for i, loop in enumerate(loops):
+            times[i] = min(times[i], best(loop, 1))
+    return times
+
+
+def harness_loop(wasm: bytes, n: int) -> Callable[[], None]:
+    """``n`` requests through wasmbot's driver and host (one case, run ``n`` times)."""
     module, _ = compile_module(wasm, None)
     v = validate(module, len(wasm), 2**30)
     suite = cases.parse({"plugin_config": "bench", "cases": [{"name": "r"}]}, "add-header")
@@ -80,21 +140,73 @@ def requests_per_second(wasm: bytes, n: int, repeat: int) -> tuple[float, float]
             assert out.failure is None and out.streams[0].client.headers is not None
         inst.host.logs.clear()
 
-    # Baseline: the same number of export calls per request, straight into wasmtime.
+    return harness
+
+
+def tight_loop(wasm: bytes, n: int, fast: bool) -> Callable[[], None]:
+    """The same six exports per request straight into wasmtime, every import a constant."""
+    module, _ = compile_module(wasm, None)
     store = wasmtime.Store(engine())
     store.set_fuel(2**62)
     store.set_epoch_deadline(2**40)
-    bare = wasmtime.Instance(store, wasmtime.Module(engine(), wasmtime.wat2wasm(
-        LOOP.format(name="unused").replace('(import "env" "unused" (func $f (param i32) (result i32)))', "")
-        .replace("(drop (call $f (i32.const 64)))", ""))), [])
-    noop = bare.exports(store)["noop"]
-    assert isinstance(noop, wasmtime.Func)
+    linker = wasmtime.Linker(engine())
+    for imp in module.imports:
+        t = imp.type
+        assert isinstance(t, wasmtime.FuncType) and imp.name is not None
+        value = 1 if imp.name == "proxy_get_header_map_value" else 0  # NOT_FOUND: the same branch
+        linker.define_func(imp.module, imp.name, t, (lambda v: lambda *_: v)(value) if t.results
+                           else (lambda *_: None))
+    exports = linker.instantiate(store, module).exports(store)
 
-    def baseline() -> None:
-        for _ in range(n * CALLS_PER_REQUEST):
-            noop(store, 1, 2, 0)
+    def func(name: str) -> wasmtime.Func:
+        f = exports[name]
+        assert isinstance(f, wasmtime.Func)
+        return f
+    init = exports.get("_initialize")
+    if isinstance(init, wasmtime.Func):
+        init(store)
+    func("proxy_on_context_create")(store, 1, 0)
+    func("proxy_on_vm_start")(store, 1, 0)
+    func("proxy_on_configure")(store, 1, 0)
+    if fast:
+        steps = [(fastcall.export(store, func(name)), args) for name, args in LIFECYCLE]
 
-    return n / best(harness, repeat), n / best(baseline, repeat)
+        def loop() -> None:
+            for _ in range(n):
+                for call, args in steps:
+                    call(*args)
+    else:
+        (create, ca), (req, ra), (resp, rsa), (done, da), (log, la), (delete, dla) = [
+            (func(name), args) for name, args in LIFECYCLE]
+
+        def loop() -> None:
+            for _ in range(n):
+                create(store, *ca)
+                req(store, *ra)
+                resp(store, *rsa)
+                done(store, *da)
+                log(store, *la)
+                delete(store, *dla)
+
+    return loop
+
+
+def peer_rate(checkout: Path, wasm: Path, n: int) -> float:
+    """Requests per second through proxy-wasm/test-framework (bench/peer/wasmbot_peer.rs)."""
+    manifest = checkout / "Cargo.toml"
+    if 'name = "proxy-wasm-test-framework"' not in (manifest.read_text() if manifest.is_file() else ""):
+        raise SystemExit(f"--peer {checkout}: not a checkout of github.com/proxy-wasm/test-framework "
+                         "(no Cargo.toml naming proxy-wasm-test-framework)")
+    if shutil.which("cargo") is None:
+        raise SystemExit("--peer needs cargo on PATH to build the test-framework runner")
+    shutil.copy(Path(__file__).with_name("peer") / "wasmbot_peer.rs", checkout / "examples")
+    proc = subprocess.run(["cargo", "run", "--quiet", "--release", "--example", "wasmbot_peer", "--",
+                           str(wasm), str(n)], cwd=checkout, capture_output=True, text=True, check=False)
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    if proc.returncode != 0:
+        raise SystemExit(f"--peer: the test-framework runner failed (exit {proc.returncode}): "
+                         f"{lines[-1] if lines else 'no output'}")
+    return float(proc.stdout.split()[-1])
 
 
 def host_call_cost(calls: int, repeat: int) -> tuple[float, float]:
@@ -132,7 +244,20 @@ def compile_cost(wasm: bytes, repeat: int) -> tuple[float, float]:
     def direct() -> None:
         wasmtime.Module(engine(), wasm)
 
-    return best(capped, repeat), best(direct, repeat)
+    wall = time.perf_counter  # a child compiles, and wasmtime compiles on threads
+    return best(capped, repeat, wall), best(direct, repeat, wall)
+
+
+def compare(label: str, wasm: bytes, n: int, repeat: int) -> float:
+    """Harness, tight loop and floor on ``wasm``, printed; returns the harness's requests/s."""
+    ours, tight, floor = (n / t for t in interleaved(
+        [harness_loop(wasm, n), tight_loop(wasm, n, False), tight_loop(wasm, n, True)], repeat))
+    print(f"requests/s through {label}: {ours:,.0f}")
+    print(f"  tightest wasmtime-py loop, same exports, constant host functions: {tight:,.0f}/s"
+          f" -> harness/tight {ours / tight:.2f}")
+    print(f"  the same loop through fastcall (the harness's call path): {floor:,.0f}/s"
+          f" -> harness/floor {ours / floor:.2f}")
+    return ours
 
 
 def main() -> None:
@@ -140,18 +265,24 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--peer", type=Path, help="a checkout of proxy-wasm/test-framework")
     args = parser.parse_args()
+    n, repeat = args.requests, args.repeat
     with tempfile.TemporaryDirectory() as tmp:
         wasm = build_filter(Path(tmp) / "filter.wasm")
-    ours, bare = requests_per_second(wasm, args.requests, args.repeat)
-    print(f"requests/s through the add-header filter: {ours:,.0f}")
-    print(f"  baseline, {CALLS_PER_REQUEST} bare wasmtime export calls per request: {bare:,.0f}/s")
-    print(f"  harness/baseline: {ours / bare:.2f}")
-    ns, bare_ns = host_call_cost(args.calls, args.repeat)
+        compare("the add-header C filter", wasm, n, repeat)
+        if args.peer:
+            peer_wasm = Path(tmp) / "peer-filter.wasm"
+            peer_wasm.write_bytes(wasmtime.wat2wasm(PEER_FILTER))
+            ours = compare("the WASI-free header filter", peer_wasm.read_bytes(), n, repeat)
+            peer = max(peer_rate(args.peer, peer_wasm, n) for _ in range(repeat))
+            print(f"  proxy-wasm/test-framework on it: {peer:,.0f}/s"
+                  f" -> harness/test-framework {ours / peer:.2f}")
+    ns, bare_ns = host_call_cost(args.calls, repeat)
     print(f"one host call (proxy_get_current_time_nanoseconds): {ns:,.0f} ns")
     print(f"  baseline, bare Python host function: {bare_ns:,.0f} ns")
     print(f"  harness/baseline: {ns / bare_ns:.2f}")
-    capped, direct = compile_cost(wasm, args.repeat)
+    capped, direct = compile_cost(wasm, repeat)
     print(f"compiling the filter ({len(wasm):,} bytes) through the capped child: {capped * 1e3:,.0f} ms")
     print(f"  baseline, wasmtime.Module in this process: {direct * 1e3:,.0f} ms")
     print(f"  capped/baseline: {capped / direct:.2f} (once per module: the result is cached)")

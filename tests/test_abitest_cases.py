@@ -24,7 +24,7 @@ def test_schema_is_valid_and_every_shipped_cases_file_follows_it() -> None:
     jsonschema.Draft202012Validator.check_schema(cases.schema())
     files = sorted([*(ROOT / "tests" / "filters").glob("*/wasm-tests.yaml"),
                     *(ROOT / "examples").glob("*/wasm-tests.yaml")])
-    assert len(files) == 6
+    assert len(files) == 7
     for path in files:
         suite = cases.load(path, "x")
         assert suite.cases, path

@@ -48,6 +48,18 @@ def test_log_records_level_and_message_and_checks_arguments() -> None:
     assert h.call(2, 10**8, 4) == Status.INVALID_MEMORY_ACCESS
 
 
+def test_host_calls_see_memory_the_guest_grew_since_the_last_one() -> None:
+    h = Harness("proxy_log")
+    ptr, n = h.put("before")
+    assert h.call(2, ptr, n) == Status.OK
+    assert h.vm.guest.memory is not None
+    pages = h.vm.guest.memory.grow(h.vm.store, 64)  # 4 MiB more: the base may move
+    far = pages * 65536 + 1000
+    h.vm.guest.write(h.vm.store, far, b"after")
+    assert h.call(2, far, 5) == Status.OK
+    assert [line.message for line in h.host.logs] == ["before", "after"]
+
+
 @covers("proxy_get_log_level")
 def test_get_log_level_writes_the_configured_level() -> None:
     h = Harness("proxy_get_log_level")
@@ -109,6 +121,18 @@ def test_get_buffer_bytes_copies_slices_out() -> None:
     assert h.call(Buffer.VM_CONFIGURATION, 0, 100, P, L) == Status.OK and h.out() == b"vm-config"
     assert h.call(Buffer.HTTP_CALL_RESPONSE_BODY, 0, 10, P, L) == Status.NOT_FOUND
     assert h.call(42, 0, 10, P, L) == Status.BAD_ARGUMENT
+
+
+@pytest.mark.parametrize(("start", "size"), [(0, 0), (4, 0), (10, 5), (11, 1), (2**31, 8)])
+def test_get_buffer_bytes_with_nothing_to_read_writes_a_zero_pair_like_cpp_host(start: int, size: int) -> None:
+    """cpp-host src/exports.cc get_buffer_bytes: length 0 (or clamped to 0) answers OK and
+    writes (0, 0) without calling the allocator (a trapping allocator here would fail)."""
+    h = Harness("proxy_get_buffer_bytes", allocator_body="(unreachable)")
+    h.stream.request.buffered = b"0123456789"
+    h.vm.guest.write(h.vm.store, P, b"\xff" * 8)  # stale out-pointer and length
+    assert h.call(Buffer.HTTP_REQUEST_BODY, start, size, P, L) == Status.OK
+    assert (h.u32(P), h.u32(L)) == (0, 0)
+    assert h.call(Buffer.HTTP_REQUEST_BODY, start, size, 10**8, L) == Status.INVALID_MEMORY_ACCESS
 
 
 def test_plugin_configuration_is_readable_only_during_configure() -> None:
@@ -445,12 +469,12 @@ def test_get_property_reads_stored_and_derived_properties() -> None:
 
 
 @covers("proxy_set_property")
-def test_set_property_stores_by_path() -> None:
+def test_set_property_stores_filter_state_by_path() -> None:
     h = Harness("proxy_set_property")
     p, pn = h.put("filter_state\0wasm.decision")
     v, vn = h.put("allow")
     assert h.call(p, pn, v, vn) == Status.OK
-    assert h.host.properties[("filter_state", "wasm.decision")] == b"allow"
+    assert h.stream.filter_state == {"wasm.filter_state\0wasm.decision": b"allow"}  # Envoy's key
 
 
 @covers("proxy_call_foreign_function")

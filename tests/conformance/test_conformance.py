@@ -28,12 +28,8 @@ ALL = [f"{sdk}/{name}" for sdk in SDKS for name in examples(sdk)]
 
 # example -> (why the harness cannot run it yet, a regex the JSON report's failures must match)
 CANNOT_RUN: dict[str, tuple[str, str]] = {
-    "go/properties": ("per-case `properties` are ignored and nested maps are not looked up "
-                      "(issue 21, point 3)", r"local_response: expected code 401"),
     "go/shared_queue/sender": ("needs the receiver module in a second VM (vm_id `receiver`); "
                                "the harness runs one module in one VM", r"error queueing"),
-    "rust/envoy_filter_metadata": ("nested maps in properties are not looked up (issue 21, point 3)",
-                                   r"local_response: expected code 200"),
     "go/network": ("a TCP filter: the harness drives HTTP streams only",
                    r"invalid context on proxy_on_request_headers"),
 }

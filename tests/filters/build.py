@@ -17,12 +17,13 @@ HERE = Path(__file__).resolve().parent
 RECIPES: dict[str, list[list[str]]] = {
     "assemblyscript": [["npm", "ci", "--no-audit", "--no-fund"], ["npm", "run", "asbuild"]],
     "go": [["go", "build", "-buildmode=c-shared", "-o", "build/filter.wasm", "."]],
+    "go-properties": [["go", "build", "-buildmode=c-shared", "-o", "build/filter.wasm", "."]],
     "c": [["clang", "--target=wasm32-wasi", "-O2", "-mexec-model=reactor", "-o", "build/filter.wasm",
            "filter.c"]],
     "c-features": [["clang", "--target=wasm32-wasi", "-O2", "-mexec-model=reactor", "-o",
                     "build/filter.wasm", "filter.c"]],
 }
-ENV = {"go": {"GOOS": "wasip1", "GOARCH": "wasm"}}
+ENV = {"go": {"GOOS": "wasip1", "GOARCH": "wasm"}, "go-properties": {"GOOS": "wasip1", "GOARCH": "wasm"}}
 
 
 def build(name: str) -> Path:

@@ -189,6 +189,7 @@ class CaseRun:
         self.first_log = len(inst.host.logs)
         self.first_http = len(inst.host.http_calls)
         self.first_grpc = len(inst.host.grpc_calls)
+        inst.host.declare(case.properties)  # the suite's, with the case's own on top
 
     def run(self) -> Outcome:
         host = self.inst.host

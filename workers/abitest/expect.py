@@ -101,6 +101,11 @@ def _stream(s: StreamOutcome, expect: dict[str, Any]) -> list[Difference]:
         got = side.actions.get(phase)
         if got != action:
             diffs.append(Difference(f"actions.{phase}", action, got or "not called"))
+    for path, value in expect.get("properties", {}).items():
+        # what proxy_set_property stored for this path (Envoy's filter state wasm.<path>)
+        got_value = ctx.filter_state.get("wasm." + "\0".join(path.split(".")))
+        if got_value != value.encode():
+            diffs.append(Difference(f"properties[{path!r}]", _show(value), _show(got_value)))
     return diffs
 
 
@@ -179,8 +184,4 @@ def _state(out: Outcome, expect: dict[str, Any]) -> list[Difference]:
         if entry is None or entry[0] != value.encode():
             diffs.append(Difference(f"shared_data[{key!r}]", _show(value),
                                     _show(entry[0]) if entry else "no such key"))
-    for path, value in expect.get("properties", {}).items():
-        got = host.properties.get(tuple(path.split(".")))
-        if got != value.encode():
-            diffs.append(Difference(f"properties[{path!r}]", _show(value), _show(got)))
     return diffs

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import wasmtime
+
+from workers.abitest import fastcall
 
 
 class InvalidMemory(Exception):
@@ -29,17 +31,18 @@ Pairs = list[tuple[bytes, bytes]]
 class Guest:
     def __init__(self) -> None:
         self.memory: wasmtime.Memory | None = None
-        self.allocator: wasmtime.Func | None = None
+        self.allocator: Callable[..., Any] | None = None
         self.allocator_name = ""
         self.allocating = False
         self.failed_allocations: list[int] = []
+        self._view: tuple[Any, int, int] | None = None  # (caller, base address, length)
 
     def bind(self, store: wasmtime.Store, instance: wasmtime.Instance, allocator: str) -> None:
         exports = instance.exports(store)
         memory = exports.get("memory")
         self.memory = memory if isinstance(memory, wasmtime.Memory) else None
         alloc = exports.get(allocator)
-        self.allocator = alloc if isinstance(alloc, wasmtime.Func) else None
+        self.allocator = fastcall.export(store, alloc) if isinstance(alloc, wasmtime.Func) else None
         self.allocator_name = allocator
 
     def _mem(self) -> wasmtime.Memory:
@@ -52,13 +55,23 @@ class Guest:
 
         Memory is read and written through its base pointer: wasmtime-py's ``Memory.read`` and
         ``write`` build a ctypes array type per call, which dominated the cost of a host call.
-        No guest code runs between this check and the access, so the memory cannot move.
+        The length is looked up once per host call (``cx``, a fresh ``Caller`` each time) and
+        again after the allocator ran, the base only when the length changed: only guest code
+        can grow the memory, and only growing moves it.
         """
-        mem = self._mem()
-        if ptr < 0 or size < 0 or ptr + size > mem.data_len(cx):
+        view = self._view
+        if view is None or view[0] is not cx:
+            mem = self._mem()
+            length = mem.data_len(cx)
+            if view is not None and view[2] == length:  # only growing moves the memory
+                view = (cx, view[1], length)
+            else:
+                view = (cx, ctypes.cast(mem.data_ptr(cx), ctypes.c_void_p).value or 0, length)
+            if isinstance(cx, wasmtime.Caller):
+                self._view = view
+        if ptr < 0 or size < 0 or ptr + size > view[2]:
             raise InvalidMemory(f"{size} bytes at {ptr:#x} are outside guest memory")
-        base = ctypes.cast(mem.data_ptr(cx), ctypes.c_void_p).value or 0
-        return base + ptr
+        return view[1] + ptr
 
     def read(self, cx: Any, ptr: int, size: int) -> bytes:
         if size == 0:
@@ -84,9 +97,11 @@ class Guest:
             raise AllocationFailed("the module has no allocator")
         self.allocating = True
         try:
-            ptr = int(self.allocator(cx, size))
+            ptr = int(self.allocator(size, caller=cx))
         finally:
             self.allocating = False
+            if self._view is not None:  # the allocator may have grown the memory
+                self._view = (None, self._view[1], self._view[2])
         if ptr == 0:
             self.failed_allocations.append(size)
             raise AllocationFailed(f"{self.allocator_name}({size}) returned 0")

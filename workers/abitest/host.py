@@ -11,13 +11,14 @@ while that allocator runs, the plugin configuration readable only during
 from __future__ import annotations
 
 import math
-import struct
 import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import wasmtime
 
 from workers.abitest.abi import (
     ALLOWED_DURING_ALLOCATION,
@@ -30,11 +31,25 @@ from workers.abitest.abi import (
     Stream,
 )
 from workers.abitest.guest import AllocationFailed, Guest, InvalidMemory, deserialize_pairs, serialize_pairs
+from workers.abitest.properties import (
+    MISSING,
+    STREAM_PROPERTIES,
+    SerializationFailure,
+    derived,
+    merge,
+    serialize,
+    split_path,
+    tree,
+    walk,
+)
 from workers.abitest.state import Context, GrpcCall, HeaderMap, HttpCall, LocalResponse, Metric, Queue, World
 
 MAX_LOG_LINES = 10_000
 MAX_LOG_LINE = 4096
 MAX_FOREIGN_OUTPUT = 64 * 2**20  # uncompress stops here: a zlib bomb must not fill the worker
+# Status and errno results as ready wasmtime values: wasmtime-py converts a plain int through
+# two freshly made ValType objects per host call, a quarter of a host call's cost.
+_RESULTS: dict[int, wasmtime.Val] = {i: wasmtime.Val.i32(i) for i in range(128)}
 
 
 class HostViolation(Exception):
@@ -76,17 +91,6 @@ class Callback:
     status: tuple[int, bytes] = (0, b"")
 
 
-def encode_property(value: object) -> bytes:
-    """Envoy's property encoding: strings raw, integers int64 LE, booleans one byte, maps as pairs."""
-    if isinstance(value, bool):
-        return b"\1" if value else b"\0"
-    if isinstance(value, int):
-        return struct.pack("<q", value)
-    if isinstance(value, dict):
-        return serialize_pairs((str(k).encode(), str(v).encode()) for k, v in value.items())
-    return str(value).encode()
-
-
 class Host:
     def __init__(self, guest: Guest, world: World, abi_version: str, *, vm_id: str,
                  vm_config: bytes, log_level: int = LogLevel.INFO,
@@ -100,8 +104,7 @@ class Host:
         self.plugin_config = b""
         self.configuring = False
         self.log_level = log_level
-        self.properties: dict[tuple[str, ...], bytes] = {
-            tuple(k.split(".")): encode_property(v) for k, v in (properties or {}).items()}
+        self.properties: dict[str, Any] = tree(properties or {})
         self.clusters = clusters
         self.contexts: dict[int, Context] = {}
         self.current: Context | None = None
@@ -158,7 +161,7 @@ class Host:
                 result = Status.INVALID_MEMORY_ACCESS
             if time.monotonic() > self.deadline:
                 raise OutOfTime(name)
-            return result
+            return _RESULTS.get(result, result)
         return call
 
     def functions(self, names: list[str]) -> dict[str, Callable[..., Any]]:
@@ -251,7 +254,11 @@ class Host:
         buf = self._buffer(kind)
         if buf is None:
             return Status.NOT_FOUND
-        # cpp-host clamps: a start past the end reads nothing, and nothing is written as (0, 0).
+        # proxy-wasm-cpp-host's get_buffer_bytes (src/exports.cc, since #303 of Aug 2022, in
+        # every Envoy since 1.24): a start past the end reads nothing, a read past the end is
+        # clamped, and an empty result (length 0, or clamped to 0) answers OK with (0, 0)
+        # written to the out-pointers and no allocation.  Before #303 a length of 0 wrote
+        # nothing, and a start past the end wrapped ``size - start`` into a huge overread.
         self.guest.copy_out(cx, buf[0][start:start + size], ptr_ptr, len_ptr)
         return Status.OK
 
@@ -590,50 +597,56 @@ class Host:
 
     # -- properties and foreign functions ----------------------------------------------------------
 
-    def property(self, path: tuple[str, ...]) -> bytes | None:
-        """Stored properties first, then the ones Envoy derives from the plugin and stream."""
-        if path in self.properties:
-            return self.properties[path]
+    def declare(self, properties: dict[str, object]) -> None:
+        """The properties a case declares (dotted paths, nested mappings), replacing the last."""
+        self.properties = tree(properties)
+
+    def property(self, path: list[str]) -> Any:
+        """The value at ``path`` as Envoy resolves it, or MISSING.
+
+        Declared properties win over derived ones; a first segment neither declares nor
+        derives is looked up in the stream's filter state under ``wasm.<name>``, where
+        ``proxy_set_property`` keeps it.  Stream properties exist only on a stream context
+        (Envoy's root context has no stream info).
+        """
+        if not path:
+            raise SerializationFailure("an empty path")
         ctx = self.current
-        root = self._root() if ctx else None
-        derived: dict[tuple[str, ...], object] = {
-            ("plugin_name",): root.root_id if root else "",
-            ("plugin_root_id",): root.root_id if root else "",
-            ("plugin_vm_id",): self.vm_id,
-        }
-        stream = ctx if ctx and ctx.parent else None
-        if stream and stream.request.headers is not None:
-            h = stream.request.headers
-            path_value = (h.get(b":path") or b"").decode("utf-8", "replace")
-            derived |= {
-                ("request", "path"): path_value,
-                ("request", "url_path"): path_value.split("?", 1)[0],
-                ("request", "host"): (h.get(b":authority") or b"").decode("utf-8", "replace"),
-                ("request", "method"): (h.get(b":method") or b"").decode("utf-8", "replace"),
-                ("request", "scheme"): (h.get(b":scheme") or b"").decode("utf-8", "replace"),
-                ("request", "protocol"): "HTTP/1.1",
-                ("request", "headers"): dict(h.as_text()),
-            }
-            if h.get(b"x-request-id") is not None:
-                derived[("request", "id")] = (h.get(b"x-request-id") or b"").decode()
-        if stream and stream.response.headers is not None:
-            status = stream.response.headers.get(b":status") or b"0"
-            derived[("response", "code")] = int(status) if status.isdigit() else 0
-            derived[("response", "headers")] = dict(stream.response.headers.as_text())
-        value = derived.get(path)
-        return None if value is None else encode_property(value)
+        stream = ctx if ctx is not None and ctx.parent else None
+        top = path[0]
+        if top in STREAM_PROPERTIES and stream is None:
+            return MISSING
+        value = merge(self._derived(top, stream), self.properties.get(top, MISSING))
+        if value is MISSING and stream is not None:
+            value = stream.filter_state.get(f"wasm.{top}", MISSING)
+        return walk(value, path[1:]) if value is not MISSING else MISSING
+
+    def _derived(self, top: str, stream: Context | None) -> Any:
+        if top in ("plugin_name", "plugin_root_id"):
+            return self._root().root_id if self.current else MISSING
+        if top == "plugin_vm_id":
+            return self.vm_id
+        return derived(top, stream) if stream is not None else MISSING
 
     def proxy_get_property(self, cx: Any, pptr: int, plen: int, ptr_ptr: int, len_ptr: int) -> int:
-        raw = self._bytes(cx, pptr, plen).rstrip(b"\0")
-        value = self.property(tuple(raw.decode("utf-8", "replace").split("\0")))
-        if value is None:
-            return Status.NOT_FOUND
-        self.guest.copy_out(cx, value, ptr_ptr, len_ptr)
+        try:
+            value = self.property(split_path(self._bytes(cx, pptr, plen)))
+            if value is MISSING:
+                return Status.NOT_FOUND
+            data = serialize(value)
+        except SerializationFailure:
+            return Status.SERIALIZATION_FAILURE
+        self.guest.copy_out(cx, data, ptr_ptr, len_ptr)
         return Status.OK
 
     def proxy_set_property(self, cx: Any, pptr: int, plen: int, vptr: int, vlen: int) -> int:
-        raw = self._bytes(cx, pptr, plen).rstrip(b"\0")
-        self.properties[tuple(raw.decode("utf-8", "replace").split("\0"))] = self._bytes(cx, vptr, vlen)
+        """Envoy keeps the value as filter state ``wasm.<path>``, the whole path (NULs and all)
+        as the key: readable back by a one-segment path or ``filter_state`` + ``wasm.<path>``."""
+        stream = self._stream()
+        if stream is None:
+            return Status.NOT_FOUND  # no stream info on a root context
+        path = self._bytes(cx, pptr, plen).decode("utf-8", "surrogateescape")
+        stream.filter_state[f"wasm.{path}"] = self._bytes(cx, vptr, vlen)
         return Status.OK
 
     def proxy_call_foreign_function(self, cx: Any, nptr: int, nlen: int, aptr: int, alen: int,
@@ -656,3 +669,4 @@ class Host:
             return Status.NOT_FOUND
         self.guest.copy_out(cx, result, ptr_ptr, len_ptr)
         return Status.OK
+

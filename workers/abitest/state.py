@@ -130,6 +130,7 @@ class Context:
     next_tick_ns: int | None = None  # on the world's virtual clock; set by the driver
     scheduled_period_ms: int = 0  # the period next_tick_ns was scheduled with
     done_called: bool = False
+    filter_state: dict[str, bytes] = field(default_factory=dict)  # proxy_set_property's, by key
 
 
 @dataclass

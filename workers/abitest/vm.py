@@ -26,7 +26,7 @@ from typing import Any
 
 import wasmtime
 
-from workers.abitest import compiler, epoch
+from workers.abitest import compiler, epoch, fastcall
 from workers.abitest.abi import HOST_FUNCTIONS, WASI_MODULES
 from workers.abitest.guest import Guest
 from workers.abitest.host import Host, HostViolation, OutOfTime
@@ -257,21 +257,29 @@ class VM:
             clock.done()
         guest.bind(self.store, self.instance, allocator)
         self.exports = self.instance.exports(self.store)
+        self._callers: dict[str, Any] = {}  # export name -> fastcall caller, or None if absent
+
+    def _caller(self, name: str) -> Any:
+        if name not in self._callers:
+            func = self.exports.get(name)
+            self._callers[name] = (fastcall.export(self.store, func)
+                                   if isinstance(func, wasmtime.Func) else None)
+        return self._callers[name]
 
     def has(self, name: str) -> bool:
-        return isinstance(self.exports.get(name), wasmtime.Func)
+        return self._caller(name) is not None
 
     def call(self, name: str, *args: int) -> int | None:
         """Call export ``name`` with a fresh fuel allowance; None if it returns nothing."""
-        func = self.exports.get(name)
-        if not isinstance(func, wasmtime.Func):
+        func = self._caller(name)
+        if func is None:
             raise CallbackFailed(name, "not exported")
         self._arm()
         self._first_log = len(self.host.logs)
         clock = deadlines()
         clock.arm(self.store, self.limits.seconds)
         try:
-            result = func(self.store, *args)
+            result = func(*args)
         except wasmtime.Trap as exc:
             raise CallbackFailed(name, self._trap_reason(exc)) from None
         except ProcExit as exc:
@@ -286,7 +294,7 @@ class VM:
         finally:
             clock.done()
             self.wasi.flush()
-        return None if result is None else int(result)
+        return result  # type: ignore[no-any-return]
 
     def _arm(self) -> None:
         """A fresh fuel allowance, and the wall-clock deadline host calls check on return
