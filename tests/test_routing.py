@@ -8,6 +8,7 @@ tests/test_golden_replies.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Wasmbot
+from test_github import FILTER, REPO, GitHubBot, completed, githubbot, pull_request  # noqa: F401 (a fixture)
 
 from workers import routing
 from workers.jobs import State
@@ -137,3 +139,24 @@ def test_a_build_no_live_worker_serves_is_refused_at_submit(wasmbot: Wasmbot, so
     assert wasmbot.store.recent() == []  # nothing recorded, nothing queued
     assert not (source_dir / "rusty").exists()
 
+
+
+@pytest.mark.parametrize("wasmbot", ["redis"], indirect=True)
+def test_a_pull_request_nobody_can_build_fails_at_its_build_saying_why(githubbot: GitHubBot) -> None:  # noqa: F811
+    """A pull request's language is known once its fetch has checked it out: a C filter with
+    only a Go worker live fails at the build, with the submit's message, on the check run."""
+    api = githubbot.api
+    api.add_repo(REPO, FILTER)
+    sha = api.add_commit(REPO, FILTER)
+    githubbot.bot.start_worker("--toolchains", "go")
+    wait_registered(githubbot.bot, {"worker-0.log": ["go"]})
+    assert githubbot.post("pull_request", pull_request(api, "opened", sha)).status_code == 200
+    failed = api.wait_for(lambda a: completed(a, sha))
+    message = ("no live worker has the c toolchain this c build needs (the 1 live worker(s) serve go); "
+               "start one where c builds can run: wasmbot worker --toolchains c")
+    assert failed["conclusion"] == "failure" and message in json.dumps(failed["output"]), failed["output"]
+    [job] = githubbot.bot.store.recent()
+    assert [(s.name, s.state) for s in job.stages] == [
+        ("fetch", State.SUCCEEDED), ("build", State.FAILED), ("test", State.SKIPPED)]
+    assert job.stage("build").error == message and job.artifacts["lang"] == "c"
+    assert not ran(githubbot.bot, "worker-0.log", job.id, "build")
