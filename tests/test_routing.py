@@ -62,6 +62,7 @@ def test_heartbeats_carry_toolchains(store: JobStore) -> None:
     assert store.worker_toolchains() == {"w1": ["c", "go"], "w2": []}
     store.heartbeat("w1", ttl=60, toolchains=["rust"])
     store.retire("w2")
+    store.heartbeat("lapsed", ttl=-1, toolchains=["go"])  # its heartbeat has expired: not live
     assert store.worker_toolchains() == {"w1": ["rust"]}
     assert store.live_workers() == ["w1"]
 

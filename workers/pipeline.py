@@ -344,7 +344,7 @@ def claim(job: Job, name: str, owner: str, now: float, ttl: float) -> Claim:
         return "busy"
     before = job.stages[: job.stages.index(stage)]
     if any(s.state not in (State.SUCCEEDED, State.SKIPPED) for s in before):
-        return "busy"  # an earlier stage is (re)running; its chain will come back to this one
+        return "busy"  # an earlier stage is (re)running; it queues this one when it ends
     stage.state, stage.attempts, stage.error = State.RUNNING, stage.attempts + 1, None
     stage.started_at, stage.finished_at = now, None
     stage.lease_owner, stage.lease_expires = owner, now + ttl
@@ -415,7 +415,7 @@ def _run_stage(job_id: str, name: str) -> None:
         return None
     if outcome != "run":
         log.info("job %s: stage %s not run here (%s)", job_id, name, outcome)
-        raise Ignore()  # another worker holds this job, or it has failed: stop this chain
+        raise Ignore()  # another worker holds this job, or it has failed: queue nothing after it
 
     def renew() -> None:
         def extend(job: Job) -> None:

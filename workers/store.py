@@ -107,6 +107,30 @@ return 1
 
 # KEYS: the job's stream, its log-cap hash.  ARGV: event JSON, kind, its size, its text's
 # size, head budget, job budget, its time.  Returns the event's seq.
+# Workers: a sorted set of names scored by when their heartbeat expires (Redis's clock), and a
+# hash of the toolchains each serves.  Submission reads the live ones on every job, so this is
+# two indexed reads, never a SCAN of the keyspace; each heartbeat drops the expired.
+HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('ZREM', KEYS[1], gone)
+  redis.call('HDEL', KEYS[2], gone)
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+"""
+LIVE_WORKERS = """
+local t = redis.call('TIME')
+local names = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (tonumber(t[1]) + tonumber(t[2]) / 1e6), '+inf')
+local found = {}
+for _, name in ipairs(names) do
+  table.insert(found, name)
+  table.insert(found, redis.call('HGET', KEYS[2], name) or '[]')
+end
+return found
+"""
+
 APPEND = """
 if not redis.call('HGET', KEYS[2], 'n') then
   local old = redis.call('XRANGE', KEYS[1], '-', '+')
@@ -354,21 +378,25 @@ class RedisStore:
     def compact(self) -> int:
         return 0  # Redis frees memory as keys go
 
+    def _worker_keys(self) -> tuple[str, str]:
+        return self._key("workers"), self._key("worker-toolchains")
+
     def heartbeat(self, worker: str, ttl: float, toolchains: Collection[str] = ()) -> None:
-        self.redis.set(self._key("worker", worker), json.dumps(sorted(toolchains)), px=int(ttl * 1000))
+        self.redis.eval(HEARTBEAT, 2, *self._worker_keys(), worker, ttl, json.dumps(sorted(toolchains)))
 
     def retire(self, worker: str) -> None:
-        self.redis.delete(self._key("worker", worker))
+        live, served = self._worker_keys()
+        with self.redis.pipeline() as pipe:
+            pipe.zrem(live, worker)
+            pipe.hdel(served, worker)
+            pipe.execute()
 
     def live_workers(self) -> list[str]:
-        prefix = self._key("worker", "")
-        return sorted(k[len(prefix):] for k in self.redis.scan_iter(prefix + "*"))
+        return sorted(self.worker_toolchains())
 
     def worker_toolchains(self) -> dict[str, list[str]]:
-        prefix = self._key("worker", "")
-        keys = sorted(self.redis.scan_iter(prefix + "*"))
-        values = self.redis.mget(keys) if keys else []
-        return {k[len(prefix):]: _toolchains(v) for k, v in zip(keys, values, strict=True) if v is not None}
+        flat: list[str] = self.redis.eval(LIVE_WORKERS, 2, *self._worker_keys())
+        return {flat[i]: _toolchains(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 class SqliteStore:
@@ -647,7 +675,7 @@ class SqliteStore:
 
 
 def _toolchains(value: str | bytes) -> list[str]:
-    """A heartbeat's toolchains; a worker from before routing wrote a timestamp: none."""
+    """A heartbeat's toolchains (a JSON list)."""
     try:
         found = json.loads(value)
     except ValueError:
