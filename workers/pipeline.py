@@ -159,7 +159,8 @@ def _route(job: Job) -> None:
     lang = build_lang(job)
     if lang is not None:
         job.artifacts["lang"] = lang
-    routing.check(lang, store().worker_toolchains())
+    if routing.toolchain(lang) is not None:  # a GitHub job's is known once fetched: no store read
+        routing.check(lang, store().worker_toolchains())
 
 
 def build_lang(job: Job) -> str | None:
@@ -280,7 +281,7 @@ def _hand_over(job_id: str) -> None:
     following = job.next_stage() if job is not None and not job.state.finished else None
     if job is None or following is None:
         return
-    if following.name == "build":
+    if following.name == "build" and routing.toolchain(job.artifacts.get("lang")) is not None:
         try:
             routing.check(job.artifacts.get("lang"), store().worker_toolchains())
         except routing.Unserved as exc:
@@ -454,5 +455,5 @@ def _run_stage(job_id: str, name: str) -> None:
     owned = outage.retrying(lambda: jobs.update(job_id, finish), f"the end of stage {name}")
     if not owned or state is State.FAILED:
         raise Ignore()
-    _hand_over(job_id)
+    outage.retrying(lambda: _hand_over(job_id), f"the hand-over after stage {name}")
     return None
