@@ -161,3 +161,13 @@ def test_a_pull_request_nobody_can_build_fails_at_its_build_saying_why(githubbot
         ("fetch", State.SUCCEEDED), ("build", State.FAILED), ("test", State.SKIPPED)]
     assert job.stage("build").error == message and job.artifacts["lang"] == "c"
     assert not ran(githubbot.bot, "worker-0.log", job.id, "build")
+
+    # A retry looks at the live workers again: refused while none has C, run once one does.
+    again = githubbot.bot.cli("retry", job.id)
+    assert again.returncode == 1 and again.stderr.splitlines()[-1] == f"wasmbot: {message}"
+    githubbot.bot.start_worker("--toolchains", "c")
+    wait_registered(githubbot.bot, {"worker-0.log": ["go"], "worker-1.log": ["c"]})
+    again = githubbot.bot.cli("retry", job.id)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert githubbot.bot.wait(job.id).state is State.SUCCEEDED
+    assert ran(githubbot.bot, "worker-1.log", job.id, "build")
