@@ -68,6 +68,13 @@ def cmd_commands(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from workers import routing
+
+    try:
+        toolchains = routing.parse(args.toolchains)
+    except ValueError as exc:
+        print(f"wasmbot: --toolchains: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     settings = _setup()
     _start_logging(args, settings)
     from workers.celery_app import app, log_worker_notices
@@ -75,7 +82,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     concurrency = args.concurrency or settings.worker_concurrency
     log_worker_notices()
     quiet = ["--quiet"] if (args.log_format or settings.log_format) == "json" else []  # no banner
-    app.worker_main([*quiet, "worker", "--queues", "wasmbot", "--concurrency", str(concurrency),
+    queues = ",".join(routing.queues(toolchains))
+    app.worker_main([*quiet, "worker", "--queues", queues, "--concurrency", str(concurrency),
                      "--loglevel", args.log_level or settings.log_level,
                      "--hostname", f"wasmbot-{os.getpid()}@%h", "--without-gossip", "--without-mingle"])
     return 0
@@ -258,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="start a Celery worker")
     p.add_argument("--concurrency", type=int)
+    p.add_argument("--toolchains", metavar="LIST",
+                   help="the build toolchains this host runs, comma-separated (c, cpp, go, tinygo, rust, "
+                   "assemblyscript), or none; default: all. Every worker also runs the stages that need "
+                   "no toolchain (test, push, deploy, ...); docs/operations.md \"Routing\"")
     _logging_flags(p)
     p.set_defaults(func=cmd_worker)
 

@@ -138,9 +138,10 @@ class Wasmbot:
         assert match, proc.stdout
         return match.group(1)
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, *flags: str) -> subprocess.Popen[bytes]:
+        """``wasmbot worker --concurrency 1 FLAGS``; its log is ``worker-N.log`` in the workdir."""
         log = (self.workdir / f"worker-{len(self.workers)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--concurrency", "1"],
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--concurrency", "1", *flags],
                                 env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.workers.append(proc)

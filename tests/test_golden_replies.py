@@ -8,8 +8,9 @@ command core moved (issue 17), so a refactor that changes a reply shows up as a 
 deliberate change rewrites them with ``WASMBOT_GOLDEN_UPDATE=1 python3 -m pytest
 tests/test_golden_replies.py`` and the diff goes in the commit.
 
-No worker runs (for the CLI, one elsewhere holds a live lease, so ``run`` starts none): staged
-commands stay queued, which is what their first reply is about.
+No worker runs, but one elsewhere is registered as serving the C and Rust toolchains only (so
+``run`` starts none): staged commands stay queued, which is what their first reply is about, and a
+build for another toolchain is refused (workers/routing.py).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ SCRIPT = [
     "/wasm init my-filter --lang rust --platform istio",
     "/wasm build examples/hello-c",
     "/wasm test examples/hello-c",
+    "/wasm test examples/hello-c --lang go",
     "/wasm retry {job}",
     "/wasm approve {job}",
     "/wasm cancel {job}",
@@ -106,6 +108,10 @@ def check(name: str, got: str) -> None:
     assert got == want, f"{name} replies differ from {path}; a deliberate change: WASMBOT_GOLDEN_UPDATE=1"
 
 
+def c_worker_elsewhere(bot: Wasmbot) -> None:
+    bot.store.heartbeat("worker-elsewhere", 3600, toolchains=["c", "rust"])
+
+
 def newest_job(bot: Wasmbot) -> Callable[[], str | None]:
     def newest() -> str | None:
         recent = bot.store.recent(1)
@@ -115,7 +121,7 @@ def newest_job(bot: Wasmbot) -> Callable[[], str | None]:
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
 def test_cli_replies(wasmbot: Wasmbot, tmp_path: Path) -> None:
-    wasmbot.store.heartbeat("worker-elsewhere", 3600)  # so `run` starts none: jobs stay queued
+    c_worker_elsewhere(wasmbot)
     def ask(text: str) -> str:
         proc = wasmbot.cli("run", "--detach", text, env={"LOGNAME": "alice"})
         return f"[exit {proc.returncode}]\n{proc.stdout}{proc.stderr}"
@@ -124,6 +130,7 @@ def test_cli_replies(wasmbot: Wasmbot, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
 def test_slack_replies(wasmbot: Wasmbot, tmp_path: Path) -> None:
+    c_worker_elsewhere(wasmbot)
     with front_ends(wasmbot, {"WASMBOT_SOURCE_ROOT": str(ROOT)}) as (url, slack, _):
         def ask(text: str) -> str:
             name = f"commands/{uuid.uuid4().hex}"
@@ -153,6 +160,7 @@ def shown(args: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
 def test_github_replies(wasmbot: Wasmbot, tmp_path: Path) -> None:
+    c_worker_elsewhere(wasmbot)
     api = GitHubStandIn()
     api.start()
     githubbot = start_githubbot(wasmbot, api, tmp_path)

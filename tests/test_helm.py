@@ -4,6 +4,7 @@ checked against the Kubernetes OpenAPI schemas, and the properties users rely on
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ import yaml
 from conftest import ROOT
 from k8sschema import errors
 
+from bot.cli import build_parser
+from workers import routing
 from workers.config import Settings
 
 # The first run builds Helm from source (minutes, once per version); later runs reuse it.
@@ -164,6 +167,12 @@ def test_server_and_worker_run_their_commands(helm: str, tmp_path: Path) -> None
     assert container(server)["args"] == ["serve", "--host", "0.0.0.0", "--port", "8080"]
     assert container(worker)["args"] == ["worker", "--concurrency", "3"]
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 300  # a build may finish
+    go = one(render(helm, tmp_path, {"worker": {"toolchains": ["go", "tinygo"]}}), "Deployment", "-worker")
+    assert container(go)["args"] == ["worker", "--concurrency", "2", "--toolchains", "go,tinygo"]
+    assert build_parser().parse_args(container(go)["args"]).toolchains == "go,tinygo"
+    schema = json.loads((ROOT / "deploy/helm/wasmbot/values.schema.json").read_text())
+    offered = schema["properties"]["worker"]["properties"]["toolchains"]["items"]["enum"]
+    assert set(offered) == {*routing.TOOLCHAINS, routing.NO_TOOLCHAINS}  # the chart offers what workers know
     selector = server["spec"]["selector"]["matchLabels"]
     assert selector["app.kubernetes.io/component"] == "server"
     assert worker["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"

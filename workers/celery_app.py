@@ -18,12 +18,12 @@ from celery.signals import setup_logging
 from workers import (
     broker,  # noqa: F401  (registers the embedded broker's transport)
     logsetup,
+    routing,
 )
 from workers.config import Settings, load_settings
 
 app = Celery("wasmbot", include=["workers.pipeline", "workers.recovery"])
 _settings: Settings | None = None
-QUEUE = "wasmbot"
 
 
 def configure(settings: Settings) -> Celery:
@@ -41,7 +41,7 @@ def configure(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,  # results live in the job store, not in Celery
-        task_default_queue=QUEUE,
+        task_default_queue=routing.GENERAL,  # stages that need no toolchain (workers/routing.py)
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
@@ -53,7 +53,8 @@ def configure(settings: Settings) -> Celery:
 
 
 def _declare_sqlite_queue(settings: Settings) -> None:
-    """Create the broker's queue row once, under a file lock.
+    """Create the broker's queue rows (the general queue and each toolchain's) once, under a
+    file lock.
 
     kombu's SQLAlchemy transport creates a queue with a query-then-insert; a CLI and a worker
     starting together both insert, and one fails on the unique name.  Serialising the first
@@ -62,7 +63,8 @@ def _declare_sqlite_queue(settings: Settings) -> None:
     with (settings.data_dir / "broker.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with app.connection_for_write() as conn:
-            conn.default_channel.queue_declare(queue=QUEUE)
+            for name in routing.queues(routing.TOOLCHAINS):
+                conn.default_channel.queue_declare(queue=name)
 
 
 def settings() -> Settings:

@@ -1,10 +1,12 @@
 """From command to job to stages: submission, the stage task, retries.
 
-A job runs as a Celery chain of ``wasmbot.stage`` tasks, one per stage.  Every delivery of a
-stage task first *claims* the stage in the job store, atomically: a stage that already
-succeeded is not run again, a stage another live worker holds is left to it, and a stage whose
-worker was lost is taken over.  That makes redelivery (a killed worker, a duplicated message,
-a recovery) safe: each stage's effect happens once per job.
+A job runs as ``wasmbot.stage`` tasks, one per stage: each stage, once done, queues the next
+on that stage's queue (workers/routing.py: a build goes to its toolchain's queue, which is
+known only once a GitHub job has fetched its source).  Every delivery of a stage task first
+*claims* the stage in the job store, atomically: a stage that already succeeded is not run
+again, a stage another live worker holds is left to it, and a stage whose worker was lost is
+taken over.  That makes redelivery (a killed worker, a duplicated message, a recovery) safe:
+each stage's effect happens once per job.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ import traceback
 from pathlib import Path
 from typing import Literal
 
-from celery import chain
 from celery.exceptions import Ignore
 from celery.signals import task_postrun, task_prerun
 
-from workers import lease, logsetup, outage
+from workers import lease, logsetup, outage, repoconfig, routing
 from workers.celery_app import app, settings
 from workers.commands import (
     SPECS,
@@ -30,6 +31,7 @@ from workers.commands import (
     InitCommand,
     PushCommand,
     TestCommand,
+    lang_of,
     source_of,
 )
 from workers.jobs import Job, Stage, State
@@ -100,6 +102,7 @@ def _submit(job: Job, command: Command, dedupe_key: str | None,
         _from_tested_job(job)
     elif "fetch" not in [s.name for s in job.stages]:
         _check_source(job)
+    _route(job)
     approval = approval_needed(job)
     if approval:
         job.state, job.approval = State.PENDING, approval
@@ -146,6 +149,36 @@ def _check_source(job: Job) -> None:
             build_stage.locate(job.source_root, command.source)
     except StageError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _route(job: Job) -> None:
+    """Record the language of the job's build, if it has one to run, and refuse the job when no
+    live worker has its toolchain (workers/routing.py)."""
+    if not any(s.name == "build" and s.state is not State.SUCCEEDED for s in job.stages):
+        return
+    lang = build_lang(job)
+    if lang is not None:
+        job.artifacts["lang"] = lang
+    if routing.toolchain(lang) is not None:  # a GitHub job's is known once fetched: no store read
+        routing.check(lang, store().worker_toolchains())
+
+
+def build_lang(job: Job) -> str | None:
+    """The language ``job``'s build compiles, where it can be told before the build: named by
+    the command, else found in a local source as the build stage finds it.  None: a GitHub
+    job's source is known once fetched (the fetch stage tells it), or the build stage will say
+    why it cannot tell."""
+    named = lang_of(job.command)
+    if named or "fetch" in [s.name for s in job.stages]:
+        return named or job.artifacts.get("lang")
+    source = source_of(job.command)
+    if source is None:
+        return None
+    try:
+        path = build_stage.locate(job.source_root, source)
+        return build_stage.language(job.command, path, repoconfig.load(path))
+    except (StageError, repoconfig.RepoConfigError):
+        return None
 
 
 def _from_tested_job(job: Job) -> None:
@@ -222,12 +255,10 @@ def _expire(job: Job) -> None:
 
 
 def enqueue(job_id: str, first: str) -> None:
-    """Queue the stages of ``job_id`` from ``first`` on, as one chain."""
+    """Queue stage ``first`` of ``job_id``; the stages after it follow as each one ends."""
     job = store().get(job_id)
     if job is None:
         raise KeyError(f"no job {job_id}")
-    names = [stage.name for stage in job.stages]
-    remaining = names[names.index(first):]
 
     def mark(job: Job) -> None:
         stage = job.stage(first)
@@ -236,12 +267,38 @@ def enqueue(job_id: str, first: str) -> None:
             job.state = State.QUEUED
 
     store().update(job_id, mark)
-    chain(*(run_stage.si(job_id, name) for name in remaining)).apply_async()
+    _send(job, first)
+
+
+def _send(job: Job, name: str) -> None:
+    run_stage.si(job.id, name).apply_async(queue=routing.stage_queue(name, job.artifacts.get("lang")))
+
+
+def _hand_over(job_id: str) -> None:
+    """Queue the job's next stage, now that the one before it is done.  A build that no live
+    worker can run fails the job here, saying so, rather than wait in its queue forever."""
+    job = store().get(job_id)
+    following = job.next_stage() if job is not None and not job.state.finished else None
+    if job is None or following is None:
+        return
+    if following.name == "build" and routing.toolchain(job.artifacts.get("lang")) is not None:
+        try:
+            routing.check(job.artifacts.get("lang"), store().worker_toolchains())
+        except routing.Unserved as exc:
+            message = str(exc)
+            store().update(job_id, lambda j: j.stop(State.FAILED, message))
+            log.warning("job %s: %s", job_id, message)
+            return
+    _send(job, following.name)
 
 
 def retry(job_id: str) -> Job:
     """Run a failed or cancelled job again from the stage that failed or was cancelled; the
     stages skipped after it are pending again."""
+    current = store().get(job_id)
+    if current is not None and current.state in (State.FAILED, State.CANCELLED):
+        _route(current)  # the source may have changed, and so may the workers
+
     def reset(job: Job) -> str:
         if job.state not in (State.FAILED, State.CANCELLED):
             raise ValueError(f"job {job_id} is {job.state.value}; only failed or cancelled jobs "
@@ -251,6 +308,8 @@ def retry(job_id: str) -> Job:
         for stage in job.stages[job.stages.index(failed):]:
             stage.state, stage.error, stage.result = State.PENDING, None, {}
         job.state = State.QUEUED
+        if current is not None and "lang" in current.artifacts:
+            job.artifacts["lang"] = current.artifacts["lang"]
         return failed.name
 
     first = store().update(job_id, reset)
@@ -286,7 +345,7 @@ def claim(job: Job, name: str, owner: str, now: float, ttl: float) -> Claim:
         return "busy"
     before = job.stages[: job.stages.index(stage)]
     if any(s.state not in (State.SUCCEEDED, State.SKIPPED) for s in before):
-        return "busy"  # an earlier stage is (re)running; its chain will come back to this one
+        return "busy"  # an earlier stage is (re)running; it queues this one when it ends
     stage.state, stage.attempts, stage.error = State.RUNNING, stage.attempts + 1, None
     stage.started_at, stage.finished_at = now, None
     stage.lease_owner, stage.lease_expires = owner, now + ttl
@@ -353,10 +412,11 @@ def _run_stage(job_id: str, name: str) -> None:
     owner = lease.owner_id()
     outcome = jobs.update(job_id, lambda job: claim(job, name, owner, time.time(), ttl))
     if outcome == "done":
-        return None  # let the chain go on to the next stage, which claims for itself
+        _hand_over(job_id)  # the next stage claims for itself
+        return None
     if outcome != "run":
         log.info("job %s: stage %s not run here (%s)", job_id, name, outcome)
-        raise Ignore()  # another worker holds this job, or it has failed: stop this chain
+        raise Ignore()  # another worker holds this job, or it has failed: queue nothing after it
 
     def renew() -> None:
         def extend(job: Job) -> None:
@@ -395,4 +455,5 @@ def _run_stage(job_id: str, name: str) -> None:
     owned = outage.retrying(lambda: jobs.update(job_id, finish), f"the end of stage {name}")
     if not owned or state is State.FAILED:
         raise Ignore()
+    outage.retrying(lambda: _hand_over(job_id), f"the hand-over after stage {name}")
     return None

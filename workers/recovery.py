@@ -1,7 +1,8 @@
 """Finding jobs whose worker was lost, and queueing them again.
 
-Every worker runs this in a background thread: it announces itself in the job store (so the
-CLI knows whether a worker is up) and re-queues stages whose lease lapsed, or that were queued
+Every worker runs this in a background thread: it announces itself in the job store with the
+toolchains it serves (so the CLI knows whether a worker is up, and submission whether a build
+can run: workers/routing.py) and re-queues stages whose lease lapsed, or that were queued
 long ago and never started.  Celery's own redelivery may also bring such a message back;
 stages are idempotent, so whichever arrives first does the work.  Every ``gc_interval`` it
 also runs retention (workers/retention.py).
@@ -12,11 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from celery.signals import worker_ready, worker_shutdown
 
-from workers import lease, retention, sweep
+from workers import lease, retention, routing, sweep
 from workers.config import Settings
 from workers.jobs import Job, State
 from workers.store import JobStore
@@ -56,9 +57,10 @@ class Maintenance(threading.Thread):
     """Heartbeat and recovery loop of one worker."""
 
     def __init__(self, name: str, settings: Settings, store: JobStore,
-                 enqueue: Callable[[str, str], None]) -> None:
+                 enqueue: Callable[[str, str], None], toolchains: Collection[str] = ()) -> None:
         super().__init__(name="wasmbot-maintenance", daemon=True)
         self.worker_name, self.settings, self.store, self.enqueue = name, settings, store, enqueue
+        self.toolchains = toolchains
         self.stopping = threading.Event()
         self.gc: threading.Thread | None = None
 
@@ -73,7 +75,7 @@ class Maintenance(threading.Thread):
         next_gc = 0.0  # a first retention pass at start; the gc leases keep restarts from repeating it
         while True:
             try:
-                self.store.heartbeat(self.worker_name, ttl=self.settings.lease_ttl)
+                self.store.heartbeat(self.worker_name, self.settings.lease_ttl, self.toolchains)
                 recover(self.store, self.settings, self.enqueue)
                 if time.monotonic() >= next_gc and (self.gc is None or not self.gc.is_alive()):
                     # In its own thread: measuring a large data directory must not delay heartbeats.
@@ -101,7 +103,10 @@ def _start_maintenance(sender: object = None, **_: object) -> None:
         sweep.sweep(settings(), pipeline.store())
     except Exception:
         log.exception("startup sweep failed")
-    _maintenance = Maintenance(lease.owner_id(), settings(), pipeline.store(), pipeline.enqueue)
+    # What it serves is read from the queues it consumes, however it was started.
+    consumed = [q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", [])]
+    _maintenance = Maintenance(lease.owner_id(), settings(), pipeline.store(), pipeline.enqueue,
+                               routing.served(consumed))
     _maintenance.start()
 
 

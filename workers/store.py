@@ -12,12 +12,13 @@ only by compare-and-swap, so two processes cannot both take it over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +49,9 @@ class JobStore(Protocol):
     def update(self, job_id: str, change: Callable[[Job], T]) -> T: ...
     def log(self, job_id: str, stage: str | None, text: str) -> None: ...
     def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]: ...
-    def heartbeat(self, worker: str, ttl: float) -> None: ...
+    def heartbeat(self, worker: str, ttl: float, toolchains: Collection[str] = ()) -> None: ...
     def live_workers(self) -> list[str]: ...
+    def worker_toolchains(self) -> dict[str, list[str]]: ...
     def retire(self, worker: str) -> None: ...
     def ping(self) -> None: ...
     def claim_key(self, key: str, value: str, ttl: float) -> str: ...
@@ -105,6 +107,30 @@ return 1
 
 # KEYS: the job's stream, its log-cap hash.  ARGV: event JSON, kind, its size, its text's
 # size, head budget, job budget, its time.  Returns the event's seq.
+# Workers: a sorted set of names scored by when their heartbeat expires (Redis's clock), and a
+# hash of the toolchains each serves.  Submission reads the live ones on every job, so this is
+# two indexed reads, never a SCAN of the keyspace; each heartbeat drops the expired.
+HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('ZREM', KEYS[1], gone)
+  redis.call('HDEL', KEYS[2], gone)
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+"""
+LIVE_WORKERS = """
+local t = redis.call('TIME')
+local names = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (tonumber(t[1]) + tonumber(t[2]) / 1e6), '+inf')
+local found = {}
+for _, name in ipairs(names) do
+  table.insert(found, name)
+  table.insert(found, redis.call('HGET', KEYS[2], name) or '[]')
+end
+return found
+"""
+
 APPEND = """
 if not redis.call('HGET', KEYS[2], 'n') then
   local old = redis.call('XRANGE', KEYS[1], '-', '+')
@@ -352,15 +378,25 @@ class RedisStore:
     def compact(self) -> int:
         return 0  # Redis frees memory as keys go
 
-    def heartbeat(self, worker: str, ttl: float) -> None:
-        self.redis.set(self._key("worker", worker), str(time.time()), px=int(ttl * 1000))
+    def _worker_keys(self) -> tuple[str, str]:
+        return self._key("workers"), self._key("worker-toolchains")
+
+    def heartbeat(self, worker: str, ttl: float, toolchains: Collection[str] = ()) -> None:
+        self.redis.eval(HEARTBEAT, 2, *self._worker_keys(), worker, ttl, json.dumps(sorted(toolchains)))
 
     def retire(self, worker: str) -> None:
-        self.redis.delete(self._key("worker", worker))
+        live, served = self._worker_keys()
+        with self.redis.pipeline() as pipe:
+            pipe.zrem(live, worker)
+            pipe.hdel(served, worker)
+            pipe.execute()
 
     def live_workers(self) -> list[str]:
-        prefix = self._key("worker", "")
-        return sorted(k[len(prefix):] for k in self.redis.scan_iter(prefix + "*"))
+        return sorted(self.worker_toolchains())
+
+    def worker_toolchains(self) -> dict[str, list[str]]:
+        flat: list[str] = self.redis.eval(LIVE_WORKERS, 2, *self._worker_keys())
+        return {flat[i]: _toolchains(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 class SqliteStore:
@@ -390,7 +426,8 @@ class SqliteStore:
                 CREATE TABLE IF NOT EXISTS events (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, data TEXT NOT NULL);
                 CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
-                CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, expires REAL NOT NULL);
+                CREATE TABLE IF NOT EXISTS workers (
+                    name TEXT PRIMARY KEY, expires REAL NOT NULL, toolchains TEXT NOT NULL DEFAULT '[]');
                 CREATE TABLE IF NOT EXISTS once (
                     key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
                 -- work a front end took on: value NULL once it is done
@@ -407,6 +444,10 @@ class SqliteStore:
                 """
             )
             db.execute(self.METRICS_TABLE)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(workers)")}
+            if "toolchains" not in columns:  # a file from before routing (workers/routing.py)
+                with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+                    db.execute("ALTER TABLE workers ADD COLUMN toolchains TEXT NOT NULL DEFAULT '[]'")
 
     def _connect(self) -> sqlite3.Connection:
         # One connection per process and thread: connections must not cross a fork.
@@ -613,10 +654,11 @@ class SqliteStore:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return max(0, before - self.path.stat().st_size)
 
-    def heartbeat(self, worker: str, ttl: float) -> None:
+    def heartbeat(self, worker: str, ttl: float, toolchains: Collection[str] = ()) -> None:
         self._connect().execute(
-            "INSERT INTO workers VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET expires = excluded.expires",
-            (worker, time.time() + ttl))
+            "INSERT INTO workers VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            "expires = excluded.expires, toolchains = excluded.toolchains",
+            (worker, time.time() + ttl, json.dumps(sorted(toolchains))))
 
     def retire(self, worker: str) -> None:
         self._connect().execute("DELETE FROM workers WHERE name = ?", (worker,))
@@ -625,6 +667,20 @@ class SqliteStore:
         rows = self._connect().execute(
             "SELECT name FROM workers WHERE expires > ? ORDER BY name", (time.time(),)).fetchall()
         return [r[0] for r in rows]
+
+    def worker_toolchains(self) -> dict[str, list[str]]:
+        rows = self._connect().execute(
+            "SELECT name, toolchains FROM workers WHERE expires > ? ORDER BY name", (time.time(),)).fetchall()
+        return {name: _toolchains(value) for name, value in rows}
+
+
+def _toolchains(value: str | bytes) -> list[str]:
+    """A heartbeat's toolchains (a JSON list)."""
+    try:
+        found = json.loads(value)
+    except ValueError:
+        return []
+    return [str(t) for t in found] if isinstance(found, list) else []
 
 
 _stores: dict[tuple[int, str], JobStore] = {}

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from workers import buildcache, lease, logcap, recipes, repoconfig, sandbox, sourcetree
-from workers.commands import lang_of, source_of
+from workers.commands import Command, lang_of, source_of
 from workers.recipes import Recipe
 from workers.stages import StageContext, StageError, relative_paths
 
@@ -81,8 +81,10 @@ def filter_name(ctx: StageContext, source: Path, config: repoconfig.RepoConfig) 
     return repoconfig.filter_name(config, repository.rsplit("/", 1)[-1] or source.name)
 
 
-def language(ctx: StageContext, source: Path, config: repoconfig.RepoConfig) -> str:
-    lang = lang_of(ctx.job.command) or config.build.lang
+def language(command: Command, source: Path, config: repoconfig.RepoConfig) -> str:
+    """The language to build ``source`` as: the command's ``--lang``, ``.wasmbot.yaml``'s
+    ``build.lang``, else detected from its files."""
+    lang = lang_of(command) or config.build.lang
     if lang:
         return str(lang)
     try:
@@ -99,7 +101,8 @@ def run(ctx: StageContext) -> dict[str, str]:
         roots = repoconfig.root_ids(source, config, name)
     except repoconfig.RepoConfigError as exc:
         raise StageError(str(exc)) from None
-    lang = language(ctx, source, config)
+    # As routed (workers/routing.py): this worker was chosen for that language's toolchain.
+    lang = ctx.job.artifacts.get("lang") or language(ctx.job.command, source, config)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     module = ctx.workdir / "filter.wasm"
     cached: dict[str, str] = {}

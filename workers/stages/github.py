@@ -14,10 +14,11 @@ from pathlib import Path, PurePosixPath
 import requests
 from github import Github, GithubException, InputGitTreeElement
 
-from workers.commands import InitCommand
+from workers import repoconfig
+from workers.commands import InitCommand, source_of
 from workers.config import Settings
 from workers.github_client import NotConfigured, client
-from workers.stages import StageContext, StageError
+from workers.stages import StageContext, StageError, build
 
 MAX_ARCHIVE = 200 * 2**20  # bytes of a repository tarball wasmbot will download
 TOPICS = ["envoy-wasm", "proxy-wasm"]
@@ -67,7 +68,20 @@ def fetch(ctx: StageContext) -> dict[str, str]:
             archive.extract(member, root, filter="data")  # refuses links out, devices, absolute paths
             count += member.isfile()
     ctx.log(f"checked out {repo_name}@{sha} ({count} files)")
-    return {"commit": sha}
+    return {"commit": sha} | _language(ctx)
+
+
+def _language(ctx: StageContext) -> dict[str, str]:
+    """The checkout's build language, which routes the build to its toolchain's workers
+    (workers/routing.py); nothing when it cannot be told: the build stage then says why."""
+    source = source_of(ctx.job.command)
+    if source is None:
+        return {}
+    try:
+        path = build.locate(ctx.job.source_root, source)
+        return {"lang": build.language(ctx.job.command, path, repoconfig.load(path))}
+    except (StageError, repoconfig.RepoConfigError):
+        return {}
 
 
 def attach(ctx: StageContext) -> dict[str, str]:
