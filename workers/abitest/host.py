@@ -292,8 +292,8 @@ class Host:
     # -- header maps ---------------------------------------------------------------------------------
 
     def _map(self, kind: int) -> HeaderMap | None:
-        stream = self._stream() if self.current else None
-        if stream is not None and kind <= Map.RESPONSE_TRAILERS:
+        stream = self.current
+        if stream is not None and stream.parent and kind <= Map.RESPONSE_TRAILERS:
             direction = stream.request if kind <= Map.REQUEST_TRAILERS else stream.response
             return direction.trailers if kind & 1 else direction.headers
         if kind in (Map.GRPC_INITIAL_METADATA, Map.GRPC_TRAILING_METADATA):
