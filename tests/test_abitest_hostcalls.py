@@ -6,6 +6,7 @@ cover every host function of ABI 0.1.0, 0.2.0 and 0.2.1.
 
 from __future__ import annotations
 
+import ctypes
 import struct
 import zlib
 from collections.abc import Callable
@@ -52,8 +53,11 @@ def test_host_calls_see_memory_the_guest_grew_since_the_last_one() -> None:
     h = Harness("proxy_log")
     ptr, n = h.put("before")
     assert h.call(2, ptr, n) == Status.OK
-    assert h.vm.guest.memory is not None
-    pages = h.vm.guest.memory.grow(h.vm.store, 64)  # 4 MiB more: the base may move
+    memory = h.vm.guest.memory
+    assert memory is not None
+    base = ctypes.addressof(memory.data_ptr(h.vm.store).contents)
+    pages = memory.grow(h.vm.store, 64)  # 4 MiB more, past the length the host knew
+    assert ctypes.addressof(memory.data_ptr(h.vm.store).contents) == base  # the host keeps the base
     far = pages * 65536 + 1000
     h.vm.guest.write(h.vm.store, far, b"after")
     assert h.call(2, far, 5) == Status.OK

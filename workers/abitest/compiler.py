@@ -25,12 +25,15 @@ def engine_config() -> wasmtime.Config:
     """The one engine configuration of parent and child (deserialising checks it matches).
 
     Fuel bounds the instructions of a callback; epochs bound its wall-clock time (a loop
-    that spends its time in host calls burns little fuel).
+    that spends its time in host calls burns little fuel).  Linear memory never moves (it
+    grows in place within its reservation, 4 GiB on 64-bit hosts, far above the memory cap),
+    so the host keeps its base address for the instance's life (``Guest``).
     """
     config = wasmtime.Config()
     config.consume_fuel = True
     config.epoch_interruption = True
     config.max_wasm_stack = 1 << 20
+    config.memory_may_move = False
     return config
 
 

@@ -25,6 +25,9 @@ from workers.abitest.vm import VM, CallbackFailed, Limits
 from workers.abitest.wasi import Wasi
 
 MAX_SETTLE_ROUNDS = 100
+_PHASES = [(side, phase) for side in ("request", "response") for phase in ("headers", "body", "trailers")]
+_CALLBACKS = {(side, phase): f"proxy_on_{side}_{phase}" for side, phase in _PHASES}
+_ACTIONS = {(side, phase): f"{side}_{phase}" for side, phase in _PHASES}
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Instance:
         self.next_id = 1
         self.broken = False
         self.started = False
+        self._between = Callback()  # what the host holds between callbacks (never changed)
 
     def start(self) -> None:
         for name in ("_initialize", "_start"):
@@ -90,15 +94,16 @@ class Instance:
         """Run callback ``name`` in ``ctx`` if the module exports it (Envoy skips missing ones)."""
         if not self.vm.has(name):
             return None
-        self.host.current = ctx
-        self.host.callback = callback or Callback()
+        host = self.host
+        host.current = ctx
+        host.callback = callback or self._between
         try:
             return self.vm.call(name, *args)
         except CallbackFailed:
             self.broken = True
             raise
         finally:
-            self.host.callback = Callback()
+            host.callback = self._between
 
     def root_contexts(self) -> list[Context]:
         return [self.host.contexts[ctx_id] for ctx_id, _ in self.roots.values()]
@@ -352,11 +357,11 @@ class CaseRun:
         """Run one stream callback and apply what it returned (a callback not exported
         continues, as in cpp-host)."""
         d.continued = False
-        result = self.inst.call(ctx, f"proxy_on_{side}_{phase}", *args)
+        result = self.inst.call(ctx, _CALLBACKS[side, phase], *args)
         code = 0 if result is None else result & 0xFFFFFFFF
         known = STREAM_ACTIONS[self.inst.abi][phase]
         if result is not None:
-            d.actions[f"{side}_{phase}"] = ("continue" if code == 0 else "pause") if code in known \
+            d.actions[_ACTIONS[side, phase]] = ("continue" if code == 0 else "pause") if code in known \
                 else f"unknown action {code}"
         if code not in known:
             listed = ", ".join(f"{c} {name}" for c, name in known.items())
@@ -386,8 +391,10 @@ class CaseRun:
         host = self.inst.host
         answered = 0
         while answered < MAX_SETTLE_ROUNDS:
-            call = next((c for c in host.http_calls if not c.answered), None)
-            grpc = next((g for g in host.grpc_calls if not g.answered), None)
+            # Calls are answered first to last, so an answered last call means all are.
+            https, grpcs = host.http_calls, host.grpc_calls
+            call = next(c for c in https if not c.answered) if https and not https[-1].answered else None
+            grpc = next(g for g in grpcs if not g.answered) if grpcs and not grpcs[-1].answered else None
             if call is not None:
                 self.answer_http(call)
             elif grpc is not None:

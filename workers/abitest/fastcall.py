@@ -93,3 +93,31 @@ def export(store: wasmtime.Store, func: wasmtime.Func) -> Callable[..., Any]:
     def call(*values: Any, caller: Any = None) -> Any:
         return func(caller or store, *values)
     return call
+
+
+def memory_size(memory: wasmtime.Memory) -> Callable[[Any], int]:
+    """``memory.data_len`` for a store or caller, straight through the C API (read on every
+    host call that touches guest memory), or ``data_len`` itself when the bindings differ."""
+    size = getattr(ffi, "_wasmtime_memory_data_size", None)
+    if size is None or not hasattr(memory, "_memory"):
+        return memory.data_len
+    ref = ctypes.byref(memory._memory)
+
+    def data_len(cx: Any) -> int:
+        return int(size(cx._context(), ref))
+    return data_len
+
+
+def fuel_setter(store: wasmtime.Store) -> Callable[[int], None]:
+    """``store.set_fuel`` straight through the C API (once per guest call), or ``set_fuel``
+    itself when the bindings differ."""
+    set_fuel = getattr(ffi, "_wasmtime_context_set_fuel", None)
+    if set_fuel is None:
+        return store.set_fuel
+    context = store._context()
+
+    def setter(fuel: int) -> None:
+        error = set_fuel(context, fuel)
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+    return setter

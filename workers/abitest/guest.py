@@ -1,8 +1,8 @@
 """Guest memory: reading arguments, and copying results out through the guest's allocator.
 
-Every host function gets the wasmtime ``Caller`` as ``cx``; memory and allocator handles are
-looked up once per instance.  Out-of-range pointers raise ``InvalidMemory``, which the host
-turns into INVALID_MEMORY_ACCESS as Envoy does.
+Every host function gets the wasmtime ``Caller`` as ``cx``; memory and allocator handles, and
+the memory's base address (it never moves), are looked up once per instance.  Out-of-range
+pointers raise ``InvalidMemory``, which the host turns into INVALID_MEMORY_ACCESS as Envoy does.
 """
 
 from __future__ import annotations
@@ -35,12 +35,18 @@ class Guest:
         self.allocator_name = ""
         self.allocating = False
         self.failed_allocations: list[int] = []
-        self._view: tuple[Any, int, int] | None = None  # (caller, base address, length)
+        self._base = 0  # the host address of linear memory (it never moves)
+        self._known = 0  # its length when last asked (it only grows)
+        self._size: Callable[[Any], int] | None = None  # the memory's length, read cheaply
 
     def bind(self, store: wasmtime.Store, instance: wasmtime.Instance, allocator: str) -> None:
         exports = instance.exports(store)
         memory = exports.get("memory")
         self.memory = memory if isinstance(memory, wasmtime.Memory) else None
+        if self.memory is not None:
+            self._size = fastcall.memory_size(self.memory)
+            self._base = ctypes.cast(self.memory.data_ptr(store), ctypes.c_void_p).value or 0
+            self._known = self.memory.data_len(store)
         alloc = exports.get(allocator)
         self.allocator = fastcall.export(store, alloc) if isinstance(alloc, wasmtime.Func) else None
         self.allocator_name = allocator
@@ -53,25 +59,23 @@ class Guest:
     def _address(self, cx: Any, ptr: int, size: int) -> int:
         """The host address of ``size`` guest bytes at ``ptr``, bounds-checked.
 
-        Memory is read and written through its base pointer: wasmtime-py's ``Memory.read`` and
+        Memory is read and written through its base address: wasmtime-py's ``Memory.read`` and
         ``write`` build a ctypes array type per call, which dominated the cost of a host call.
-        The length is looked up once per host call (``cx``, a fresh ``Caller`` each time) and
-        again after the allocator ran, the base only when the length changed: only guest code
-        can grow the memory, and only growing moves it.
+        The engine never moves linear memory (``compiler.engine_config``) and memory never
+        shrinks, so the base is read once and the length known so far is a lower bound:
+        wasmtime is asked for the length again only when an access would pass it.
         """
-        view = self._view
-        if view is None or view[0] is not cx:
-            mem = self._mem()
-            length = mem.data_len(cx)
-            if view is not None and view[2] == length:  # only growing moves the memory
-                view = (cx, view[1], length)
-            else:
-                view = (cx, ctypes.cast(mem.data_ptr(cx), ctypes.c_void_p).value or 0, length)
-            if isinstance(cx, wasmtime.Caller):
-                self._view = view
-        if ptr < 0 or size < 0 or ptr + size > view[2]:
+        if ptr < 0 or size < 0:
             raise InvalidMemory(f"{size} bytes at {ptr:#x} are outside guest memory")
-        return view[1] + ptr
+        if ptr + size > self._known:
+            self._known = self._length(cx)
+            if ptr + size > self._known:
+                raise InvalidMemory(f"{size} bytes at {ptr:#x} are outside guest memory")
+        return self._base + ptr
+
+    def _length(self, cx: Any) -> int:
+        mem = self._mem()
+        return self._size(cx) if self._size is not None else mem.data_len(cx)
 
     def read(self, cx: Any, ptr: int, size: int) -> bytes:
         if size == 0:
@@ -100,13 +104,11 @@ class Guest:
             ptr = int(self.allocator(size, caller=cx))
         finally:
             self.allocating = False
-            if self._view is not None:  # the allocator may have grown the memory
-                self._view = (None, self._view[1], self._view[2])
         if ptr == 0:
             self.failed_allocations.append(size)
             raise AllocationFailed(f"{self.allocator_name}({size}) returned 0")
         ptr &= 0xFFFFFFFF  # an i32, handed over signed
-        if ptr + size > (end := self._mem().data_len(cx)):
+        if ptr + size > self._known and ptr + size > (end := self._length(cx)):
             raise AllocationFailed(f"{self.allocator_name}({size}) returned {ptr:#x}, outside linear "
                                    f"memory ({end:,} bytes)")
         return ptr

@@ -138,14 +138,13 @@ class Host:
         wasmtime hands i32 arguments over signed; the ABI's are pointers, sizes and ids, which
         Envoy reads as unsigned (the Rust SDK passes usize::MAX as "the whole buffer").
         """
-        unsigned = tuple(i for i, t in enumerate(params) if t == "i32")
+        masks = tuple(0xFFFFFFFF if t == "i32" else -1 for t in params)  # -1 keeps an i64 as is
+        calls, guest, allowed = self.calls, self.guest, name in ALLOWED_DURING_ALLOCATION
 
         def call(cx: Any, *raw: Any) -> Any:
-            args = list(raw)
-            for i in unsigned:
-                args[i] &= 0xFFFFFFFF
-            self.calls[name] += 1
-            if self.guest.allocating and name not in ALLOWED_DURING_ALLOCATION:
+            args = raw if not raw or min(raw) >= 0 else [v & m for v, m in zip(raw, masks, strict=True)]
+            calls[name] += 1
+            if guest.allocating and not allowed:
                 raise HostViolation(
                     f"{name} was called while the host was inside the module's allocator "
                     f"({self.guest.allocator_name}); Envoy allows only "
@@ -293,14 +292,10 @@ class Host:
     # -- header maps ---------------------------------------------------------------------------------
 
     def _map(self, kind: int) -> HeaderMap | None:
-        stream = self._stream() if self.current else None
-        if stream is not None:
-            maps = {Map.REQUEST_HEADERS: stream.request.headers,
-                    Map.REQUEST_TRAILERS: stream.request.trailers,
-                    Map.RESPONSE_HEADERS: stream.response.headers,
-                    Map.RESPONSE_TRAILERS: stream.response.trailers}
-            if kind in maps:
-                return maps[Map(kind)]
+        stream = self.current
+        if stream is not None and stream.parent and kind <= Map.RESPONSE_TRAILERS:
+            direction = stream.request if kind <= Map.REQUEST_TRAILERS else stream.response
+            return direction.trailers if kind & 1 else direction.headers
         if kind in (Map.GRPC_INITIAL_METADATA, Map.GRPC_TRAILING_METADATA):
             return self.callback.grpc_metadata.get(kind)
         if self.callback.http_response and kind == Map.HTTP_CALL_RESPONSE_HEADERS:

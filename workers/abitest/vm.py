@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +94,7 @@ def deadlines() -> epoch.Deadlines:
 
 def _fingerprint() -> str:
     version = getattr(wasmtime, "__version__", "") or _wasmtime_version()
-    return hashlib.sha256(f"wasmtime {version} fuel stack=1M".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"wasmtime {version} fuel stack=1M fixed-memory".encode()).hexdigest()[:16]
 
 
 def _wasmtime_version() -> str:
@@ -223,7 +222,8 @@ class VM:
         self._first_log = 0  # the running callback's first log line
         self.store = wasmtime.Store(engine())
         self.store.set_limits(memory_size=limits.memory_bytes, table_elements=limits.table_elements)
-        self._arm()  # for the start function
+        self._set_fuel = fastcall.fuel_setter(self.store)
+        self._clock = deadlines()
         linker = wasmtime.Linker(engine())
         host_fns = host.functions(list(HOST_FUNCTIONS[host.abi]))
         wasi_fns = wasi.functions()
@@ -243,8 +243,8 @@ class VM:
             else:
                 continue
             linker.define_func(imp.module, imp.name, t, fn, access_caller=True)
-        clock = deadlines()
-        clock.arm(self.store, limits.seconds)
+        clock = self._clock
+        self._arm()  # for the start function
         try:
             self.instance = linker.instantiate(self.store, module)
         except wasmtime.Trap as exc:
@@ -260,11 +260,13 @@ class VM:
         self._callers: dict[str, Any] = {}  # export name -> fastcall caller, or None if absent
 
     def _caller(self, name: str) -> Any:
-        if name not in self._callers:
+        try:
+            return self._callers[name]
+        except KeyError:
             func = self.exports.get(name)
-            self._callers[name] = (fastcall.export(self.store, func)
-                                   if isinstance(func, wasmtime.Func) else None)
-        return self._callers[name]
+            caller = self._callers[name] = (fastcall.export(self.store, func)
+                                            if isinstance(func, wasmtime.Func) else None)
+            return caller
 
     def has(self, name: str) -> bool:
         return self._caller(name) is not None
@@ -274,10 +276,9 @@ class VM:
         func = self._caller(name)
         if func is None:
             raise CallbackFailed(name, "not exported")
-        self._arm()
         self._first_log = len(self.host.logs)
-        clock = deadlines()
-        clock.arm(self.store, self.limits.seconds)
+        clock = self._clock
+        self._arm()
         try:
             result = func(*args)
         except wasmtime.Trap as exc:
@@ -297,10 +298,11 @@ class VM:
         return result  # type: ignore[no-any-return]
 
     def _arm(self) -> None:
-        """A fresh fuel allowance, and the wall-clock deadline host calls check on return
-        (guest code has its own: ``deadlines().arm``)."""
-        self.store.set_fuel(self.limits.fuel)
-        self.host.deadline = time.monotonic() + self.limits.seconds
+        """A fresh fuel allowance, the wall-clock deadline for guest code (``deadlines().arm``;
+        call ``self._clock.done()`` after the call) and the one host calls check on return."""
+        self._set_fuel(self.limits.fuel)
+        seconds = self.limits.seconds
+        self.host.deadline = self._clock.arm(self.store, seconds) + seconds
 
     def _over_time(self) -> str:
         return (f"ran longer than {self.limits.seconds:g} s of wall-clock time: a loop, "

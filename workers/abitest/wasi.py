@@ -69,6 +69,8 @@ class Wasi:
 
     def flush(self) -> None:
         """Log what the module wrote without a final newline."""
+        if not (self.partial[1] or self.partial[2]):
+            return  # after nearly every callback: nothing is pending
         for fd, rest in self.partial.items():
             if rest:
                 self.log(2 if fd == 1 else 4, rest.decode("utf-8", "replace"))
