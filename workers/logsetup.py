@@ -140,7 +140,11 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``TIME LEVEL LOGGER [job ID STAGE] message`` for people reading a terminal."""
+    """``TIME LEVEL LOGGER [job ID STAGE] message`` for people reading a terminal.
+
+    The formatters add only what wasmbot itself names (time, level, logger, job id): the
+    handler's ``RedactFilter`` has masked the rest already, so a line is redacted once (the
+    access log writes one per request)."""
 
     def format(self, record: logging.LogRecord) -> str:
         job = getattr(record, "job_id", None)
@@ -151,7 +155,7 @@ class TextFormatter(logging.Formatter):
             line += "\n" + record.exc_text
         if record.stack_info:
             line += "\n" + record.stack_info
-        return redact(line)
+        return line
 
 
 class JsonFormatter(logging.Formatter):
@@ -167,7 +171,7 @@ class JsonFormatter(logging.Formatter):
             out["exception"] = record.exc_text
         if record.stack_info:
             out["stack"] = record.stack_info
-        return json.dumps({k: redact(v) if isinstance(v, str) else v for k, v in out.items()})
+        return json.dumps(out)
 
 
 _handler: logging.Handler | None = None
