@@ -137,7 +137,7 @@ def annotations_of(api: GitHubStandIn, run: dict[str, Any]) -> list[list[dict[st
 
 # -- the endpoint ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("wasmbot", ["sqlite", "redis"], indirect=True)  # redis: claims on the event loop
 def test_signatures_redeliveries_and_every_published_payload(githubbot: GitHubBot) -> None:
     githubbot.api.add_repo(REPO, FILTER)
     body = payload("ping/payload.json")
