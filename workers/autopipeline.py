@@ -26,14 +26,15 @@ class AutoPipeline:
         self._queue: list[tuple[Command, asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def call(self, command: Command) -> Any:
-        """Queue ``command`` (a call on the pipeline, e.g. ``lambda p: p.get(key)``); its reply."""
+    def call(self, command: Command) -> asyncio.Future[Any]:
+        """Queue ``command`` (a call on the pipeline, e.g. ``lambda p: p.get(key)``); await its
+        reply (a future, not a coroutine: gathering several makes no task per call)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((command, future))
         if self._sender is None:
             self._sender = loop.create_task(self._send())
-        return await future
+        return future
 
     async def _send(self) -> None:
         try:
