@@ -1,5 +1,6 @@
-"""One `wasmbot serve` for a benchmark: a clean environment, ready when `/healthz` answers,
-stopped on exit (the benchmarks that measure the web front ends share it)."""
+"""The servers the web benchmarks measure, each ready when it answers and stopped on exit:
+one `wasmbot serve` in a clean environment, and a bare aiohttp handler (the same-run
+baseline for what aiohttp itself costs on this machine)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,28 @@ from bot.localservices import Service, _wait_until, free_port
 
 
 @contextmanager
+def _running(name: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path,
+             probe: str) -> Iterator[str]:
+    """Run ``argv`` (a server on a free port, appended as its last argument) until the block
+    ends; yield its URL once ``GET probe`` answers."""
+    port = free_port()
+    process = subprocess.Popen([*argv, str(port)], env=env, cwd=cwd, stdout=log.open("wb"),
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            try:
+                return requests.get(f"{url}{probe}", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+        _wait_until(ready, Service(name, process, url, log), timeout=30)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@contextmanager
 def serve(tmp: str, tree: Path, settings: dict[str, str]) -> Iterator[str]:
     """Serve checkout ``tree`` with data in ``tmp`` and only ``settings`` configured (none of
     this shell's wasmbot, Slack, GitHub or Redis variables); yield its URL."""
@@ -23,19 +46,36 @@ def serve(tmp: str, tree: Path, settings: dict[str, str]) -> Iterator[str]:
            if not k.startswith(("WASMBOT_", "GITHUB_", "SLACK_")) and k != "REDIS_URL"}
     env |= {"WASMBOT_DATA_DIR": tmp, "WASMBOT_CONFIG": f"{tmp}/none.toml", "PYTHONPATH": str(tree)}
     env |= settings
-    port = free_port()
-    log = Path(tmp) / "serve.log"
-    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], env=env,
-                               cwd=tree, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        def ready() -> bool:
-            try:
-                return requests.get(f"{url}/healthz", timeout=1).ok
-            except requests.ConnectionError:
-                return False
-        _wait_until(ready, Service("wasmbot serve", process, url, log), timeout=30)
+    with _running("wasmbot serve", [sys.executable, "-m", "bot.cli", "serve", "--port"], env, tree,
+                  Path(tmp) / "serve.log", "/healthz") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(30)
+
+
+@contextmanager
+def bare(tmp: str) -> Iterator[str]:
+    """A bare aiohttp handler (this file run as a program): ``POST /github/webhook`` reads the
+    body and answers JSON, as `wasmbot serve` does, and nothing else; yield its URL."""
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with _running("bare aiohttp", [sys.executable, __file__], env, Path(tmp),
+                  Path(tmp) / "bare.log", "/healthz") as url:
+        yield url
+
+
+def _bare_main(port: int) -> None:
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"ok": True, "message": "handled"})
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/github/webhook", handler)
+    app.router.add_get("/healthz", healthz)
+    web.run_app(app, host="127.0.0.1", port=port, print=None)
+
+
+if __name__ == "__main__":
+    _bare_main(int(sys.argv[1]))

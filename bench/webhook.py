@@ -47,17 +47,23 @@ def comment(api: GitHubStandIn, body: str) -> dict[str, object]:
     return data
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--comments", type=int, default=10)
-    parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout to serve (default: this one)")
-    args = parser.parse_args()
+def stand_in() -> tuple[GitHubStandIn, dict[str, str]]:
+    """GitHub's REST API (started, with pull request 2 open) and the settings that point
+    `wasmbot serve` at it; the caller stops it."""
     api = GitHubStandIn()
     api.start()
     api.add_repo(REPO, {"README.md": b"# Hello\n"})
     pr = json.loads((PAYLOADS / "pull_request" / "opened.json").read_text())
     api.add_pull(pr | {"pull_request": pr["pull_request"] | {"number": 2}})
-    settings = {"GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api.url}
+    return api, {"GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api.url}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--comments", type=int, default=10)
+    parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout to serve (default: this one)")
+    args = parser.parse_args()
+    api, settings = stand_in()
     with tempfile.TemporaryDirectory(prefix="wasmbot-bench-webhook-") as tmp, \
             serve(tmp, args.tree, settings) as url:
         try:

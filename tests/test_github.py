@@ -137,7 +137,7 @@ def annotations_of(api: GitHubStandIn, run: dict[str, Any]) -> list[list[dict[st
 
 # -- the endpoint ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("wasmbot", ["sqlite", "redis"], indirect=True)  # redis: claims on the event loop
 def test_signatures_redeliveries_and_every_published_payload(githubbot: GitHubBot) -> None:
     githubbot.api.add_repo(REPO, FILTER)
     body = payload("ping/payload.json")
@@ -618,3 +618,18 @@ def test_a_published_release_is_pushed_attached_and_announced(wasmbot: Wasmbot, 
         bot.process.wait(30)
     finally:
         slack.stop()
+
+
+def test_a_delivery_is_parsed_as_json_loads_parses_it() -> None:
+    """orjson parses GitHub's deliveries; what it refuses is json.loads's to accept or refuse."""
+    from bot.github.app import parse
+
+    raw = (TESTDATA / "github" / "issue_comment" / "created.json").read_bytes()
+    assert parse(raw) == json.loads(raw)
+    beyond_orjson = b'{"big": 123456789012345678901234567890, "nan": NaN, "s": "\\ud800"}'
+    assert repr(parse(beyond_orjson)) == repr(json.loads(beyond_orjson))
+    deep = b"[" * 100_000 + b"]" * 100_000  # orjson 3.8 crashed the process here
+    with pytest.raises(RecursionError):
+        parse(deep)
+    with pytest.raises(ValueError):
+        parse(b"{not json")

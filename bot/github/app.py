@@ -12,13 +12,13 @@ delivery is counted in ``wasmbot_webhook_deliveries_total`` by what was made of 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
 import uuid
 from typing import Any
 
+import orjson
 from aiohttp import web
 from gidgethub import sansio
 
@@ -28,7 +28,7 @@ from bot.github.routes import router
 from bot.httpbody import read_body
 from workers import github_client
 from workers.config import Settings
-from workers.metrics import count_delivery
+from workers.metrics import count_delivery_async
 from workers.store import JobStore, open_store
 
 log = logging.getLogger(__name__)
@@ -39,16 +39,28 @@ def configured(settings: Settings) -> bool:
     return settings.github_webhook_secret is not None and github_client.configured(settings)
 
 
-def signature_ok(secret: str, body: bytes, header: str) -> bool:
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected.encode(), header.encode())
+def signature_ok(secret: bytes, body: bytes, header: str) -> bool:
+    """``header`` is the HMAC-SHA256 of ``body`` under ``secret`` (compared in constant time)."""
+    expected = b"sha256=" + hmac.digest(secret, body, "sha256").hex().encode()
+    return hmac.compare_digest(expected, header.encode())
+
+
+def parse(body: bytes) -> Any:
+    """The JSON body, by orjson (a third of ``json.loads``'s time on a comment delivery).  orjson
+    takes only RFC 8259 JSON up to 1,024 levels deep; anything else (integers over 64 bits,
+    NaN, lone surrogates, deeper nesting) is left to ``json.loads``, so what is accepted, and as
+    what, does not change."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 class GitHubFrontEnd:
     def __init__(self, settings: Settings, store: JobStore | None = None, log_url: Any = None) -> None:
         assert settings.github_webhook_secret is not None
         self.settings = settings
-        self.secret = settings.github_webhook_secret.get_secret_value()
+        self.secret = settings.github_webhook_secret.get_secret_value().encode()
         self.store = store or open_store(settings)
         self.reporter = Reporter(settings, self.store, log_url)
         self.comments = CommentAnswerer(self)  # comment commands, answered after the webhook's 200
@@ -68,10 +80,11 @@ class GitHubFrontEnd:
     async def _stop(self, _app: web.Application) -> None:
         await self.comments.close()
         await self.reporter.close()
+        await self.store.close_async()
 
     async def webhook(self, request: web.Request) -> web.Response:
         outcome, response = await self._deliver(request)
-        await asyncio.to_thread(count_delivery, self.store, "github", outcome)
+        await count_delivery_async(self.store, "github", outcome)
         return response
 
     async def _deliver(self, request: web.Request) -> tuple[str, web.Response]:
@@ -98,7 +111,7 @@ class GitHubFrontEnd:
             return "bad_signature", _answer(401, "X-Hub-Signature-256 does not match: "
                                                  "check the webhook's secret")
         try:
-            data = json.loads(body)
+            data = parse(body)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
             return "invalid", _answer(400, f"the body is not JSON (set the webhook's content type "
                                            f"to application/json): {type(exc).__name__}")
@@ -109,9 +122,7 @@ class GitHubFrontEnd:
         if not all(isinstance(data.get(key, ""), str) for key in ("action", "ref", "after")):
             return "invalid", _answer(422, "action, ref and after must be strings")
         mine = uuid.uuid4().hex
-        holder = await asyncio.to_thread(
-            self.store.claim_key, f"github-delivery:{delivery}", mine, DELIVERY_TTL
-        )
+        holder = await self.store.claim_key_async(f"github-delivery:{delivery}", mine, DELIVERY_TTL)
         if holder != mine:
             return "duplicate", _answer(200, f"delivery {delivery} was handled already")
         event = sansio.Event(data, event=event_name, delivery_id=delivery)

@@ -36,7 +36,7 @@ from workers import commands
 from workers.config import Settings
 from workers.jobs import Job
 from workers.logsetup import job_context
-from workers.metrics import count_delivery
+from workers.metrics import count_delivery_async
 from workers.store import JobStore, open_store
 
 log = logging.getLogger(__name__)
@@ -97,13 +97,13 @@ class SlackFrontEnd:
             bolt_request = deliveries.bolt_request(self.signing_secret, body, request.headers,
                                                    request.query_string)
         except web.HTTPException as exc:  # too large, too slow, unreadable
-            await asyncio.to_thread(count_delivery, self.store, "slack", "invalid")
+            await count_delivery_async(self.store, "slack", "invalid")
             return web.Response(status=exc.status, text=exc.text)
         except deliveries.Refused as refused:
-            await asyncio.to_thread(count_delivery, self.store, "slack", refused.outcome)
+            await count_delivery_async(self.store, "slack", refused.outcome)
             return web.Response(status=refused.status, text=f"{refused.reason}\n")
         outcome = await deliveries.outcome(self.store, bolt_request)
-        await asyncio.to_thread(count_delivery, self.store, "slack", outcome)
+        await count_delivery_async(self.store, "slack", outcome)
         return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 
     async def handle_install(self, request: web.Request) -> web.Response:
@@ -139,6 +139,7 @@ class SlackFrontEnd:
         if self.socket is not None:
             await self.socket.close_async()
         await self.reporter.close()
+        await self.store.close_async()
 
     async def client_for(self, key: str | None) -> AsyncWebClient:
         return await client_for(self.app, self.client, self.settings, key)

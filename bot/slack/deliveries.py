@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
@@ -94,7 +93,7 @@ async def outcome(store: JobStore, request: AsyncBoltRequest) -> str:
     delivery = body.get("event_id") or body.get("trigger_id")
     if delivery and isinstance(delivery, str):
         mine = uuid.uuid4().hex
-        held = await asyncio.to_thread(store.claim_key, f"slack-delivery:{delivery}", mine, DELIVERY_TTL)
+        held = await store.claim_key_async(f"slack-delivery:{delivery}", mine, DELIVERY_TTL)
         if held != mine:
             return "duplicate"
     return "accepted"

@@ -1,0 +1,113 @@
+"""Benchmark: GitHub webhook acknowledgement throughput of `wasmbot serve` beside a bare aiohttp handler.
+
+    python3 bench/github.py [--requests 4000] [--concurrency 20] [--rounds 3] [--tree PATH]
+
+A server replica must keep up with a busy organisation's deliveries.  This posts signed
+``issue_comment`` deliveries of a pull request comment without a command (verified,
+de-duplicated, routed, counted; nothing to do) to one `wasmbot serve` whose store is a real
+``redis-server``, ``--concurrency`` clients at a time over keep-alive connections, each with
+its own ``X-GitHub-Delivery``.  The same-run baseline is a bare aiohttp handler
+(bench/serving.py) that reads the same body and answers the same JSON.  Rounds alternate
+between the two so that load changes on the machine hit both alike.  Figures: requests per
+second, p50 and p99 milliseconds, and the ratio of the throughputs.  ``--tree`` serves another
+checkout (e.g. the code before a change) for a before/after figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from githubapi import WEBHOOK_SECRET, webhook_headers  # noqa: E402
+from serving import bare, serve  # noqa: E402
+from webhook import comment, stand_in  # noqa: E402
+
+from bot.localservices import start_redis  # noqa: E402
+
+
+async def load(url: str, raw: bytes, headers: dict[str, str], n: int,
+               concurrency: int) -> tuple[float, list[float]]:
+    """Post ``n`` deliveries of ``raw``, ``concurrency`` at a time; seconds taken and each one's ms."""
+    ids = iter([str(uuid.uuid4()) for _ in range(n)])
+    took: list[float] = []
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        for delivery in ids:
+            started = time.perf_counter()
+            sent = headers | {"X-GitHub-Delivery": delivery}
+            async with session.post(url, data=raw, headers=sent) as answer:
+                body = await answer.read()
+            took.append((time.perf_counter() - started) * 1000)
+            if answer.status != 200 or b'"handled"' not in body:
+                raise SystemExit(f"{url} answered {answer.status}: {body[:200]!r}")
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        return time.perf_counter() - started, took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=4000, help="deliveries per round and server")
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout to serve (default: this one)")
+    args = parser.parse_args()
+    api, settings = stand_in()
+    try:
+        raw = json.dumps(comment(api, "looks good to me")).encode()
+        headers = webhook_headers("issue_comment", raw, delivery="checked-against-the-schema")
+        assert headers["X-Hub-Signature-256"].endswith(hmac.new(WEBHOOK_SECRET.encode(), raw,
+                                                                hashlib.sha256).hexdigest())
+        with tempfile.TemporaryDirectory(prefix="wasmbot-bench-github-") as tmp:
+            redis = start_redis(Path(tmp) / "redis")
+            try:
+                with serve(tmp, args.tree, settings | {"REDIS_URL": redis.url}) as served, \
+                        bare(tmp) as baseline:
+                    targets = {"bare aiohttp": f"{baseline}/github/webhook",
+                               "wasmbot serve": f"{served}/github/webhook"}
+                    results: dict[str, tuple[float, list[float]]] = {name: (0.0, []) for name in targets}
+                    for url in targets.values():  # warm up
+                        asyncio.run(load(url, raw, headers, min(500, args.requests), args.concurrency))
+                    for _ in range(args.rounds):
+                        for name, url in targets.items():
+                            seconds, took = asyncio.run(load(url, raw, headers, args.requests,
+                                                             args.concurrency))
+                            results[name] = (results[name][0] + seconds, results[name][1] + took)
+                    report(args, raw, results)
+            finally:
+                redis.stop()
+    finally:
+        api.stop()
+
+
+def report(args: argparse.Namespace, raw: bytes, results: dict[str, tuple[float, list[float]]]) -> None:
+    print(f"{args.tree}: issue_comment without a command ({len(raw)} bytes), Redis store; "
+          f"{args.rounds} x {args.requests} deliveries per server, {args.concurrency} at a time")
+    print(f"{'server':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    rates = {}
+    for name, (seconds, took) in results.items():
+        ordered = sorted(took)
+        rates[name] = len(took) / seconds
+        print(f"{name:<16}{rates[name]:>9.0f}{statistics.median(ordered):>9.1f}"
+              f"{ordered[int(len(ordered) * 0.99) - 1]:>9.1f}")
+    print(f"wasmbot serve / bare aiohttp: {rates['wasmbot serve'] / rates['bare aiohttp']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
