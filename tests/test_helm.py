@@ -270,7 +270,7 @@ def test_configmap_is_a_wasmbot_toml_that_wasmbot_accepts(helm: str, tmp_path: P
         assert settings.worker_concurrency == 4 and settings.github_app_id == 12345
         assert settings.container_engine == "podman" and settings.environments["prod"].protected is True
         assert settings.docker_config == Path("/etc/wasmbot/docker/config.json")
-        registry = settings.registry("registry.example.com")
+        registry = settings.oci().registry("registry.example.com")
         assert registry.username == "bot" and registry.ca_bundle == Path("/etc/ssl/certs/ca-certificates.crt")
         assert tomllib.loads(text)["registries"]["registry.example.com"]["password_file"] == str(registry.password_file)
         # Every path wasmbot uses is inside a volume this container mounts.
