@@ -304,11 +304,7 @@ class RedisStore:
 
     def claim_key(self, key: str, value: str, ttl: float) -> str:
         """Set ``key`` to ``value`` unless it is set; return what it holds (idempotency keys)."""
-        name = self._key("once", key)
-        if self.redis.set(name, value, nx=True, px=int(ttl * 1000)):
-            return value
-        held = self.redis.get(name)
-        return str(held) if held is not None else self.claim_key(key, value, ttl)
+        return str(self.redis.eval(CLAIM, 1, self._key("once", key), value, int(ttl * 1000)))
 
     def _pipeline(self) -> AutoPipeline:
         """The running event loop's group commit (asyncio connections belong to one loop): the

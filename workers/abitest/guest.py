@@ -34,7 +34,6 @@ class Guest:
         self.allocator: Callable[..., Any] | None = None
         self.allocator_name = ""
         self.allocating = False
-        self.failed_allocations: list[int] = []
         self._base = 0  # the host address of linear memory (it never moves)
         self._known = 0  # its length when last asked (it only grows)
         self._size: Callable[[Any], int] | None = None  # the memory's length, read cheaply
@@ -105,7 +104,6 @@ class Guest:
         finally:
             self.allocating = False
         if ptr == 0:
-            self.failed_allocations.append(size)
             raise AllocationFailed(f"{self.allocator_name}({size}) returned 0")
         ptr &= 0xFFFFFFFF  # an i32, handed over signed
         if ptr + size > self._known and ptr + size > (end := self._length(cx)):
