@@ -59,3 +59,64 @@ def test_other_signatures_fall_back_to_func_call() -> None:
     store, ex = exports()
     call = fastcall.export(store, ex["float"])
     assert not isinstance(call, fastcall.Export) and call(1.5) == 1.5
+
+
+HOST_WAT = """(module
+  (import "env" "mixed" (func $mixed (param i32 i64 i32) (result i32)))
+  (import "env" "wide" (func $wide (param i64) (result i64)))
+  (import "env" "none" (func $none))
+  (import "env" "float" (func $float (param f32 i32) (result i32)))
+  (func (export "mixed") (param i32 i64 i32) (result i32)
+    (call $mixed (local.get 0) (local.get 1) (local.get 2)))
+  (func (export "wide") (param i64) (result i64) (call $wide (local.get 0)))
+  (func (export "none") (call $none))
+  (func (export "float") (param f32 i32) (result i32) (call $float (local.get 0) (local.get 1))))"""
+
+
+def hosted(fns: dict[str, object]) -> dict[str, fastcall.Export | object]:
+    """HOST_WAT's exports, each calling the host function of its name linked by ``fastcall.define``."""
+    store = wasmtime.Store(engine())
+    store.set_fuel(10**9)
+    store.set_epoch_deadline(2**40)
+    linker = wasmtime.Linker(engine())
+    module = wasmtime.Module(engine(), wasmtime.wat2wasm(HOST_WAT))
+    for imp in module.imports:
+        assert isinstance(imp.type, wasmtime.FuncType) and imp.name is not None
+        fastcall.define(linker, imp.module, imp.name, imp.type, fns[imp.name])
+    inst = linker.instantiate(store, module)
+    return {k: fastcall.export(store, v) for k, v in inst.exports(store).items() if isinstance(v, wasmtime.Func)}
+
+
+def test_host_functions_get_i32_unsigned_and_i64_signed_and_answer_any_int() -> None:
+    seen: list[tuple[object, ...]] = []
+
+    def mixed(cx: object, a: int, b: int, c: int) -> int:
+        seen.append((a, b, c))
+        return a - c  # may be negative or past 2**31: the guest reads the low 32 bits
+    ex = hosted({"mixed": mixed, "wide": lambda cx, v: v * 3, "none": lambda cx: None,
+                 "float": lambda cx, f, i: i})
+    assert ex["mixed"](-1, -5, 2**31) == -1 - 2**31 + 2**32  # type: ignore[operator]
+    assert seen == [(0xFFFFFFFF, -5, 2**31)]
+    assert ex["mixed"](1, 2**62, 3) == -2  # type: ignore[operator]
+    assert seen[-1] == (1, 2**62, 3)
+    assert ex["wide"](-(2**40)) == -3 * 2**40 and ex["wide"](2**62) == 3 * 2**62 - 2**64  # type: ignore[operator]
+    assert ex["none"]() is None  # type: ignore[operator]
+
+
+def test_a_host_exception_traps_the_guest_and_is_raised_by_the_export_call() -> None:
+    def boom(cx: object) -> None:
+        raise Boom("from the host")
+    ex = hosted({"mixed": lambda cx, a, b, c: 0, "wide": lambda cx, v: v, "none": boom,
+                 "float": lambda cx, f, i: i})
+    with pytest.raises(Boom, match="from the host"):
+        ex["none"]()  # type: ignore[operator]
+    assert ex["wide"](7) == 7  # type: ignore[operator]  # the store is still usable
+
+
+def test_other_host_signatures_go_through_define_func_with_i32_still_unsigned() -> None:
+    ty = wasmtime.FuncType([wasmtime.ValType.f32(), wasmtime.ValType.i32()], [wasmtime.ValType.i32()])
+    assert not fastcall.raw_supported(ty)
+    ex = hosted({"mixed": lambda cx, a, b, c: 0, "wide": lambda cx, v: v, "none": lambda cx: None,
+                 "float": lambda cx, f, i: i if f == 1.5 else 0})
+    assert not isinstance(ex["float"], fastcall.Export)
+    assert ex["float"](1.5, -2) == -2  # type: ignore[operator]  # the host saw 2**32 - 2

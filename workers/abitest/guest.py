@@ -26,6 +26,8 @@ class AllocationFailed(Exception):
 
 
 Pairs = list[tuple[bytes, bytes]]
+_SPAN = 2**32  # wasm32 addresses; only the part below the memory's length is ever touched
+_U32, _U64 = struct.Struct("<I").pack_into, struct.Struct("<Q").pack_into
 
 
 class Guest:
@@ -34,8 +36,8 @@ class Guest:
         self.allocator: Callable[..., Any] | None = None
         self.allocator_name = ""
         self.allocating = False
-        self._base = 0  # the host address of linear memory (it never moves)
-        self._known = 0  # its length when last asked (it only grows)
+        self._view = memoryview(b"")  # linear memory's whole 4 GiB range (it never moves)
+        self._known = 0  # its length when last asked (it only grows): the part to touch
         self._size: Callable[[Any], int] | None = None  # the memory's length, read cheaply
 
     def bind(self, store: wasmtime.Store, instance: wasmtime.Instance, allocator: str) -> None:
@@ -44,7 +46,8 @@ class Guest:
         self.memory = memory if isinstance(memory, wasmtime.Memory) else None
         if self.memory is not None:
             self._size = fastcall.memory_size(self.memory)
-            self._base = ctypes.cast(self.memory.data_ptr(store), ctypes.c_void_p).value or 0
+            base = ctypes.cast(self.memory.data_ptr(store), ctypes.c_void_p).value or 0
+            self._view = memoryview((ctypes.c_ubyte * _SPAN).from_address(base)).cast("B")
             self._known = self.memory.data_len(store)
         alloc = exports.get(allocator)
         self.allocator = fastcall.export(store, alloc) if isinstance(alloc, wasmtime.Func) else None
@@ -55,14 +58,14 @@ class Guest:
             raise InvalidMemory("the module exports no memory")
         return self.memory
 
-    def _address(self, cx: Any, ptr: int, size: int) -> int:
-        """The host address of ``size`` guest bytes at ``ptr``, bounds-checked.
+    def _check(self, cx: Any, ptr: int, size: int) -> None:
+        """Raise ``InvalidMemory`` unless ``size`` guest bytes at ``ptr`` are in linear memory.
 
-        Memory is read and written through its base address: wasmtime-py's ``Memory.read`` and
-        ``write`` build a ctypes array type per call, which dominated the cost of a host call.
-        The engine never moves linear memory (``compiler.engine_config``) and memory never
-        shrinks, so the base is read once and the length known so far is a lower bound:
-        wasmtime is asked for the length again only when an access would pass it.
+        Memory is read and written through a memoryview of its range: wasmtime-py's
+        ``Memory.read`` and ``write`` build a ctypes array type per call, which dominated the
+        cost of a host call.  The engine never moves linear memory (``compiler.engine_config``)
+        and memory never shrinks, so the view is made once and the length known so far is a
+        lower bound: wasmtime is asked for the length again only when an access would pass it.
         """
         if ptr < 0 or size < 0:
             raise InvalidMemory(f"{size} bytes at {ptr:#x} are outside guest memory")
@@ -70,7 +73,6 @@ class Guest:
             self._known = self._length(cx)
             if ptr + size > self._known:
                 raise InvalidMemory(f"{size} bytes at {ptr:#x} are outside guest memory")
-        return self._base + ptr
 
     def _length(self, cx: Any) -> int:
         mem = self._mem()
@@ -79,17 +81,26 @@ class Guest:
     def read(self, cx: Any, ptr: int, size: int) -> bytes:
         if size == 0:
             return b""
-        return ctypes.string_at(self._address(cx, ptr, size), size)
+        if ptr + size > self._known or ptr < 0 or size < 0:
+            self._check(cx, ptr, size)
+        return self._view[ptr:ptr + size].tobytes()
 
     def write(self, cx: Any, ptr: int, data: bytes) -> None:
         if data:
-            ctypes.memmove(self._address(cx, ptr, len(data)), data, len(data))
+            end = ptr + len(data)
+            if end > self._known or ptr < 0:
+                self._check(cx, ptr, len(data))
+            self._view[ptr:end] = data
 
     def put_u32(self, cx: Any, ptr: int, value: int) -> None:
-        self.write(cx, ptr, struct.pack("<I", value & 0xFFFFFFFF))
+        if ptr + 4 > self._known or ptr < 0:
+            self._check(cx, ptr, 4)
+        _U32(self._view, ptr, value & 0xFFFFFFFF)
 
     def put_u64(self, cx: Any, ptr: int, value: int) -> None:
-        self.write(cx, ptr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
+        if ptr + 8 > self._known or ptr < 0:
+            self._check(cx, ptr, 8)
+        _U64(self._view, ptr, value & 0xFFFFFFFFFFFFFFFF)
 
     def string(self, cx: Any, ptr: int, size: int) -> str:
         return self.read(cx, ptr, size).decode("utf-8", "replace")

@@ -18,11 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import wasmtime
-
 from workers.abitest.abi import (
     ALLOWED_DURING_ALLOCATION,
-    HOST_FUNCTIONS,
     Buffer,
     LogLevel,
     Map,
@@ -47,9 +44,6 @@ from workers.abitest.state import Context, GrpcCall, HeaderMap, HttpCall, LocalR
 MAX_LOG_LINES = 10_000
 MAX_LOG_LINE = 4096
 MAX_FOREIGN_OUTPUT = 64 * 2**20  # uncompress stops here: a zlib bomb must not fill the worker
-# Status and errno results as ready wasmtime values: wasmtime-py converts a plain int through
-# two freshly made ValType objects per host call, a quarter of a host call's cost.
-_RESULTS: dict[int, wasmtime.Val] = {i: wasmtime.Val.i32(i) for i in range(128)}
 
 
 class HostViolation(Exception):
@@ -130,19 +124,17 @@ class Host:
             return
         self.logs.append(LogLine(level, message[:MAX_LOG_LINE], self.current.id if self.current else 0))
 
-    def wrap(self, name: str, fn: Callable[..., Any], params: tuple[str, ...]) -> Callable[..., Any]:
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         """The guest-facing function: counts calls, enforces the allocator rule, maps errors,
         and stops the guest on return once the callback is past its deadline (the epoch ticker
-        can lag while host calls hold the GIL).
-
-        wasmtime hands i32 arguments over signed; the ABI's are pointers, sizes and ids, which
-        Envoy reads as unsigned (the Rust SDK passes usize::MAX as "the whole buffer").
+        can lag while host calls hold the GIL).  Linked with ``fastcall.define``, which hands
+        i32 arguments over unsigned: the ABI's are pointers, sizes and ids, which Envoy reads
+        as unsigned (the Rust SDK passes usize::MAX as "the whole buffer").
         """
-        masks = tuple(0xFFFFFFFF if t == "i32" else -1 for t in params)  # -1 keeps an i64 as is
         calls, guest, allowed = self.calls, self.guest, name in ALLOWED_DURING_ALLOCATION
+        monotonic = time.monotonic
 
-        def call(cx: Any, *raw: Any) -> Any:
-            args = raw if not raw or min(raw) >= 0 else [v & m for v, m in zip(raw, masks, strict=True)]
+        def call(cx: Any, *args: int) -> int:
             calls[name] += 1
             if guest.allocating and not allowed:
                 raise HostViolation(
@@ -150,7 +142,7 @@ class Host:
                     f"({self.guest.allocator_name}); Envoy allows only "
                     f"{', '.join(sorted(ALLOWED_DURING_ALLOCATION))} there")
             try:
-                result = fn(cx, *args)
+                result: int = fn(cx, *args)
             except Refused as exc:
                 result = exc.status
             except InvalidMemory:
@@ -158,14 +150,13 @@ class Host:
             except AllocationFailed as exc:
                 self.allocation_failures.append(f"{name}: {exc}")
                 result = Status.INVALID_MEMORY_ACCESS
-            if time.monotonic() > self.deadline:
+            if monotonic() > self.deadline:
                 raise OutOfTime(name)
-            return _RESULTS.get(result, result)
+            return result
         return call
 
     def functions(self, names: list[str]) -> dict[str, Callable[..., Any]]:
-        table = HOST_FUNCTIONS[self.abi]
-        return {name: self.wrap(name, getattr(self, name), table[name]) for name in names}
+        return {name: self.wrap(name, getattr(self, name)) for name in names}
 
     def _ctx(self) -> Context:
         if self.current is None:

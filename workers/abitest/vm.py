@@ -238,11 +238,10 @@ class VM:
             if imp.module == "env" and imp.name in host_fns:
                 fn = host_fns[imp.name]
             elif imp.module in WASI_MODULES:
-                fn = host.wrap(imp.name, wasi_fns.get(imp.name, _stub(len(t.results))),
-                               tuple(str(p) for p in t.params))
+                fn = host.wrap(imp.name, wasi_fns.get(imp.name, _stub(len(t.results))))
             else:
                 continue
-            linker.define_func(imp.module, imp.name, t, fn, access_caller=True)
+            fastcall.define(linker, imp.module, imp.name, t, fn)
         clock = self._clock
         self._arm()  # for the start function
         try:
