@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import wasmtime
 
@@ -120,3 +123,25 @@ def test_other_host_signatures_go_through_define_func_with_i32_still_unsigned() 
                  "float": lambda cx, f, i: i if f == 1.5 else 0})
     assert not isinstance(ex["float"], fastcall.Export)
     assert ex["float"](1.5, -2) == -2  # type: ignore[operator]  # the host saw 2**32 - 2
+
+
+def test_a_store_dropped_after_the_module_globals_are_gone_does_not_crash() -> None:
+    """As the interpreter shuts down it clears module globals before the last stores go, and a
+    dropped store calls its host functions' finalizer: a freed finalizer made pytest and
+    ``wasmbot abi-test`` runs that kept a failed VM exit with SIGSEGV."""
+    script = (
+        "import gc, wasmtime\n"
+        "from workers.abitest import fastcall\n"
+        "from workers.abitest.vm import engine\n"
+        "store, linker = wasmtime.Store(engine()), wasmtime.Linker(engine())\n"
+        "ty = wasmtime.FuncType([wasmtime.ValType.i32()], [wasmtime.ValType.i32()])\n"
+        "fastcall.define(linker, 'env', 'f', ty, lambda cx, v: v)\n"
+        "module = wasmtime.Module(engine(), '(module (import \"env\" \"f\" (func (param i32) (result i32))))')\n"
+        "instance = linker.instantiate(store, module)\n"
+        "vars(fastcall).clear()\n"
+        "gc.collect()\n"
+        "del store, linker, instance\n"
+        "gc.collect()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])

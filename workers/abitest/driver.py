@@ -98,7 +98,7 @@ class Instance:
         host.current = ctx
         host.callback = callback or self._between
         try:
-            return self.vm.call(name, *args)
+            return self.vm.call_if_exported(name, *args)
         except CallbackFailed:
             self.broken = True
             raise

@@ -50,7 +50,7 @@ _Finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 class _Api:
-    """The three C functions, declared with integer addresses."""
+    """The C functions used per call, declared with integer addresses."""
 
     def __init__(self) -> None:
         if ffi is None or ctypes.sizeof(ffi.wasmtime_val_raw_t) != _RAW:
@@ -64,6 +64,9 @@ class _Api:
         self.define.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
                                 ctypes.c_size_t, ctypes.c_void_p, HostCallback, ctypes.c_void_p,
                                 _Finalizer]
+        self.set_fuel = dll["wasmtime_context_set_fuel"]
+        self.set_fuel.restype = ctypes.c_void_p
+        self.set_fuel.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
         self.caller_context = dll["wasmtime_caller_context"]
         self.caller_context.restype = ctypes.c_void_p
         self.caller_context.argtypes = [ctypes.c_void_p]
@@ -165,6 +168,9 @@ def _forget(token: int | None, live: dict[int, Any] = _LIVE) -> None:
 
 
 _finalize = _Finalizer(_forget)
+# Never freed: stores still alive as the interpreter shuts down call it when they are dropped,
+# after this module's globals are gone (a freed thunk would crash the process then).
+ctypes.pythonapi.Py_IncRef(ctypes.py_object(_finalize))
 
 
 class Caller:
@@ -285,13 +291,12 @@ def memory_size(memory: wasmtime.Memory) -> Callable[[Any], int]:
 def fuel_setter(store: wasmtime.Store) -> Callable[[int], None]:
     """``store.set_fuel`` straight through the C API (once per guest call), or ``set_fuel``
     itself when the bindings differ."""
-    set_fuel = getattr(ffi, "_wasmtime_context_set_fuel", None)
-    if set_fuel is None:
+    if _api is None:
         return store.set_fuel
-    context = store._context()
+    set_fuel, context = _api.set_fuel, address(store._context())
 
     def setter(fuel: int) -> None:
         error = set_fuel(context, fuel)
         if error:
-            raise wasmtime.WasmtimeError._from_ptr(error)
+            raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t)))
     return setter

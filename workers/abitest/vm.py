@@ -268,16 +268,30 @@ class VM:
             return caller
 
     def has(self, name: str) -> bool:
-        return self._caller(name) is not None
+        callers = self._callers
+        return (callers[name] if name in callers else self._caller(name)) is not None
 
     def call(self, name: str, *args: int) -> int | None:
         """Call export ``name`` with a fresh fuel allowance; None if it returns nothing."""
-        func = self._caller(name)
+        return self.call_if_exported(name, *args, missing=CallbackFailed(name, "not exported"))
+
+    def call_if_exported(self, name: str, *args: int, missing: CallbackFailed | None = None) -> int | None:
+        """``call``, or None when the module does not export ``name`` (raising ``missing`` then,
+        if given): one lookup for the driver, which skips callbacks a module lacks, as Envoy does."""
+        try:
+            func = self._callers[name]
+        except KeyError:
+            func = self._caller(name)
         if func is None:
-            raise CallbackFailed(name, "not exported")
-        self._first_log = len(self.host.logs)
+            if missing is not None:
+                raise missing
+            return None
+        host = self.host
+        self._first_log = len(host.logs)
         clock = self._clock
-        self._arm()
+        self._set_fuel(self.limits.fuel)
+        seconds = self.limits.seconds
+        host.deadline = clock.arm(self.store, seconds) + seconds  # _arm, inlined (once a callback)
         try:
             result = func(*args)
         except wasmtime.Trap as exc:
@@ -293,7 +307,8 @@ class VM:
             raise CallbackFailed(name, str(exc).splitlines()[0]) from None
         finally:
             clock.done()
-            self.wasi.flush()
+            if self.wasi.pending:
+                self.wasi.flush()
         return result  # type: ignore[no-any-return]
 
     def _arm(self) -> None:

@@ -35,6 +35,7 @@ class Wasi:
         self.now_ns = now_ns
         self.random = random.Random(seed)
         self.partial = {1: b"", 2: b""}
+        self.pending = False  # a line without its newline yet: flush logs it after the callback
 
     def functions(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -63,14 +64,16 @@ class Wasi:
             data += self.guest.read(cx, ptr, size)
         self.guest.put_u32(cx, nwritten, len(data))
         *lines, self.partial[fd] = (self.partial[fd] + data).split(b"\n")
+        self.pending = bool(self.partial[1] or self.partial[2])
         for line in lines:
             self.log(2 if fd == 1 else 4, line.decode("utf-8", "replace"))
         return ESUCCESS
 
     def flush(self) -> None:
         """Log what the module wrote without a final newline."""
-        if not (self.partial[1] or self.partial[2]):
-            return  # after nearly every callback: nothing is pending
+        if not self.pending:
+            return  # after nearly every callback
+        self.pending = False
         for fd, rest in self.partial.items():
             if rest:
                 self.log(2 if fd == 1 else 4, rest.decode("utf-8", "replace"))
