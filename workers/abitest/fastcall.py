@@ -115,7 +115,7 @@ class Export:
         self.trap = ctypes.c_void_p()
         self.trap_at = ctypes.addressof(self.trap)
         self.busy = False
-        self._call = _api.call
+        self.c_call = _api.call  # wasmtime_func_call_unchecked(context, ref, at, size, trap_at)
 
     def __call__(self, *values: int, caller: Any = None) -> int | None:
         """Call with ``values``; from inside a host function pass its ``caller`` (whose
@@ -136,7 +136,7 @@ class Export:
             context = address(caller._context())
         self.busy = True
         try:
-            error = self._call(context, self.ref, self.at, self.size, self.trap_at)
+            error = self.c_call(context, self.ref, self.at, self.size, self.trap_at)
         finally:
             self.busy = False
         if error or self.trap.value:
