@@ -217,6 +217,7 @@ def _reader(params: list[str]) -> Callable[[Any], list[int]]:
 def _callback(fn: Callable[..., Any], params: list[str], results: list[str]) -> Callable[..., int]:
     read = _reader(params)
     wide = results == ["i64"]
+    clear = not wide and params[:1] == ["i64"]  # an i32 result over an i64 argument: zero-extend it
 
     def call(env: int | None, caller: int, raw: Any, count: int) -> int:
         cx = Caller(caller)
@@ -226,6 +227,8 @@ def _callback(fn: Callable[..., Any], params: list[str], results: list[str]) -> 
                 raw[0] = result & 0xFFFFFFFF  # an i32 result is read from the first word
                 if wide:
                     raw[1] = result >> 32 & 0xFFFFFFFF
+                elif clear:
+                    raw[1] = 0
             return 0
         except BaseException as exc:
             return _trap(exc)
