@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import wasmtime
 
 from workers import abitest
 from workers.abitest import cases
-from workers.abitest.vm import Limits
+from workers.abitest.driver import CaseRun, Instance
+from workers.abitest.state import World
+from workers.abitest.validate import validate
+from workers.abitest.vm import Limits, compile_module
 
 LIMITS = Limits(fuel=5_000_000, memory_bytes=4 * 2**20, max_module_bytes=2**20)
 
@@ -244,3 +250,19 @@ def test_ticks_need_a_tick_period() -> None:
     assert report.ok
     assert report.cases[0].notes == ["the case asks for 2 tick(s) but the filter set no tick period; "
                                      "Envoy never calls proxy_on_tick then"]
+
+
+def test_a_finished_vm_releases_its_store_and_linear_memory() -> None:
+    """The host functions are registered with wasmtime from a process-wide table; nothing in it
+    may keep a VM's store alive, or every test run in a worker keeps its guest memory."""
+    wasm = module()
+    compiled, _ = compile_module(wasm, None, LIMITS)
+    v = validate(compiled, len(wasm), LIMITS.max_module_bytes)
+    suite = abitest.smoke("root")
+    inst = Instance(compiled, v, suite, LIMITS, World())
+    inst.start()
+    assert CaseRun(inst, suite.cases[0]).run().failure is None
+    store = weakref.ref(inst.vm.store)
+    del inst
+    gc.collect()
+    assert store() is None

@@ -102,7 +102,7 @@ class Export:
                  results: list[str]) -> None:
         assert _api is not None
         self.func = func  # keeps the wasmtime_func_t whose address is used
-        self.store = store
+        self.store = store  # keeps the store whose context address is used
         self.context = address(store._context())
         self.ref = ctypes.addressof(func._func)
         self.nargs = len(params)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,14 +34,20 @@ _U32, _U64 = struct.Struct("<I").pack_into, struct.Struct("<Q").pack_into
 class Guest:
     def __init__(self) -> None:
         self.memory: wasmtime.Memory | None = None
-        self.allocator: Callable[..., Any] | None = None
+        # Weak: the host functions reach this object from wasmtime's process-wide callback
+        # table, and the allocator's export holds its store, so a strong reference would keep
+        # every VM's store and linear memory alive for good.  The VM holds it (``bind``).
+        self._allocator: weakref.ref[Callable[..., Any]] | None = None
         self.allocator_name = ""
         self.allocating = False
         self._view = memoryview(b"")  # linear memory's whole 4 GiB range (it never moves)
         self._known = 0  # its length when last asked (it only grows): the part to touch
         self._size: Callable[[Any], int] | None = None  # the memory's length, read cheaply
 
-    def bind(self, store: wasmtime.Store, instance: wasmtime.Instance, allocator: str) -> None:
+    def bind(self, store: wasmtime.Store, instance: wasmtime.Instance,
+             allocator: str) -> Callable[..., Any] | None:
+        """Look up memory and the allocator; returns the allocator's caller, which the caller
+        must keep for as long as the guest is used."""
         exports = instance.exports(store)
         memory = exports.get("memory")
         self.memory = memory if isinstance(memory, wasmtime.Memory) else None
@@ -50,8 +57,10 @@ class Guest:
             self._view = memoryview((ctypes.c_ubyte * _SPAN).from_address(base)).cast("B")
             self._known = self.memory.data_len(store)
         alloc = exports.get(allocator)
-        self.allocator = fastcall.export(store, alloc) if isinstance(alloc, wasmtime.Func) else None
+        call = fastcall.export(store, alloc) if isinstance(alloc, wasmtime.Func) else None
+        self._allocator = weakref.ref(call) if call is not None else None
         self.allocator_name = allocator
+        return call
 
     def _mem(self) -> wasmtime.Memory:
         if self.memory is None:
@@ -107,11 +116,12 @@ class Guest:
 
     def allocate(self, cx: Any, size: int) -> int:
         """Call the guest allocator; only the calls cpp-host allows may happen meanwhile."""
-        if self.allocator is None:
+        allocator = self._allocator() if self._allocator is not None else None
+        if allocator is None:
             raise AllocationFailed("the module has no allocator")
         self.allocating = True
         try:
-            ptr = int(self.allocator(size, caller=cx))
+            ptr = int(allocator(size, caller=cx))
         finally:
             self.allocating = False
         if ptr == 0:

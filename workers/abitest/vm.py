@@ -254,7 +254,7 @@ class VM:
             raise CallbackFailed("instantiation", str(exc).splitlines()[0]) from None
         finally:
             clock.done()
-        guest.bind(self.store, self.instance, allocator)
+        self._allocator = guest.bind(self.store, self.instance, allocator)  # the guest's is weak
         self.exports = self.instance.exports(self.store)
         self._callers: dict[str, Any] = {}  # export name -> fastcall caller, or None if absent
 
