@@ -7,12 +7,13 @@ Workers: ``--jobs`` jobs of ``/wasm test examples/hello-c`` (a build served from
 cache, then its ABI tests under wasmtime) are submitted at once to 1, 2 and 4 real ``wasmbot
 worker`` processes (each with ``--concurrency`` Celery processes) on one real ``redis-server``,
 sharing one data directory as workers on one host do; the figure is jobs per minute from the
-first submit to the last job's end, and the ratio to 1 worker in the same run.
+first submit to the last job's end, the ratio to 1 worker in the same run, each stage's
+median run time, and the workers' resident memory.
 
 Servers: signed GitHub ``issue_comment`` deliveries without a command (verified, de-duplicated,
 routed; bench/github.py's request) are posted by ``--clients`` concurrent clients, round-robin
 over 1 and 2 ``wasmbot serve`` replicas on the same Redis; the figures are deliveries per
-second, p50 and p99 milliseconds, and the ratio to 1 replica.
+second, p50 and p99 milliseconds, the ratio to 1 replica, and each replica's resident memory.
 
 Rounds alternate between the set-ups so that load changes on the machine hit all alike.  The
 machine's core count is measured and printed: the benchmark client, Redis, the workers and the
@@ -39,6 +40,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 # bench/github.py would shadow PyGithub, which the workers import: import it before bench/ is on
@@ -60,6 +62,12 @@ SOURCE = "examples/hello-c"
 
 def cores() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (a worker's pool processes), in MiB."""
+    main = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [main, *main.children(recursive=True)]) / 2**20
 
 
 def toolchain_image() -> str:
@@ -125,8 +133,8 @@ class Cluster:
 
 
 @contextmanager
-def workers(cluster: Cluster, n: int, concurrency: int, logs: Path) -> Iterator[None]:
-    """``n`` real `wasmbot worker` processes, yielded once all of them are live in the store."""
+def workers(cluster: Cluster, n: int, concurrency: int, logs: Path) -> Iterator[list[int]]:
+    """``n`` real `wasmbot worker` processes, yielded (their pids) once all are live in the store."""
     before = set(cluster.store.live_workers())
     procs, paths = [], []
     for i in range(n):
@@ -139,8 +147,10 @@ def workers(cluster: Cluster, n: int, concurrency: int, logs: Path) -> Iterator[
         def live() -> bool:
             return len(set(cluster.store.live_workers()) - before) >= n
         _wait_until(live, Service("wasmbot worker", procs[0], "", paths[0]), timeout=60)
-        yield
+        yield [proc.pid for proc in procs]
     finally:
+        pool = [kid for proc in procs if proc.poll() is None
+                for kid in psutil.Process(proc.pid).children(recursive=True)]
         for proc in procs:  # warm shutdown of the main process (see bench/pipeline.py)
             proc.terminate()
         for proc in procs:
@@ -149,17 +159,22 @@ def workers(cluster: Cluster, n: int, concurrency: int, logs: Path) -> Iterator[
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        _, alive = psutil.wait_procs(pool, timeout=30)  # no pool process outlives its worker
+        for kid in alive:
+            kid.kill()
 
 
 def measure_workers(cluster: Cluster, n: int, args: argparse.Namespace,
                     logs: Path) -> tuple[float, dict[str, list[float]]]:
     """Jobs per minute of ``args.jobs`` cached test jobs on ``n`` workers (after a warm-up), and
-    their stages' run times."""
-    with workers(cluster, n, args.concurrency, logs):
+    their stages' run times; ``memory`` holds each worker's resident MiB after the jobs."""
+    with workers(cluster, n, args.concurrency, logs) as pids:
         cluster.wait(cluster.submit(2 * n * args.concurrency))  # each process imports and warms up
         started = time.perf_counter()
         runs = cluster.wait(cluster.submit(args.jobs))
-        return args.jobs / (time.perf_counter() - started) * 60, runs
+        rate = args.jobs / (time.perf_counter() - started) * 60
+        runs["memory"] = [rss_mb(pid) for pid in pids]
+        return rate, runs
 
 
 async def load(urls: list[str], raw: bytes, headers: dict[str, str], n: int,
@@ -204,14 +219,15 @@ def bench_workers(args: argparse.Namespace, work: Path,
         for n in args.processes:
             rate, took = measure_workers(cluster, n, args, logs)
             rates[n].append(rate)
-            for stage, seconds in took.items():
-                runs.setdefault(stage, []).extend(seconds)
+            for stage, values in took.items():
+                runs.setdefault(stage, []).extend(values)
             print(f"  {n} worker(s): {rate:.0f} jobs/min", file=sys.stderr, flush=True)
     return rates, runs
 
 
-def bench_servers(args: argparse.Namespace, work: Path,
-                  redis_url: str) -> dict[int, tuple[float, list[float]]]:
+def bench_servers(args: argparse.Namespace, work: Path, redis_url: str,
+                  memory: list[float]) -> dict[int, tuple[float, list[float]]]:
+    """Deliveries per replica count; ``memory`` gets each replica's resident MiB at the end."""
     api, settings = stand_in()
     try:
         raw = json.dumps(comment(api, "looks good to me")).encode()
@@ -226,12 +242,16 @@ def bench_servers(args: argparse.Namespace, work: Path,
                 urls.append(f"{served}/github/webhook")
             for n in args.replicas:  # warm up
                 asyncio.run(load(urls[:n], raw, headers, min(500, args.requests), args.clients))
+            ports = {url.split(":")[2].split("/")[0] for url in urls}  # `serve --port N`
+            servers = [p for p in psutil.Process().children()
+                       if p.cmdline() and p.cmdline()[-1] in ports]
             for _ in range(args.rounds):
                 for n in args.replicas:
                     seconds, took = asyncio.run(load(urls[:n], raw, headers, args.requests, args.clients))
                     results[n] = (results[n][0] + seconds, results[n][1] + took)
                     print(f"  {n} replica(s): {len(took) / seconds:.0f} deliveries/s",
                           file=sys.stderr, flush=True)
+            memory.extend(rss_mb(p.pid) for p in servers)
         return results
     finally:
         api.stop()
@@ -258,14 +278,15 @@ def main() -> None:
         redis = start_redis(work / "redis")
         try:
             rates, runs = bench_workers(args, work, redis.url) if args.skip != "workers" else ({}, {})
-            served = bench_servers(args, work, redis.url) if args.skip != "servers" else {}
+            memory: list[float] = []
+            served = bench_servers(args, work, redis.url, memory) if args.skip != "servers" else {}
         finally:
             redis.stop()
-    report(args, rates, runs, served)
+    report(args, rates, runs, served, memory)
 
 
 def report(args: argparse.Namespace, rates: dict[int, list[float]], runs: dict[str, list[float]],
-           served: dict[int, tuple[float, list[float]]]) -> None:
+           served: dict[int, tuple[float, list[float]]], memory: list[float]) -> None:
     n = cores()
     load1 = os.getloadavg()[0]
     print(f"machine: {n} cores (os.sched_getaffinity), load average {load1:.1f} at the end; the client, "
@@ -278,8 +299,11 @@ def report(args: argparse.Namespace, rates: dict[int, list[float]], runs: dict[s
         for count, values in rates.items():
             rate = statistics.median(values)
             print(f"{count:<10}{count * args.concurrency:>10}{rate:>10.0f}{rate / base:>7.2f}x")
+        memory = runs.pop("memory")
         print("stage run time, median over all measured jobs: " + ", ".join(
             f"{stage} {statistics.median(seconds) * 1000:.0f} ms" for stage, seconds in runs.items()))
+        print(f"worker memory (RSS of the worker and its pool processes) after the jobs: median "
+              f"{statistics.median(memory):.0f} MiB, max {max(memory):.0f} MiB")
     if served:
         print(f"\nservers: signed issue_comment deliveries without a command, Redis store, {args.clients} "
               f"clients round-robin over the replicas; {args.rounds} x {args.requests} deliveries")
@@ -291,6 +315,8 @@ def report(args: argparse.Namespace, rates: dict[int, list[float]], runs: dict[s
             base = base or rate
             print(f"{count:<10}{rate:>9.0f}{statistics.median(ordered):>9.1f}"
                   f"{ordered[int(len(ordered) * 0.99) - 1]:>9.1f}{rate / base:>7.2f}x")
+        print(f"server memory (RSS per replica) after the deliveries: "
+              f"{', '.join(f'{m:.0f}' for m in memory)} MiB")
 
 
 if __name__ == "__main__":

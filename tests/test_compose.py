@@ -50,6 +50,9 @@ def test_the_services_are_a_server_a_worker_redis_and_a_registry(compose: dict[s
     services = compose["services"]
     assert set(services) == {"server", "proxy", "worker", "redis", "registry"}
     assert services["registry"]["image"] == "docker.io/library/registry:2"
+    redis = services["redis"]["command"]
+    assert redis[0] == "redis-server" and {("--appendonly", "yes"), ("--maxmemory-policy", "noeviction")} <= set(
+        zip(redis[1::2], redis[2::2], strict=False))  # the job store is persisted and never evicted
     for name, service in services.items():
         assert service["healthcheck"]["test"][0] == "CMD", name
     worker = services["worker"]
