@@ -429,8 +429,11 @@ def test_notes_render_and_say_how_to_check_the_install(helm: str, tmp_path: Path
     (chart / "templates" / "NOTES.txt").unlink()
     (chart / "templates" / "_notes.tpl").write_text('{{- define "notes" -}}\n' + notes + "{{- end }}\n")
     (chart / "templates" / "notes.yaml").write_text('notes: {{ include "notes" . | toJson }}\n')
-    for values, says, not_says in (({}, "builds will fail", "ServiceMonitor"),
-                                   (FULL, "ServiceMonitor demo-wasmbot", "builds will fail")):
+    for values, says, not_says in (({}, "Worker: 1 x `wasmbot worker --concurrency 2`", "ServiceMonitor"),
+                                   ({}, "builds will fail", "Worker pool"),
+                                   (FULL, "ServiceMonitor demo-wasmbot", "builds will fail"),
+                                   (POOLS, "Worker pool rust: 0 x `wasmbot worker --concurrency 1 --toolchains rust`",
+                                    "Worker:")):
         (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
         proc = subprocess.run([helm, "template", "demo", str(chart), "-n", "bots", "-f", str(tmp_path / "values.yaml"),
                                "--show-only", "templates/notes.yaml"], capture_output=True, text=True)
