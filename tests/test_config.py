@@ -151,3 +151,17 @@ def test_the_quick_readings_defaults_are_settings_defaults() -> None:
     from workers.oci.config import DEFAULTS
 
     assert {name: Settings.model_fields[name].default for name in DEFAULTS} == DEFAULTS
+
+
+@pytest.mark.parametrize("url", ["sentinel://127.0.0.1:26379", "127.0.0.1:6379", "redis+socket:///run/redis.sock"])
+def test_a_redis_url_wasmbot_cannot_use_is_refused_at_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                            url: str) -> None:
+    # One URL serves Celery's broker and the job store (redis-py), which takes only these schemes.
+    monkeypatch.setenv("WASMBOT_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(ConfigError, match=re.escape("REDIS_URL: Value error, wasmbot needs one Redis endpoint: "
+                                                    "a redis://, rediss:// or unix:// URL")):
+        load_settings()
+    for good in ("redis://:pw@redis:6379/0", "rediss://redis.example.com:6380/0", "unix:///run/redis.sock"):
+        monkeypatch.setenv("REDIS_URL", good)
+        assert load_settings().redis_url == good

@@ -3,6 +3,7 @@ checked against the Kubernetes OpenAPI schemas, and the properties users rely on
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -44,6 +45,7 @@ FULL: Obj = {  # every optional feature on, secrets by reference
         "environments": {"prod": {"namespace": "mesh", "protected": True, "priority": 10}},
     },
     "redis": {"existingSecret": "redis-url"},
+    "logLinkKey": {"existingSecret": "log-link", "existingSecretKey": "key"},
     "slack": {"enabled": True, "existingSecret": "slack-creds"},
     "github": {"enabled": True, "auth": "app", "appId": 12345, "existingSecret": "github-creds"},
     "registry": {
@@ -65,7 +67,17 @@ CREATED_SECRETS: Obj = {
     "github": {"enabled": True, **SECRET_VALUES["github"]},
 }
 REMOTE_DOCKER: Obj = {"worker": {"runtime": {"mode": "remote", "engine": "docker", "url": "tcp://docker.builds:2375"}}}
-VALUE_SETS = {"default": {}, "full": FULL, "created-secrets": CREATED_SECRETS, "remote-docker": REMOTE_DOCKER}
+POOLS: Obj = {  # N servers, M workers in pools by toolchain
+    "server": {"replicas": 3},
+    "worker": {"concurrency": 3, "nodeSelector": {"pool": "builds"}, "pools": {
+        "general": {"toolchains": ["none"], "replicas": 2},
+        "c-go": {"toolchains": ["c", "cpp", "go", "tinygo"], "replicas": 4},
+        "rust": {"toolchains": ["rust"], "replicas": 0, "concurrency": 1,
+                 "resources": {"limits": {"memory": "8Gi"}}, "nodeSelector": {"size": "large"}},
+    }},
+}
+VALUE_SETS = {"default": {}, "full": FULL, "created-secrets": CREATED_SECRETS, "remote-docker": REMOTE_DOCKER,
+              "pools": POOLS}
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +128,8 @@ def test_lint_is_clean(helm: str, tmp_path: Path, name: str) -> None:
 def test_rendered_objects_match_the_kubernetes_schemas(helm: str, tmp_path: Path, name: str) -> None:
     objects = render(helm, tmp_path, VALUE_SETS[name])
     kinds = sorted(o["kind"] for o in objects)
-    assert {"ConfigMap", "Service", "ServiceAccount"} <= set(kinds) and kinds.count("Deployment") == 2
+    pools = VALUE_SETS[name].get("worker", {}).get("pools", {"": None})
+    assert {"ConfigMap", "Service", "ServiceAccount"} <= set(kinds) and kinds.count("Deployment") == 1 + len(pools)
     problems = [(o["kind"], o["metadata"]["name"], e) for o in objects for e in errors(o)]
     assert problems == []
     for obj in objects:
@@ -214,6 +227,8 @@ def test_secrets_come_from_secret_references(helm: str, tmp_path: Path) -> None:
     for deployment in (one(objects, "Deployment", "-server"), one(objects, "Deployment", "-worker")):
         env = env_of(deployment)
         refs = {name: e["valueFrom"]["secretKeyRef"] for name, e in env.items() if "valueFrom" in e}
+        if deployment["metadata"]["name"].endswith("-server"):  # only the server signs log links
+            assert refs.pop("WASMBOT_LOG_LINK_KEY") == {"name": "log-link", "key": "key"}
         assert refs == {
             "REDIS_URL": {"name": "redis-url", "key": "REDIS_URL"},
             "SLACK_SIGNING_SECRET": {"name": "slack-creds", "key": "SLACK_SIGNING_SECRET"},
@@ -231,7 +246,7 @@ def test_secrets_come_from_secret_references(helm: str, tmp_path: Path) -> None:
 
 def test_secret_values_given_to_the_chart_stay_in_its_secrets(helm: str, tmp_path: Path) -> None:
     objects = render(helm, tmp_path, CREATED_SECRETS)
-    secrets = {o["metadata"]["name"]: o["stringData"] for o in objects if o["kind"] == "Secret"}
+    secrets = {o["metadata"]["name"]: o["stringData"] for o in objects if o["kind"] == "Secret" and "stringData" in o}
     assert secrets == {
         "demo-wasmbot-slack": {"SLACK_SIGNING_SECRET": "sig-Zq81x", "SLACK_BOT_TOKEN": "xoxb-Zq82x",
                                "SLACK_APP_TOKEN": "xapp-Zq83x"},
@@ -242,6 +257,60 @@ def test_secret_values_given_to_the_chart_stay_in_its_secrets(helm: str, tmp_pat
     assert leaked == []
     env = env_of(one(objects, "Deployment", "-server"))
     assert env["GITHUB_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "demo-wasmbot-github", "key": "GITHUB_TOKEN"}
+
+
+def test_worker_pools_are_deployments_with_their_own_toolchains_and_replicas(helm: str, tmp_path: Path) -> None:
+    objects = render(helm, tmp_path, POOLS)
+    assert one(objects, "Deployment", "-server")["spec"]["replicas"] == 3
+    workers = {d["metadata"]["name"]: d for d in objects if d["kind"] == "Deployment" and "-worker" in d["metadata"]["name"]}
+    assert set(workers) == {"demo-wasmbot-worker-general", "demo-wasmbot-worker-c-go", "demo-wasmbot-worker-rust"}
+    served = {}
+    for name, deployment in workers.items():
+        args = build_parser().parse_args(container(deployment)["args"])  # a real `wasmbot worker` command line
+        served[name] = (deployment["spec"]["replicas"], args.concurrency, routing.parse(args.toolchains))
+    assert served == {
+        "demo-wasmbot-worker-general": (2, 3, ()),  # the stages that need no toolchain
+        "demo-wasmbot-worker-c-go": (4, 3, ("c", "cpp", "go", "tinygo")),
+        "demo-wasmbot-worker-rust": (0, 1, ("rust",)),
+    }
+    # What a pool leaves out comes from worker.*; what it sets replaces worker.*'s.
+    pods = {name: d["spec"]["template"]["spec"] for name, d in workers.items()}
+    assert pods["demo-wasmbot-worker-c-go"]["nodeSelector"] == {"pool": "builds"}
+    assert pods["demo-wasmbot-worker-rust"]["nodeSelector"] == {"size": "large"}
+    assert container(workers["demo-wasmbot-worker-rust"])["resources"] == {"limits": {"memory": "8Gi"}}
+    assert container(workers["demo-wasmbot-worker-general"])["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    # Every pool reaches the same Redis and config; no Deployment's selector takes another's pods.
+    for deployment in workers.values():
+        assert env_of(deployment)["REDIS_URL"] == {"name": "REDIS_URL", "value": "redis://redis:6379/0"}
+        assert "WASMBOT_LOG_LINK_KEY" not in env_of(deployment)
+    deployments = [d for d in objects if d["kind"] == "Deployment"]
+    for deployment in deployments:
+        selector = deployment["spec"]["selector"]["matchLabels"].items()
+        taken = [d["metadata"]["name"] for d in deployments if selector <= d["spec"]["template"]["metadata"]["labels"].items()]
+        assert taken == [deployment["metadata"]["name"]]
+    # Without pools, the one worker Deployment keeps its name and selector (immutable on upgrade).
+    default = one(render(helm, tmp_path, {}), "Deployment", "-worker")
+    assert default["metadata"]["name"] == "demo-wasmbot-worker"
+    assert default["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "wasmbot",
+                                                          "app.kubernetes.io/instance": "demo",
+                                                          "app.kubernetes.io/component": "worker"}
+
+
+def test_server_replicas_share_one_log_link_key(helm: str, tmp_path: Path) -> None:
+    objects = render(helm, tmp_path, POOLS)
+    [secret] = [o for o in objects if o["kind"] == "Secret"]
+    key = base64.b64decode(secret["data"]["WASMBOT_LOG_LINK_KEY"]).decode()
+    assert len(key) == 64 and int(key, 16) >= 0  # 256 bits, hex
+    server = one(objects, "Deployment", "-server")
+    assert server["spec"]["replicas"] == 3  # one pod template: every replica reads the same Secret
+    assert env_of(server)["WASMBOT_LOG_LINK_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": secret["metadata"]["name"], "key": "WASMBOT_LOG_LINK_KEY"}
+    again = next(o for o in render(helm, tmp_path, POOLS) if o["kind"] == "Secret")
+    assert again["data"] != secret["data"]  # a fresh key per render: nothing fixed in the chart
+    mine = render(helm, tmp_path, {"logLinkKey": {"existingSecret": "mine"}})
+    assert not [o for o in mine if o["kind"] == "Secret"]
+    assert env_of(one(mine, "Deployment", "-server"))["WASMBOT_LOG_LINK_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "mine", "key": "WASMBOT_LOG_LINK_KEY"}
 
 
 def settings_in(deployment: Obj, config: Obj, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -360,8 +429,11 @@ def test_notes_render_and_say_how_to_check_the_install(helm: str, tmp_path: Path
     (chart / "templates" / "NOTES.txt").unlink()
     (chart / "templates" / "_notes.tpl").write_text('{{- define "notes" -}}\n' + notes + "{{- end }}\n")
     (chart / "templates" / "notes.yaml").write_text('notes: {{ include "notes" . | toJson }}\n')
-    for values, says, not_says in (({}, "builds will fail", "ServiceMonitor"),
-                                   (FULL, "ServiceMonitor demo-wasmbot", "builds will fail")):
+    for values, says, not_says in (({}, "Worker: 1 x `wasmbot worker --concurrency 2`", "ServiceMonitor"),
+                                   ({}, "builds will fail", "Worker pool"),
+                                   (FULL, "ServiceMonitor demo-wasmbot", "builds will fail"),
+                                   (POOLS, "Worker pool rust: 0 x `wasmbot worker --concurrency 1 --toolchains rust`",
+                                    "Worker:")):
         (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
         proc = subprocess.run([helm, "template", "demo", str(chart), "-n", "bots", "-f", str(tmp_path / "values.yaml"),
                                "--show-only", "templates/notes.yaml"], capture_output=True, text=True)
@@ -389,6 +461,9 @@ BAD_VALUES = [
     ({"github": {"enabled": True, "webhookSecret": "w"}}, "at '/github/token': minLength: got 0, want 1"),
     ({"worker": {"runtime": {"mode": "remote"}}}, "at '/worker/runtime/url': minLength: got 0, want 1"),
     ({"rbac": {"deployNamespaces": ["mesh"]}}, "at '/serviceAccount/automountToken': value must be true"),
+    ({"worker": {"pools": {"Rust_1": {}}}}, "at '/worker/pools': additional properties 'Rust_1' not allowed"),
+    ({"worker": {"pools": {"go": {"toolchains": ["golang"]}}}}, "at '/worker/pools/go/toolchains/0'"),
+    ({"worker": {"pools": {"go": {"runtime": {}}}}}, "at '/worker/pools/go': additional properties 'runtime' not allowed"),
 ]
 
 

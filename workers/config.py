@@ -226,6 +226,16 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _one_redis_endpoint(cls, value: str | None) -> str | None:
+        # The URL serves Celery's broker and the job store (redis-py's from_url), which takes
+        # only these schemes: a sentinel:// URL would pass kombu and fail at the first store call.
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("wasmbot needs one Redis endpoint: a redis://, rediss:// or unix:// URL "
+                             "(Sentinel: see docs/operations.md, \"Redis\")")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,

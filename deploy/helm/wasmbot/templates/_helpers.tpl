@@ -46,6 +46,42 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
+{{/* A worker pool's labels: (dict "root" $ "pool" NAME). The pool from worker.* (no name)
+     keeps the worker selector of charts before pools, which a Deployment cannot change. */}}
+{{- define "wasmbot.workerSelectorLabels" -}}
+{{ include "wasmbot.componentSelectorLabels" (dict "root" .root "component" "worker") }}
+{{- if .pool }}
+wasmbot/worker-pool: {{ .pool }}
+{{- end }}
+{{- end }}
+
+{{- define "wasmbot.workerLabels" -}}
+{{ include "wasmbot.componentLabels" (dict "root" .root "component" "worker") }}
+{{- if .pool }}
+wasmbot/worker-pool: {{ .pool }}
+{{- end }}
+{{- end }}
+
+{{/* The worker pools as a JSON list, by name: worker.pools, each key a pool leaves out taken
+     from worker.*; or, with no pools, one unnamed pool of worker.* (RELEASE-wasmbot-worker). */}}
+{{- define "wasmbot.workerPools" -}}
+{{- $w := .Values.worker }}
+{{- $defaults := pick $w "replicas" "concurrency" "toolchains" "extraArgs" "extraEnv" "resources" "nodeSelector" "tolerations" "affinity" }}
+{{- $pools := list }}
+{{- range $name, $given := $w.pools }}
+{{- $pool := merge (dict "name" $name) (deepCopy (default dict $given)) }}
+{{- range $key, $value := $defaults }}
+{{- if not (hasKey $pool $key) }}
+{{- $_ := set $pool $key $value }}
+{{- end }}
+{{- end }}
+{{- $pools = append $pools $pool }}
+{{- else }}
+{{- $pools = list (merge (dict "name" "") $defaults) }}
+{{- end }}
+{{- toJson $pools }}
+{{- end }}
+
 {{- define "wasmbot.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
 {{- if .Values.image.digest }}
@@ -70,6 +106,10 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "wasmbot.githubSecret" -}}
 {{- default (printf "%s-github" (include "wasmbot.fullname" .)) .Values.github.existingSecret }}
+{{- end }}
+
+{{- define "wasmbot.logLinkKeySecret" -}}
+{{- default (printf "%s-log-link-key" (include "wasmbot.fullname" .)) .Values.logLinkKey.existingSecret }}
 {{- end }}
 
 {{/* Whether the chart creates a Secret: values are given and no existing Secret is named. */}}
