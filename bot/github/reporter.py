@@ -5,24 +5,29 @@ check run (queued → in_progress → completed, with the stage table, ABI repor
 and its change against the base branch, and on completion every compiler error and warning
 as an annotation, 50 a request), then the pull request's wasmbot comment, which is found by
 its marker and edited, never posted twice.  An edit that would change nothing is not sent.
+
+With several server replicas, each job's report is kept by one of them at a time (bot/follow.py);
+jobs of one pull request may be followed by different replicas, so the comment is written under
+a lease on the pull request in the store: two replicas never both post it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from github.Repository import Repository
 
 from bot.follow import Follower, follow
 from bot.github import render
-from workers import diagnostics
+from workers import diagnostics, lease
 from workers.config import Settings
 from workers.github_client import client
 from workers.jobs import Job, State
@@ -30,11 +35,13 @@ from workers.store import JobStore
 
 log = logging.getLogger(__name__)
 CHECK_NAME = "wasmbot"
+PR_LEASE = "github-pr-comment"  # the store's lease group of pull request comments
+PR_LEASE_POLL = 0.05  # seconds between tries for a pull request's comment another replica writes
 
 
 class Reporter(Follower):
     def __init__(self, settings: Settings, store: JobStore, log_url: Any = None) -> None:
-        super().__init__(store, "github-report", threads=32)
+        super().__init__(store, "github-report", threads=32, lease_ttl=settings.lease_ttl)
         self.settings = settings
         self.log_url = log_url or (lambda job: None)
         self.comment_ids: dict[tuple[str, int], int] = {}
@@ -174,7 +181,7 @@ class Reporter(Follower):
         key = (repo_name, pr)
         with self.guard:
             lock = self.pr_locks.setdefault(key, threading.Lock())
-        with lock:
+        with lock, self._pr_lease(f"{repo_name}#{pr}"):
             runs = self.runs(repo_name, pr)
             latest_sha = runs[0].reports["github"].get("sha") if runs else None
             body = render.pr_comment(
@@ -199,6 +206,27 @@ class Reporter(Follower):
             else:
                 issue.get_comment(comment_id).edit(body)
             self.sent[f"{repo_name}#{pr}"] = _digest(body)
+
+
+    @contextlib.contextmanager
+    def _pr_lease(self, pr: str) -> Iterator[None]:
+        """The pull request's comment to this replica alone while the block runs (renewed; left
+        to lapse if this replica dies in it)."""
+        def take() -> bool:
+            return self.store.take_lease(PR_LEASE, pr, self.owner, self.lease_ttl)
+
+        def renew() -> None:
+            if not take():
+                log.warning("the lease of %s's comment lapsed while this replica wrote it", pr)
+
+        waited = threading.Event()
+        while not take():
+            waited.wait(PR_LEASE_POLL)  # another replica writes it: a comment edit is quick
+        try:
+            with lease.Renewer(renew, self.lease_ttl / 3):
+                yield
+        finally:
+            self.store.drop_lease(PR_LEASE, pr, self.owner)
 
 
 def _with(fields: dict[str, Any], annotations: list[dict[str, Any]]) -> dict[str, Any]:
