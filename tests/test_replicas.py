@@ -238,6 +238,25 @@ def test_a_replica_killed_mid_report_is_taken_over_by_the_other(replicas: Replic
     assert requests.get(f"{b.url}{link_in(final['blocks'])}", timeout=10).status_code == 200
 
 
+@pytest.mark.parametrize("wasmbot", ["redis"], indirect=True)
+def test_a_replica_killed_while_creating_the_check_run_leaves_one_check_run(replicas: Replicas) -> None:
+    """Killed after sending the check run but before noting its id: the next holder finds it."""
+    api, a = replicas.github, replicas.servers[0]
+    api.add_repo(REPO, FILTER)
+    opened = pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    sha = opened["pull_request"]["head"]["sha"]
+    release = api.hold(r"/check-runs$")
+    assert replicas.deliver(a, "pull_request", opened, str(uuid.uuid4())).json()["message"] == "handled"
+    api.wait_for(lambda a_: ("POST", f"/repos/{REPO}/check-runs") in a_.calls)
+    a.kill()
+    release()  # GitHub makes the check run A asked for; A never hears of it
+    api.wait_for(lambda a_: [r for r in a_.check_runs.values() if r["head_sha"] == sha])
+    replicas.bot.start_worker()
+    assert api.wait_for(lambda a_: completed(a_, sha))["conclusion"] == "success"
+    assert len([r for r in api.check_runs.values() if r["head_sha"] == sha]) == 1
+    assert len(api.comments_on(REPO, 2)) == 1
+
+
 # -- the rules underneath ------------------------------------------------------------------------
 
 def test_a_lease_is_held_renewed_taken_over_once_lapsed_and_dropped(store: JobStore) -> None:

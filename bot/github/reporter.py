@@ -8,7 +8,9 @@ its marker and edited, never posted twice.  An edit that would change nothing is
 
 With several server replicas, each job's report is kept by one of them at a time (bot/follow.py);
 jobs of one pull request may be followed by different replicas, so the comment is written under
-a lease on the pull request in the store: two replicas never both post it.
+a lease on the pull request in the store: two replicas never both post it.  A check run is
+noted as sent before it is created, so a replica that takes over from one killed in between
+finds it (by its external id, the job's) instead of making a second.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from github.CheckRun import CheckRun
 from github.Repository import Repository
 
 from bot.follow import Follower, follow
@@ -137,8 +140,14 @@ class Reporter(Follower):
         noted: dict[str, str] = {}
         try:
             if not where.get("check_run"):
-                run = repo.create_check_run(CHECK_NAME, where["sha"], external_id=job.id,
-                                            **_with(fields, first))
+                sent = self._sent_check_run(repo, job)
+                if sent is None:
+                    self._note(job, {"check_run_sent": "1"})  # a replica taking over looks for it
+                    run = repo.create_check_run(CHECK_NAME, where["sha"], external_id=job.id,
+                                                **_with(fields, first))
+                else:
+                    run = sent
+                    run.edit(**_with(fields, first))
                 noted |= {"check_run": str(run.id), "check_url": run.html_url or ""}
             elif first or self.sent.get(job.id) != digest:
                 run = repo.get_check_run(int(where["check_run"]))  # lazy: the edit is one PATCH
@@ -155,6 +164,15 @@ class Reporter(Follower):
             if job.artifacts.get("module_size"):
                 noted["size_change"] = render.size_change(job, base, base_ref)  # for the PR comment
             self._note(job, noted)
+
+    def _sent_check_run(self, repo: Repository, job: Job) -> CheckRun | None:
+        """The check run a replica sent for ``job`` but died before noting (found by its
+        external id), if one was sent."""
+        where = job.reports["github"]
+        if not where.get("check_run_sent"):
+            return None
+        runs = repo.get_commit(where["sha"]).get_check_runs(check_name=CHECK_NAME)  # lazy commit
+        return next((run for run in runs if run.external_id == job.id), None)
 
     def _note(self, job: Job, noted: dict[str, str]) -> None:
         """Record in the job what later updates need (the check run, annotations sent)."""
