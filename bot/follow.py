@@ -62,6 +62,10 @@ async def follow(
             return job
 
 
+class LeaseLost(Exception):
+    """Another replica took over this job's report: this one must not write it any more."""
+
+
 class Follower:
     """A reporter's bookkeeping: one task per followed job, each under the job's lease, and the
     threads their waits block.
@@ -111,6 +115,9 @@ class Follower:
             running.cancel()
         if running.cancelled():  # by _renew: the lease is another replica's now
             return
+        if isinstance(running.exception(), LeaseLost):
+            log.warning("the %s lease of job %s was taken over; leaving it", self.name, job_id)
+            return
         if running.exception() is not None:
             log.error("%s of job %s failed; left to be taken over", self.name, job_id,
                       exc_info=running.exception())
@@ -131,6 +138,17 @@ class Follower:
                 log.warning("the %s lease of job %s was taken over; leaving it", self.name, job_id)
                 running.cancel()
                 return
+
+    def fenced(self, update: Callable[[Job], Awaitable[None]]) -> Callable[[Job], Awaitable[None]]:
+        """``update``, made only while this replica still holds the job's lease (renewing it): a
+        replica that stalled past its lease must not overwrite what the new holder sent."""
+        async def run(job: Job) -> None:
+            if not await asyncio.to_thread(self.store.take_lease, self.name, job.id, self.owner,
+                                           self.lease_ttl):
+                raise LeaseLost(job.id)
+            await update(job)
+
+        return run
 
     def adopt(self) -> None:
         """Take over, now and every third of ``lease_ttl``, the reports whose replica died (or

@@ -6,6 +6,7 @@ A worker killed mid-stage still ends its job exactly once.  Real Redis, real pro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -27,10 +28,12 @@ from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers, sl
 from test_github import FILTER, REPO, completed, pull_request
 
 from bot import loglinks
+from bot.follow import Follower, follow
 from bot.localservices import Service, _wait_until, free_port
 from workers.config import Settings
-from workers.jobs import Job, State
-from workers.store import JobStore
+from workers.jobs import Job, Stage, State
+from workers.pipeline import claim
+from workers.store import JobStore, SqliteStore
 
 KEY = "replicas-share-this-key-0123456789abcdef"
 
@@ -276,6 +279,38 @@ def test_a_lease_is_held_renewed_taken_over_once_lapsed_and_dropped(store: JobSt
     store.drop_lease("report", "job2", "b")
     assert store.lapsed_leases("report") == [] and store.take_lease("report", "job2", "a", ttl=60)
     assert store.lapsed_leases("other") == []
+
+
+def test_a_replica_whose_lease_was_taken_over_sends_nothing_more(tmp_path: Path) -> None:
+    """A replica that stalled past its lease finds it taken at its next update, and stops."""
+    store = SqliteStore(tmp_path / "jobs.sqlite")
+    job = Job(requester="ana", origin="cli", command={"name": "build", "source": "x"}, text="/wasm build x",
+              source_root="/tmp", stages=[Stage(name="build")])
+    store.create(job)
+    sent: list[State] = []
+
+    class Recorder(Follower):
+        async def _follow(self, job_id: str) -> None:
+            await follow(self.store, job_id, self.threads, 0, self.fenced(self.record))
+
+        async def record(self, seen: Job) -> None:
+            sent.append(seen.state)
+            first.set()
+
+    async def run() -> None:
+        recorder = Recorder(store, "test-report", threads=2, lease_ttl=60)
+        recorder.follow(job.id)
+        await first.wait()
+        store.drop_lease("test-report", job.id, recorder.owner)  # as if it lapsed while stalled,
+        assert store.take_lease("test-report", job.id, "another-replica", 60)  # and was taken over
+        store.update(job.id, lambda j: claim(j, "build", "w:1", time.time(), 60))  # a change to report
+        await recorder.wait(job.id)
+        await recorder.close()
+
+    first = asyncio.Event()
+    asyncio.run(run())
+    assert sent == [State.QUEUED]
+    assert not store.take_lease("test-report", job.id, "a-third", 60)  # still the new holder's
 
 
 def test_log_links_share_a_configured_key_and_expire(tmp_path: Path) -> None:

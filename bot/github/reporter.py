@@ -58,7 +58,7 @@ class Reporter(Follower):
             job_id,
             self.threads,
             self.settings.github_update_interval,
-            self._update,
+            self.fenced(self._update),
             wanted=lambda job: "github" in job.reports,
         )
         self.sent.pop(job_id, None)

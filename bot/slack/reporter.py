@@ -50,7 +50,7 @@ class Reporter(Follower):
     async def _follow(self, job_id: str) -> None:
         """Edit the job's message (if it has one) as it changes; announce a release it made."""
         job = await follow(self.store, job_id, self.threads, self.settings.slack_update_interval,
-                           self._update)
+                           self.fenced(self._update))
         if job is None or job.state is not State.SUCCEEDED or not released(job.command):
             return
         mine = self.owner
