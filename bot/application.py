@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot import loglinks
 from bot import web as web_front_end
 from bot.loglinks import log_url
 from workers.config import Settings
@@ -34,4 +35,14 @@ def make_app(settings: Settings) -> web.Application:
         app[GITHUB].mount(app)
         if SLACK in app:  # releases published on GitHub are announced in Slack
             app[GITHUB].announce = app[SLACK].reporter.announce_when_released
+    loglinks.check(settings)
+    app.on_startup.append(_adopt_reports)
     return app
+
+
+async def _adopt_reports(app: web.Application) -> None:
+    """Each front end's reporter takes over the reports another replica (or this one, before a
+    restart) left unfinished (bot/follow.py)."""
+    for front_end in (SLACK, GITHUB):
+        if front_end in app:
+            app[front_end].reporter.adopt()

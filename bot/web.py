@@ -74,8 +74,8 @@ async def job_log(request: web.Request) -> web.Response:
 
     settings = request.app[SETTINGS]
     job_id = request.match_info["job"]
-    if not verify(settings, job_id, request.query.get("sig", "")):
-        raise web.HTTPForbidden(text="this link is not valid for that job\n")
+    if not verify(settings, job_id, request.query.get("sig", ""), request.query.get("exp", "")):
+        raise web.HTTPForbidden(text="this link is not valid for that job, or has expired\n")
     store = open_store(settings)
     job = await asyncio.to_thread(store.get, job_id)
     if job is None:

@@ -207,7 +207,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
 def wasmbot(request: pytest.FixtureRequest, tmp_path: Path, toolchain_image: str) -> Iterator[Wasmbot]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WASMBOT_") and k != "REDIS_URL"}
     env.update(WASMBOT_DATA_DIR=str(tmp_path / "data"), WASMBOT_TOOLCHAIN_IMAGES=json.dumps({"c": toolchain_image}),
-               WASMBOT_LEASE_TTL="3", WASMBOT_CONFIG=str(tmp_path / "none.toml"))
+               WASMBOT_LEASE_TTL="3", WASMBOT_CONFIG=str(tmp_path / "none.toml"),
+               WASMBOT_LOG_LINK_KEY="test-log-link-key")  # with Redis, links need a shared key
     store: JobStore
     if request.param == "redis":
         service: Service = request.getfixturevalue("redis_service")
@@ -256,7 +257,17 @@ def front_ends(bot: Wasmbot, env: dict[str, str]) -> Iterator[tuple[str, SlackSt
 
 
 def settings_for(bot: Wasmbot) -> Settings:
-    return Settings(data_dir=Path(bot.env["WASMBOT_DATA_DIR"]), redis_url=bot.env.get("REDIS_URL"))
+    return Settings(data_dir=Path(bot.env["WASMBOT_DATA_DIR"]), redis_url=bot.env.get("REDIS_URL"),
+                    log_link_key=bot.env.get("WASMBOT_LOG_LINK_KEY"))
+
+
+def log_link(bot: Wasmbot, server_url: str, job_id: str) -> str:
+    """The signed link to ``job_id``'s log that the server at ``server_url`` shows."""
+    from bot.loglinks import log_url
+
+    link = log_url(settings_for(bot).model_copy(update={"public_url": server_url}), job_id)
+    assert link is not None
+    return link
 
 
 @pytest.fixture(scope="session")

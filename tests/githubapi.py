@@ -190,10 +190,10 @@ class GitHubStandIn(LoopbackServer):
                     self._changed.notify_all()
                     return web.json_response(fault.body, status=fault.status, headers=fault.headers)
             gates = [g for path, g in self.gates.items() if re.search(path, request.path)]
-        for gate in gates:
-            await gate.wait()
         try:
-            response: web.StreamResponse = await handler(request)
+            # As on GitHub, a request that arrived is carried out even if its client goes away
+            # while it is held (a killed replica): shielded from aiohttp's cancellation.
+            response: web.StreamResponse = await asyncio.shield(self._after(gates, handler, request))
             call.status = response.status
         except web.HTTPException as exc:
             call.status = exc.status
@@ -201,6 +201,13 @@ class GitHubStandIn(LoopbackServer):
         finally:
             with self._changed:
                 self._changed.notify_all()
+        return response
+
+    @staticmethod
+    async def _after(gates: list[asyncio.Event], handler: Any, request: web.Request) -> web.StreamResponse:
+        for gate in gates:
+            await gate.wait()
+        response: web.StreamResponse = await handler(request)
         return response
 
     def _authorised(self, request: web.Request) -> bool:
@@ -295,6 +302,11 @@ class GitHubStandIn(LoopbackServer):
             if sha not in self.files[repo]:
                 return _error(404, "Not Found")
             raise web.HTTPFound(f"{self.url}/_archive/{repo}/{sha}.tar.gz")
+        if method == "GET" and (m := re.fullmatch(r"/commits/([^/]+)/check-runs", rest)):
+            name = request.query.get("check_name")
+            runs = [_public(r) for r in self.check_runs.values()
+                    if r["_repo"] == repo and r["head_sha"] == m[1] and name in (None, r["name"])]
+            return web.json_response({"total_count": len(runs), "check_runs": runs})
         if method == "GET" and (m := re.fullmatch(r"/commits/(.+)", rest)):
             ref = m[1]
             sha = self.refs[repo].get(f"tags/{ref}") or self.refs[repo].get(f"heads/{ref}") or ref

@@ -15,13 +15,12 @@ import psutil
 import pytest
 import redis
 import requests
-from conftest import Wasmbot, settings_for
+from conftest import Wasmbot, log_link
 from slackapi import SlackStandIn
 from test_slack import final_message, start_slackbot
 
 from bot.follow import follow
 from bot.localservices import Service, _wait_until
-from bot.loglinks import sign
 from workers import logcap, sandbox
 from workers.jobs import Event, Job, Stage, State
 from workers.store import JobStore, RedisStore, SqliteStore
@@ -190,7 +189,7 @@ def test_the_slack_reporter_follows_a_400_mb_line_within_slacks_limits(
         final = final_message(api, "failed")
         assert slackbot.process.poll() is None  # the server and its reporter are still up
         job = wasmbot.store.recent(1)[0]
-        page = requests.get(f"{slackbot.url}/jobs/{job.id}/log?sig={sign(settings_for(wasmbot), job.id)}",
+        page = requests.get(log_link(wasmbot, slackbot.url, job.id),
                             timeout=30)
     finally:
         slackbot.process.terminate()

@@ -20,11 +20,10 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import Wasmbot, settings_for
+from conftest import Wasmbot, log_link
 from slackapi import SlackStandIn
 from test_slack import final_message, start_slackbot
 
-from bot.loglinks import sign
 from workers import logsetup
 from workers.config import Settings
 from workers.store import SqliteStore
@@ -148,7 +147,7 @@ def test_json_logs_carry_the_job_id_and_no_secret(wasmbot: Wasmbot, source_dir: 
         assert slackbot.command(f"build tests/.sources/{source_dir.name} --tag 127.0.0.1:9/leak:v1").ok
         final_message(api, "failed")
         job = wasmbot.store.recent(1)[0]
-        link = f"{slackbot.url}/jobs/{job.id}/log?sig={sign(settings_for(wasmbot), job.id)}"
+        link = log_link(wasmbot, slackbot.url, job.id)
         page = requests.get(link, timeout=10)
         assert page.status_code == 200
         slackbot.process.terminate()

@@ -174,7 +174,7 @@ def test_one_message_edited_in_place_through_a_whole_pipeline(slackbot: SlackBot
     for stage in ("build", "test", "push"):
         assert f"*{stage}* succeeded" in shown
     assert job.artifacts["digest"] in shown and ref in shown
-    assert "/jobs/" + job.id + "/log?sig=" in shown
+    assert "/jobs/" + job.id + "/log?exp=" in shown
     link = next(b for b in final["blocks"] if "full log" in json.dumps(b))["elements"][0]["text"]
     log_url = link[1:].split("|")[0]
     assert requests.get(log_url, timeout=10).status_code == 200

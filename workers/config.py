@@ -170,6 +170,11 @@ class Settings(BaseSettings):
     slack_announce_channel: str = "#wasm"
     slack_update_interval: float = Field(default=1.0, ge=0)  # least seconds between message edits
     public_url: str | None = None  # where wasmbot serve is reachable, for links to job logs
+    # The key log links are signed with (bot/loglinks.py), the same on every server replica;
+    # or a file holding it (read at use: a mounted secret).  Required with Redis.
+    log_link_key: SecretStr | None = None
+    log_link_key_file: Path | None = None
+    log_link_ttl: float = Field(default=30 * 86400.0, gt=0)  # seconds a log link stays valid
     # GitHub (bot/github/, docs/github.md).  The GITHUB_* names follow GitHub's conventions.
     github_webhook_secret: SecretStr | None = _named("GITHUB_WEBHOOK_SECRET")
     github_token: SecretStr | None = _named("GITHUB_TOKEN")
@@ -292,6 +297,9 @@ class Settings(BaseSettings):
             if registry.password_file is not None:
                 with contextlib.suppress(OSError):  # the push that needs it says so
                     found.append(registry.password_file.read_text())
+        if self.log_link_key_file is not None:
+            with contextlib.suppress(OSError):  # serve says so at its start
+                found.append(self.log_link_key_file.read_text().strip())
         return found
 
 

@@ -8,6 +8,10 @@ Besides jobs they keep *work*: what a front end promised to do after answering a
 (a pull request comment's commands), kept under a key that names the request until it is done,
 and remembered for ``ttl`` after that so a repeated request is not done twice.  Work changes
 only by compare-and-swap, so two processes cannot both take it over.
+
+And *leases*: which process does a long-running chore (a job's Slack or GitHub report), until
+when.  A lease is renewed by its holder; one that lapsed (its holder died) stays listed until
+another process takes it over, and is dropped when the chore is done.
 """
 
 from __future__ import annotations
@@ -70,6 +74,9 @@ class JobStore(Protocol):
     def counts(self) -> dict[str, float]: ...
     def prune(self, before: float, dry_run: bool = False) -> Pruned: ...
     def compact(self) -> int: ...
+    def take_lease(self, group: str, item: str, owner: str, ttl: float) -> bool: ...
+    def drop_lease(self, group: str, item: str, owner: str) -> None: ...
+    def lapsed_leases(self, group: str) -> list[str]: ...
 
 
 @dataclass
@@ -97,6 +104,43 @@ def prunable(job: Job, before: float) -> bool:
 CLAIM = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return ARGV[1] end
 return redis.call('GET', KEYS[1])
+"""
+
+# Leases: a hash per group, item -> "EXPIRES OWNER", timed by Redis's clock.
+# KEYS: the group's hash.  ARGV: the item, its owner, ttl in seconds.  1: taken (or renewed).
+TAKE_LEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held then
+  local space = string.find(held, ' ', 1, true)
+  if string.sub(held, space + 1) ~= ARGV[2] and tonumber(string.sub(held, 1, space - 1)) > now then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.3f', now + tonumber(ARGV[3])) .. ' ' .. ARGV[2])
+return 1
+"""
+# KEYS: the group's hash.  ARGV: the item, its owner.
+DROP_LEASE = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held and string.sub(held, string.find(held, ' ', 1, true) + 1) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+"""
+# KEYS: the group's hash.  Returns the items whose lease ran out.
+LAPSED_LEASES = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local flat = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #flat, 2 do
+  local held = flat[i + 1]
+  if tonumber(string.sub(held, 1, string.find(held, ' ', 1, true) - 1)) <= now then
+    table.insert(out, flat[i])
+  end
+end
+return out
 """
 
 # KEYS: the work's key, the set of open work.  ARGV: its value, ttl in ms, its key's name.
@@ -350,6 +394,19 @@ class RedisStore:
             self.redis.srem(self._key("work-open"), *gone)
         return {k: v for k, v in zip(keys, values, strict=True) if v}
 
+    def take_lease(self, group: str, item: str, owner: str, ttl: float) -> bool:
+        """Take or renew ``item``'s lease in ``group`` for ``ttl`` seconds, unless another owner
+        holds it unexpired; True when ``owner`` holds it now."""
+        return bool(self.redis.eval(TAKE_LEASE, 1, self._key("lease", group), item, owner, ttl))
+
+    def drop_lease(self, group: str, item: str, owner: str) -> None:
+        """The chore is done: forget the lease, if ``owner`` still holds it."""
+        self.redis.eval(DROP_LEASE, 1, self._key("lease", group), item, owner)
+
+    def lapsed_leases(self, group: str) -> list[str]:
+        """The items of ``group`` whose holder stopped renewing: theirs to take over."""
+        return sorted(self.redis.eval(LAPSED_LEASES, 1, self._key("lease", group)))
+
     def record_deploy(self, record: dict[str, str]) -> None:
         """Append to the environment's deploy history (kept whole: rollback reads it)."""
         env = record["environment"]
@@ -471,6 +528,8 @@ class SqliteStore:
                     key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
                 -- work a front end took on: value NULL once it is done
                 CREATE TABLE IF NOT EXISTS work (key TEXT PRIMARY KEY, value TEXT, expires REAL NOT NULL);
+                CREATE TABLE IF NOT EXISTS leases (grp TEXT NOT NULL, item TEXT NOT NULL, owner TEXT NOT NULL,
+                    expires REAL NOT NULL, PRIMARY KEY (grp, item));
                 CREATE TABLE IF NOT EXISTS deploys (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, env TEXT NOT NULL, data TEXT NOT NULL);
                 CREATE INDEX IF NOT EXISTS deploys_env ON deploys(env, seq);
@@ -637,6 +696,25 @@ class SqliteStore:
             "SELECT key, value FROM work WHERE value IS NOT NULL AND expires > ? AND substr(key, 1, ?) = ? "
             "ORDER BY key", (time.time(), len(prefix), prefix)).fetchall()
         return dict(rows)
+
+    def take_lease(self, group: str, item: str, owner: str, ttl: float) -> bool:
+        with self._immediate() as db:
+            now = time.time()
+            taken = db.execute(
+                "INSERT INTO leases VALUES (?, ?, ?, ?) ON CONFLICT(grp, item) DO UPDATE SET "
+                "owner = excluded.owner, expires = excluded.expires "
+                "WHERE leases.owner = excluded.owner OR leases.expires <= ?",
+                (group, item, owner, now + ttl, now))
+            return taken.rowcount == 1
+
+    def drop_lease(self, group: str, item: str, owner: str) -> None:
+        self._connect().execute("DELETE FROM leases WHERE grp = ? AND item = ? AND owner = ?",
+                                (group, item, owner))
+
+    def lapsed_leases(self, group: str) -> list[str]:
+        rows = self._connect().execute("SELECT item FROM leases WHERE grp = ? AND expires <= ? ORDER BY item",
+                                       (group, time.time())).fetchall()
+        return [r[0] for r in rows]
 
     def record_deploy(self, record: dict[str, str]) -> None:
         self._connect().execute("INSERT INTO deploys(env, data) VALUES (?, ?)",

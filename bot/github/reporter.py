@@ -5,24 +5,32 @@ check run (queued → in_progress → completed, with the stage table, ABI repor
 and its change against the base branch, and on completion every compiler error and warning
 as an annotation, 50 a request), then the pull request's wasmbot comment, which is found by
 its marker and edited, never posted twice.  An edit that would change nothing is not sent.
+
+With several server replicas, each job's report is kept by one of them at a time (bot/follow.py);
+jobs of one pull request may be followed by different replicas, so the comment is written under
+a lease on the pull request in the store: two replicas never both post it.  A check run is
+noted as sent before it is created, so a replica that takes over from one killed in between
+finds it (by its external id, the job's) instead of making a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from github.CheckRun import CheckRun
 from github.Repository import Repository
 
 from bot.follow import Follower, follow
 from bot.github import render
-from workers import diagnostics
+from workers import diagnostics, lease
 from workers.config import Settings
 from workers.github_client import client
 from workers.jobs import Job, State
@@ -30,11 +38,13 @@ from workers.store import JobStore
 
 log = logging.getLogger(__name__)
 CHECK_NAME = "wasmbot"
+PR_LEASE = "github-pr-comment"  # the store's lease group of pull request comments
+PR_LEASE_POLL = 0.05  # seconds between tries for a pull request's comment another replica writes
 
 
 class Reporter(Follower):
     def __init__(self, settings: Settings, store: JobStore, log_url: Any = None) -> None:
-        super().__init__(store, "github-report", threads=32)
+        super().__init__(store, "github-report", threads=32, lease_ttl=settings.lease_ttl)
         self.settings = settings
         self.log_url = log_url or (lambda job: None)
         self.comment_ids: dict[tuple[str, int], int] = {}
@@ -48,7 +58,7 @@ class Reporter(Follower):
             job_id,
             self.threads,
             self.settings.github_update_interval,
-            self._update,
+            self.fenced(self._update),
             wanted=lambda job: "github" in job.reports,
         )
         self.sent.pop(job_id, None)
@@ -130,8 +140,14 @@ class Reporter(Follower):
         noted: dict[str, str] = {}
         try:
             if not where.get("check_run"):
-                run = repo.create_check_run(CHECK_NAME, where["sha"], external_id=job.id,
-                                            **_with(fields, first))
+                sent = self._sent_check_run(repo, job)
+                if sent is None:
+                    self._note(job, {"check_run_sent": "1"})  # a replica taking over looks for it
+                    run = repo.create_check_run(CHECK_NAME, where["sha"], external_id=job.id,
+                                                **_with(fields, first))
+                else:
+                    run = sent
+                    run.edit(**_with(fields, first))
                 noted |= {"check_run": str(run.id), "check_url": run.html_url or ""}
             elif first or self.sent.get(job.id) != digest:
                 run = repo.get_check_run(int(where["check_run"]))  # lazy: the edit is one PATCH
@@ -148,6 +164,15 @@ class Reporter(Follower):
             if job.artifacts.get("module_size"):
                 noted["size_change"] = render.size_change(job, base, base_ref)  # for the PR comment
             self._note(job, noted)
+
+    def _sent_check_run(self, repo: Repository, job: Job) -> CheckRun | None:
+        """The check run a replica sent for ``job`` but died before noting (found by its
+        external id), if one was sent."""
+        where = job.reports["github"]
+        if not where.get("check_run_sent"):
+            return None
+        runs = repo.get_commit(where["sha"]).get_check_runs(check_name=CHECK_NAME)  # lazy commit
+        return next((run for run in runs if run.external_id == job.id), None)
 
     def _note(self, job: Job, noted: dict[str, str]) -> None:
         """Record in the job what later updates need (the check run, annotations sent)."""
@@ -174,7 +199,7 @@ class Reporter(Follower):
         key = (repo_name, pr)
         with self.guard:
             lock = self.pr_locks.setdefault(key, threading.Lock())
-        with lock:
+        with lock, self._pr_lease(f"{repo_name}#{pr}"):
             runs = self.runs(repo_name, pr)
             latest_sha = runs[0].reports["github"].get("sha") if runs else None
             body = render.pr_comment(
@@ -199,6 +224,27 @@ class Reporter(Follower):
             else:
                 issue.get_comment(comment_id).edit(body)
             self.sent[f"{repo_name}#{pr}"] = _digest(body)
+
+
+    @contextlib.contextmanager
+    def _pr_lease(self, pr: str) -> Iterator[None]:
+        """The pull request's comment to this replica alone while the block runs (renewed; left
+        to lapse if this replica dies in it)."""
+        def take() -> bool:
+            return self.store.take_lease(PR_LEASE, pr, self.owner, self.lease_ttl)
+
+        def renew() -> None:
+            if not take():
+                log.warning("the lease of %s's comment lapsed while this replica wrote it", pr)
+
+        waited = threading.Event()
+        while not take():
+            waited.wait(PR_LEASE_POLL)  # another replica writes it: a comment edit is quick
+        try:
+            with lease.Renewer(renew, self.lease_ttl / 3):
+                yield
+        finally:
+            self.store.drop_lease(PR_LEASE, pr, self.owner)
 
 
 def _with(fields: dict[str, Any], annotations: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 One task per job follows the job's event stream and edits the message with ``chat.update``:
 state changes only (log lines do not), at most one edit per ``slack_update_interval`` seconds,
 and always a last edit when the job finishes.  Slack's ``ratelimited`` answers are retried
-after their ``Retry-After`` by the client's retry handler.
+after their ``Retry-After`` by the client's retry handler.  A released image is announced
+once, whichever replica follows its job (bot/follow.py: one replica at a time, and the next
+takes over when it dies).
 """
 
 from __future__ import annotations
@@ -26,18 +28,14 @@ from workers.store import JobStore
 log = logging.getLogger(__name__)
 
 
-POLL_ONLY = 0.0
-
-
-async def _nothing(_job: Job) -> None:
-    return None
+ANNOUNCED_TTL = 30 * 86400.0  # how long a job's announcement is remembered (no second one)
 
 
 class Reporter(Follower):
     def __init__(
         self, settings: Settings, store: JobStore, clients: Callable[[str | None], Awaitable[AsyncWebClient]]
     ) -> None:
-        super().__init__(store, "slack-report", threads=64)
+        super().__init__(store, "slack-report", threads=64, lease_ttl=settings.lease_ttl)
         self.settings = settings
         self.clients = clients
         self.updates: dict[str, int] = {}  # chat.update calls per job, for tests and benchmarks
@@ -47,21 +45,22 @@ class Reporter(Follower):
 
     def announce_when_released(self, job_id: str) -> None:
         """For jobs from other front ends (a GitHub release): no job message, just the announcement."""
-        async def run() -> None:
-            job = await follow(self.store, job_id, self.threads, POLL_ONLY, _nothing)
-            if job is not None and job.state is State.SUCCEEDED:
-                await self.announce(job)
-
-        self._start(job_id, run)
+        self.follow(job_id)
 
     async def _follow(self, job_id: str) -> None:
+        """Edit the job's message (if it has one) as it changes; announce a release it made."""
         job = await follow(self.store, job_id, self.threads, self.settings.slack_update_interval,
-                           self._update, wanted=lambda job: "slack" in job.reports)
-        if job is not None and job.state is State.SUCCEEDED and released(job.command):
+                           self.fenced(self._update))
+        if job is None or job.state is not State.SUCCEEDED or not released(job.command):
+            return
+        mine = self.owner
+        if await self.store.claim_key_async(f"slack-announce:{job_id}", mine, ANNOUNCED_TTL) == mine:
             await self.announce(job)
 
     async def _update(self, job: Job) -> None:
-        where = job.reports["slack"]
+        where = job.reports.get("slack")
+        if where is None:  # a job from elsewhere, followed for its announcement
+            return
         try:
             client = await self.clients(where.get("team") or None)
             await client.chat_update(
