@@ -23,7 +23,7 @@ from workers.jobs import Event, Job, State
 from workers.store import JobStore
 
 PAGE_SIZE = 50
-SCAN = 5000  # newest jobs a filtered list looks through
+SCAN = 5000  # newest jobs the list goes back through (a filter looks at all of them)
 # Seconds one wait for new log lines blocks a thread (and between keep-alives); the process
 # waits for those threads when it stops, so this is also what an open stream adds to a stop.
 POLL = 1.0
@@ -81,9 +81,9 @@ async def jobs_page(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"no job state {wanted.state!r}\n")
     page = _page_number(request.query.get("page"))
     start = (page - 1) * PAGE_SIZE
-    filtered = wanted != Filters()
-    # One job past the page says whether there is a next page.
-    newest = await asyncio.to_thread(store(request).recent, SCAN if filtered else start + PAGE_SIZE + 1)
+    # Unfiltered, one job past the page says whether there is a next page.
+    wanted_jobs = SCAN if wanted != Filters() else min(SCAN, start + PAGE_SIZE + 1)
+    newest = await asyncio.to_thread(store(request).recent, wanted_jobs)
     found = [job for job in newest if wanted.match(job)]
     shown = found[start:start + PAGE_SIZE]
     return await render(
@@ -91,7 +91,7 @@ async def jobs_page(request: web.Request) -> web.Response:
         repository=repository, page=page,
         previous=wanted.query(page - 1) if page > 1 else None,
         next=wanted.query(page + 1) if len(found) > start + PAGE_SIZE else None,
-        scanned=SCAN if filtered and len(newest) == SCAN else None)
+        scanned=SCAN if len(newest) == SCAN else None)
 
 
 def abi_report(job: Job) -> Report | None:
