@@ -87,6 +87,12 @@ def test_sign_in_with_github_returns_to_the_page_asked_for(hub: Hub) -> None:
     assert "Max-Age=28800" in cookie and "Path=/hub" in cookie
 
 
+def test_sign_in_never_sends_the_browser_off_the_hub(hub: Hub) -> None:
+    for target in ("https://evil.example/", "//evil.example/hub/", "/hub\\@evil.example", "/metrics"):
+        landed = requests.Session().get(f"{hub.url}/hub/signin/github", params={"next": target})
+        assert landed.url == f"{hub.url}/hub/jobs", target
+
+
 def test_a_callback_the_hub_did_not_start_is_refused(hub: Hub) -> None:
     victim = requests.Session()
     # Someone else's sign-in (a state this browser was never given) lands in the victim's browser.
