@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     slack_announce_channel: str = "#wasm"
     slack_update_interval: float = Field(default=1.0, ge=0)  # least seconds between message edits
     public_url: str | None = None  # where wasmbot serve is reachable, for links to job logs
+    # Seconds the web hub's module catalogue (read from default_registry) is shown before it is
+    # read again in the background (bot/hub/catalogue.py).
+    hub_catalogue_refresh: float = Field(default=120.0, gt=0)
     # GitHub (bot/github/, docs/github.md).  The GITHUB_* names follow GitHub's conventions.
     github_webhook_secret: SecretStr | None = _named("GITHUB_WEBHOOK_SECRET")
     github_token: SecretStr | None = _named("GITHUB_TOKEN")

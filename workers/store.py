@@ -64,6 +64,8 @@ class JobStore(Protocol):
     def open_work(self, prefix: str) -> dict[str, str]: ...
     def record_deploy(self, record: dict[str, str]) -> None: ...
     def deploys(self, env: str | None = None, limit: int = 1000) -> list[dict[str, str]]: ...
+    def save_view(self, name: str, data: str) -> None: ...
+    def view(self, name: str) -> str | None: ...
     def add_counts(self, counts: dict[str, float]) -> None: ...
     async def add_counts_async(self, counts: dict[str, float]) -> None: ...
     async def close_async(self) -> None: ...
@@ -365,6 +367,15 @@ class RedisStore:
             found += [json.loads(r) for r in self.redis.lrange(self._key("deploys", name), 0, limit - 1)]
         return sorted(found, key=lambda r: float(r["at"]), reverse=True)[:limit]
 
+    def save_view(self, name: str, data: str) -> None:
+        """Keep ``data`` as the view ``name``: what a front end derived from slow sources (the
+        hub's module catalogue, read from the registry), shared by every replica."""
+        self.redis.set(self._key("view", name), data)
+
+    def view(self, name: str) -> str | None:
+        found: str | None = self.redis.get(self._key("view", name))  # type: ignore[assignment]
+        return found
+
     # -- metrics: counters every process adds to (workers/metrics.py names them) --
 
     def _queue_counts(self, pipe: redis.client.Pipeline, counts: dict[str, float]) -> None:
@@ -474,6 +485,8 @@ class SqliteStore:
                 CREATE TABLE IF NOT EXISTS deploys (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, env TEXT NOT NULL, data TEXT NOT NULL);
                 CREATE INDEX IF NOT EXISTS deploys_env ON deploys(env, seq);
+                -- what front ends derived from slow sources (save_view)
+                CREATE TABLE IF NOT EXISTS views (name TEXT PRIMARY KEY, data TEXT NOT NULL);
                 -- log caps: bytes kept, the marker's row (reserved when the head is full),
                 -- the last row looked at for dropping, and the lines and bytes dropped
                 CREATE TABLE IF NOT EXISTS logcaps (
@@ -650,6 +663,13 @@ class SqliteStore:
             rows = self._connect().execute(
                 "SELECT data FROM deploys WHERE env = ? ORDER BY seq DESC LIMIT ?", (env, limit)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def save_view(self, name: str, data: str) -> None:
+        self._connect().execute("INSERT OR REPLACE INTO views VALUES (?, ?)", (name, data))
+
+    def view(self, name: str) -> str | None:
+        row = self._connect().execute("SELECT data FROM views WHERE name = ?", (name,)).fetchone()
+        return str(row[0]) if row else None
 
     # -- metrics: counters every process adds to (workers/metrics.py names them) --
 
