@@ -1,7 +1,7 @@
-"""The one aiohttp application ``wasmbot serve`` runs: the web front end's routes, and the
-Slack front end at ``/slack/events`` and the GitHub one at ``/github/webhook`` when each is
-configured.  This is where the front ends meet (releases built from GitHub are announced in
-Slack), so that none of them imports another.
+"""The one aiohttp application ``wasmbot serve`` runs: the web front end's routes, the hub's
+pages (``/hub/``), and the Slack front end at ``/slack/events`` and the GitHub one at
+``/github/webhook`` when each is configured.  This is where the front ends meet (releases
+built from GitHub are announced in Slack), so that none of them imports another.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot import hub
 from bot import web as web_front_end
 from bot.loglinks import log_url
 from workers.config import Settings
@@ -22,6 +23,7 @@ def make_app(settings: Settings) -> web.Application:
     # Webhooks read their bodies with read_body and their own limits; other routes take none.
     app = web.Application(client_max_size=2**16)
     web_front_end.mount(app, settings)
+    hub.mount(app, settings)
     from bot.slack import app as slack
 
     if slack.configured(settings):

@@ -6,14 +6,16 @@
 # System packages: podman + runc (build sandbox), debootstrap (toolchain images), redis-server
 # (production broker and the tests), docker-registry (local OCI registry), clang/lld/wasi-libc
 # (also used by the tests to make WebAssembly fixtures), skopeo (the tests read wasmbot's OCI
-# layout store, write Docker v2s2 images and check conformance with it), etcd-server (with apiextensions-apiserver,
+# layout store, write Docker v2s2 images and check conformance with it), chromium (the hub's browser tests,
+# through Playwright's executable_path), etcd-server (with apiextensions-apiserver,
 # built from the Go module proxy, the tests' Kubernetes API server).  Then wasmbot itself with its dev
 # extras, then the toolchain images (cached in podman's storage, rebuilt when a recipe changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(podman runc uidmap debootstrap redis-server docker-registry clang lld wasi-libc
-          libclang-rt-14-dev-wasm32 curl ca-certificates etcd-server skopeo)
+          libclang-rt-14-dev-wasm32 curl ca-certificates etcd-server skopeo
+          chromium)  # the hub's browser tests drive Debian's Chromium through Playwright (no browser downloads)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -195,6 +195,16 @@ class Settings(BaseSettings):
     # Seconds to wait after a secondary rate limit that names no Retry-After (GitHub: a minute or more).
     github_secondary_wait: float = Field(default=60.0, ge=0)
     github_update_interval: float = Field(default=1.0, ge=0)  # least seconds between check run edits
+    # Web hub (bot/hub/, docs/hub.md): sign-in with a GitHub OAuth app (its client id and secret;
+    # ``github_web_url`` is where its /login/oauth pages are), signed session cookies that expire
+    # after ``hub_session_ttl`` seconds (key: ``hub_session_secret``, else DATA_DIR/hub-session.key;
+    # replicas must share it), and whether pages are readable, read-only, without signing in.
+    github_client_id: str | None = _named("GITHUB_CLIENT_ID")
+    github_client_secret: SecretStr | None = _named("GITHUB_CLIENT_SECRET")
+    github_web_url: str = _named("GITHUB_WEB_URL", "https://github.com")
+    hub_session_secret: SecretStr | None = None
+    hub_session_ttl: float = Field(default=8 * 3600.0, gt=0)
+    hub_anonymous_read: bool = False
 
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
