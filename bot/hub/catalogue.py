@@ -106,8 +106,9 @@ def read(registry: Registry, host: str, previous: Catalogue | None, now: float) 
 
 
 def _head(registry: Registry, repository: str, tag: str) -> str:
-    response = registry.request("HEAD", f"/v2/{repository}/manifests/{tag}", scope=f"repository:{repository}:pull",
-                                ok=(200,), headers={"Accept": MANIFEST_ACCEPT},
+    response = registry.request("HEAD", f"/v2/{repository}/manifests/{tag}",
+                                scope=f"repository:{repository}:pull", ok=(200,),
+                                headers={"Accept": MANIFEST_ACCEPT},
                                 what=f"find {repository}:{tag}")
     response.finish()
     return response.headers.get("Docker-Content-Digest", "")

@@ -97,8 +97,8 @@ async def rollback(request: web.Request) -> web.Response:
     records = await asyncio.to_thread(store(request).deploys, name, HISTORY)
     record = next((r for r, can in earlier(records) if can and (r["filter"], r["digest"]) == wanted), None)
     if record is None:
-        return await render(request, "refused.html", status=409,
-                            reason=f"{wanted[0]} in {name} has no earlier deploy of {wanted[1]} to roll back to")
+        why = f"{wanted[0]} in {name} has no earlier deploy of {wanted[1]} to roll back to"
+        return await render(request, "refused.html", status=409, reason=why)
     return await act(request, rollback_text(name, record))
 
 
