@@ -7,6 +7,14 @@ minted only for a JWT signed by the App's key).  ``fail`` queues answers such as
 secondary rate limit for matching requests.  Like GitHub, API answers to GET carry an ``ETag``
 and a matching ``If-None-Match`` is answered 304 Not Modified.  ``requests`` records every call
 with its headers, answer status and time.  Tests wait on a condition, never by sleeping.
+
+It also plays GitHub's sign-in for OAuth apps (the web application flow): ``add_oauth_app``
+registers an app's client id, secret and callback URL; ``GET /login/oauth/authorize`` sends the
+browser back to the callback with a one-time ``code`` and the caller's ``state``, as if
+``signing_in`` (a login) had approved the app, or with ``error=access_denied`` when
+``oauth_denied``; ``POST /login/oauth/access_token`` exchanges the code for a user token (JSON
+with ``Accept: application/json``, else a form, as GitHub answers; errors such as
+``bad_verification_code`` come with status 200); ``GET /user`` with that token names the user.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import re
 import tarfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +111,13 @@ class GitHubStandIn(LoopbackServer):
         self.requests: list[Call] = []
         self._ids = itertools.count(1000)
         self._changed = threading.Condition()
+        # OAuth web flow: apps by client id, who signs in, codes not yet exchanged, user tokens.
+        self.oauth_apps: dict[str, dict[str, str]] = {}
+        self.signing_in = "octocat"
+        self.names: dict[str, str] = {"octocat": "The Octocat"}
+        self.oauth_denied = False
+        self.codes: dict[str, dict[str, str]] = {}  # code -> client_id, login, redirect_uri, expires
+        self.user_tokens: dict[str, str] = {}  # token -> login
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -155,6 +171,9 @@ class GitHubStandIn(LoopbackServer):
         release["assets"] = []
         self.releases[rid] = release
         self.refs[full_name][f"tags/{release['tag_name']}"] = self.refs[full_name]["heads/main"]
+
+    def add_oauth_app(self, client_id: str, client_secret: str, callback_url: str) -> None:
+        self.oauth_apps[client_id] = {"secret": client_secret, "callback": callback_url}
 
     def fail(self, method: str, path: str, status: int, times: int = 1, **headers: str) -> None:
         """Answer the next ``times`` requests matching ``method`` and the ``path`` regex with ``status``."""
@@ -211,6 +230,10 @@ class GitHubStandIn(LoopbackServer):
         path, method = request.path, request.method
         if path.startswith("/_archive/"):
             return self._archive(path)
+        if path == "/login/oauth/authorize" and method == "GET":
+            return self._authorize(request)
+        if path == "/login/oauth/access_token" and method == "POST":
+            return await self._access_token(request)
         if method == "POST" and (m := re.fullmatch(r"/app/installations/(\d+)/access_tokens", path)):
             return self._mint(request, int(m[1]))
         if method == "GET" and (m := re.fullmatch(r"/repos/([^/]+)/([^/]+)/installation", path)):
@@ -225,6 +248,61 @@ class GitHubStandIn(LoopbackServer):
         with self._changed:
             answer = await self._api(request, method, path, body)
         return _conditional(request, answer)
+
+    def _authorize(self, request: web.Request) -> web.Response:
+        """The user approves the app (or not) and is sent back to its callback URL."""
+        app = self.oauth_apps.get(request.query.get("client_id", ""))
+        if app is None:
+            return web.Response(status=404, text="Not Found")  # GitHub shows its 404 page
+        redirect = request.query.get("redirect_uri") or app["callback"]
+        back: dict[str, str] = {}
+        if not _under(redirect, app["callback"]):
+            back = {"error": "redirect_uri_mismatch",
+                    "error_description": "The redirect_uri MUST match the registered callback URL for this application."}
+            redirect = app["callback"]
+        elif self.oauth_denied:
+            back = {"error": "access_denied",
+                    "error_description": "The user has denied your application access."}
+        else:
+            code = hashlib.sha256(str(next(self._ids)).encode()).hexdigest()[:20]
+            with self._changed:
+                self.codes[code] = {"client_id": request.query["client_id"], "login": self.signing_in,
+                                    "redirect_uri": request.query.get("redirect_uri", ""),
+                                    "expires": str(time.time() + 600)}  # GitHub: codes expire after 10 minutes
+            back = {"code": code}
+        if "state" in request.query:
+            back["state"] = request.query["state"]
+        raise web.HTTPFound(f"{redirect}{'&' if '?' in redirect else '?'}{urllib.parse.urlencode(back)}")
+
+    async def _access_token(self, request: web.Request) -> web.Response:
+        """A code, once, for a user token; failures are 200 with an ``error``, as on GitHub."""
+        params: dict[str, str] = dict(request.query)
+        if request.content_type == "application/json":
+            params |= await request.json()
+        else:
+            params |= {k: str(v) for k, v in (await request.post()).items()}
+        app = self.oauth_apps.get(params.get("client_id", ""))
+        with self._changed:
+            grant = self.codes.pop(params.get("code", ""), None)
+        answer: dict[str, str]
+        if app is None or not hmac.compare_digest(app["secret"], params.get("client_secret", "")):
+            answer = {"error": "incorrect_client_credentials",
+                      "error_description": "The client_id and/or client_secret passed are incorrect."}
+        elif grant is None or grant["client_id"] != params["client_id"] or float(grant["expires"]) < time.time():
+            answer = {"error": "bad_verification_code",
+                      "error_description": "The code passed is incorrect or expired."}
+        elif params.get("redirect_uri", grant["redirect_uri"]) != grant["redirect_uri"]:
+            answer = {"error": "redirect_uri_mismatch",
+                      "error_description": "The redirect_uri MUST match the registered callback URL for this application."}
+        else:
+            token = f"gho_{hashlib.sha256(str(next(self._ids)).encode()).hexdigest()[:36]}"
+            with self._changed:
+                self.tokens.add(token)
+                self.user_tokens[token] = grant["login"]
+            answer = {"access_token": token, "scope": "", "token_type": "bearer"}
+        if "application/json" in request.headers.get("Accept", ""):
+            return web.json_response(answer)
+        return web.Response(text=urllib.parse.urlencode(answer), content_type="application/x-www-form-urlencoded")
 
     def _mint(self, request: web.Request, installation: int) -> web.Response:
         value = request.headers.get("Authorization", "").partition(" ")[2]
@@ -262,8 +340,9 @@ class GitHubStandIn(LoopbackServer):
 
     async def _api(self, request: web.Request, method: str, path: str, body: Any) -> web.StreamResponse:
         if method == "GET" and path == "/user":
-            return web.json_response({"login": self.user, "id": 7, "type": "User",
-                                      "url": f"{self.url}/users/{self.user}"})
+            login = self.user_tokens.get(request.headers.get("Authorization", "").partition(" ")[2], self.user)
+            return web.json_response({"login": login, "id": 7, "type": "User", "name": self.names.get(login),
+                                      "url": f"{self.url}/users/{login}"})
         if m := re.fullmatch(r"/orgs/([^/]+)", path):
             return web.json_response({"login": m[1], "id": 9, "url": f"{self.url}/orgs/{m[1]}"})
         if method == "POST" and (m := re.fullmatch(r"/orgs/([^/]+)/repos|/user/repos", path)):
@@ -427,6 +506,14 @@ def _conditional(request: web.Request, answer: web.StreamResponse) -> web.Stream
         return web.Response(status=304, headers={"ETag": etag})
     answer.headers["ETag"] = etag
     return answer
+
+
+def _under(url: str, callback: str) -> bool:
+    """GitHub's rule for a redirect_uri: the callback URL's host and port, and its path or below."""
+    want, got = urllib.parse.urlsplit(callback), urllib.parse.urlsplit(url)
+    path = want.path.rstrip("/")
+    return (got.scheme, got.netloc) == (want.scheme, want.netloc) and \
+        (got.path == want.path or got.path.startswith(f"{path}/"))
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:

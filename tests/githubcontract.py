@@ -227,5 +227,39 @@ async def check_request(request: web.Request, body: bytes) -> tuple[str, list[st
     if request.path.startswith(ARCHIVE_PREFIX):
         return None  # codeload's archive download, the tarball endpoint's redirect target: not REST
     call = f"GitHub {request.method} {request.path_qs}"
+    if request.path.startswith("/login/oauth/"):
+        return call, oauth_problems(request, body)
     return call, check(request.method, request.path, list(request.query.items()), dict(request.headers),
                        request.content_type if body else "", body)
+
+
+# The OAuth web flow is not part of the REST description; its parameters are documented in
+# "Authorizing OAuth apps" (docs.github.com/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps).
+OAUTH = {
+    ("GET", "/login/oauth/authorize"): ({"client_id"}, {"redirect_uri", "login", "scope", "state",
+                                                        "allow_signup", "prompt"}),
+    ("POST", "/login/oauth/access_token"): ({"client_id", "client_secret", "code"}, {"redirect_uri",
+                                                                                     "repository_id"}),
+}
+
+
+def oauth_problems(request: web.Request, body: bytes) -> list[str]:
+    """What a call to the OAuth web flow's endpoints does against GitHub's documented parameters."""
+    known = OAUTH.get((request.method, request.path))
+    if known is None:
+        return [f"no OAuth endpoint {request.method} {request.path}"]
+    required, optional = known
+    problems: list[str] = []
+    params = dict(request.query)
+    if request.method == "POST":
+        if request.content_type == "application/x-www-form-urlencoded":
+            params |= dict(urllib.parse.parse_qsl(body.decode()))
+        elif request.content_type == "application/json":
+            params |= json.loads(body or b"{}")
+        elif body:
+            problems.append(f"content type {request.content_type!r}: the token endpoint takes a form or JSON")
+    problems += [f"missing required parameter {name!r}" for name in sorted(required - params.keys())]
+    problems += [f"undocumented parameter {name!r}" for name in sorted(params.keys() - required - optional)]
+    if params.get("allow_signup") not in (None, "true", "false"):
+        problems.append(f"allow_signup is {params['allow_signup']!r}, not true or false")
+    return problems
