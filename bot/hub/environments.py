@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from bot.hub.access import allowed
+from bot.hub.access import allowed, require
 from bot.hub.acting import act
 from bot.hub.pages import render, settings_of, store
 from workers.config import Environment, Settings
@@ -90,8 +90,10 @@ async def environment_page(request: web.Request) -> web.Response:
 
 
 async def rollback(request: web.Request) -> web.Response:
-    """Deploy an earlier record's digest again, as ``/wasm deploy`` from chat would."""
+    """Deploy an earlier record's digest again, as ``/wasm deploy`` from chat would.  Who may
+    not deploy there is refused before the history is read (dispatch checks again)."""
     name = request.match_info["name"]
+    await require(request, f"deploy:{name}")
     form = await request.post()
     wanted = (str(form.get("filter", "")), str(form.get("digest", "")))
     records = await asyncio.to_thread(store(request).deploys, name, HISTORY)
