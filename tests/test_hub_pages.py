@@ -28,10 +28,10 @@ from bot.hub.session import COOKIE, sign_in
 from bot.localservices import Service, start_registry
 from workers import celery_app
 from workers.config import Settings
-from workers.jobs import State
+from workers.jobs import Job, Stage, State
 from workers.oci import image, reference
 from workers.oci.push import Pushed, push
-from workers.store import RedisStore
+from workers.store import JobStore, RedisStore
 
 PERMISSIONS = {
     "deploy:staging": ["user:github:alice", "user:github:bob"],
@@ -164,6 +164,23 @@ def test_modules_search_matches_repository_tag_and_root_id(hub: Hub) -> None:
     assert "No tag matches." in get(hub, "/hub/modules?q=nothing")
 
 
+def test_modules_come_a_page_at_a_time(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.hub import modules
+
+    monkeypatch.setattr(modules, "PAGE_SIZE", 2)
+    for name in ("a/one:v1", "b/two:v1", "c/three:v1", "c/three:v2", "d/four:v1"):
+        hub.push(name, [name.split("/")[0]])
+    catalogue.refresh(hub.settings)
+
+    first = get(hub, "/hub/modules?q=v1")
+    assert [r.split()[0] for r in rows(first, "module")] == ["a/one", "b/two"]
+    assert 'rel="next" href="/hub/modules?q=v1&amp;page=2"' in first and 'rel="prev"' not in first
+    last = get(hub, "/hub/modules?q=v1&page=2")
+    assert [r.split()[0] for r in rows(last, "module")] == ["c/three", "d/four"]
+    assert 'rel="prev" href="/hub/modules?q=v1"' in last and 'rel="next"' not in last
+    assert asyncio.run(fetch(hub, "GET", "/hub/modules?page=x"))[0] == 400
+
+
 def test_pages_render_from_the_store_and_a_refresh_reads_only_changed_tags(hub: Hub) -> None:
     hub.push("team/add-header:v1", ["add-header"])
     hub.push("team/auth:v2", ["authz"])
@@ -294,6 +311,25 @@ def test_who_may_not_deploy_sees_no_rollback_and_is_refused(hub: Hub) -> None:
 
 
 # -- approvals -----------------------------------------------------------------------------------
+
+
+def test_the_store_lists_the_jobs_waiting_for_an_approval(store: JobStore) -> None:
+    """An indexed read (the approvals page does not scan every job), on either store."""
+    def job(state: State, created: float) -> Job:
+        made = Job(requester="alice", origin="web", text="/wasm deploy x --env prod", source_root="",
+                   command={"name": "deploy", "target": "localhost:5000/a/b:v1", "env": "prod"},  # type: ignore[arg-type]
+                   stages=[Stage(name="deploy")], state=state, created_at=created,
+                   approval={"action": "deploy:prod", "expires_at": "9e9"} if state is State.PENDING else {})
+        store.create(made)
+        return made
+
+    later, earlier, queued = job(State.PENDING, 2.0), job(State.PENDING, 1.0), job(State.QUEUED, 3.0)
+    assert [j.id for j in store.waiting()] == [earlier.id, later.id]
+    store.update(later.id, lambda j: j.approval.update(note="seen"))  # still waiting
+    store.update(earlier.id, lambda j: setattr(j, "state", State.QUEUED))  # approved and queued
+    assert [j.id for j in store.waiting()] == [later.id]
+    store.update(later.id, lambda j: j.stop(State.CANCELLED, "denied"))
+    assert store.waiting() == [] and queued.id not in [j.id for j in store.waiting()]
 
 
 @pytest.fixture

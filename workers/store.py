@@ -49,6 +49,7 @@ class JobStore(Protocol):
     def get(self, job_id: str) -> Job | None: ...
     def recent(self, limit: int = 20) -> list[Job]: ...
     def active(self) -> list[Job]: ...
+    def waiting(self) -> list[Job]: ...
     def update(self, job_id: str, change: Callable[[Job], T]) -> T: ...
     def log(self, job_id: str, stage: str | None, text: str) -> None: ...
     def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]: ...
@@ -222,6 +223,8 @@ class RedisStore:
             pipe.set(self._key("job", job.id), job.model_dump_json())
             pipe.zadd(self._key("jobs"), {job.id: job.created_at})
             pipe.sadd(self._key("active"), job.id)
+            if job.state is State.PENDING:
+                pipe.sadd(self._key("pending"), job.id)
             for event in state_events(None, job):
                 self._append(pipe, job.id, event)
             pipe.execute()
@@ -245,6 +248,13 @@ class RedisStore:
         return [j for j in self._get_many(sorted(ids))
                 if j.state in ACTIVE]
 
+    def waiting(self) -> list[Job]:
+        """Jobs whose state is pending (waiting for an approval), oldest first: an indexed
+        read, so the hub's approvals page does not scan every job."""
+        ids: set[str] = self.redis.smembers(self._key("pending"))  # type: ignore[assignment]
+        found = [j for j in self._get_many(sorted(ids)) if j.state is State.PENDING]
+        return sorted(found, key=lambda j: j.created_at)
+
     def update(self, job_id: str, change: Callable[[Job], T]) -> T:
         key = self._key("job", job_id)
         with self.redis.pipeline() as pipe:
@@ -264,6 +274,10 @@ class RedisStore:
                         pipe.srem(self._key("active"), job_id)
                     else:
                         pipe.sadd(self._key("active"), job_id)
+                    if job.state is State.PENDING:
+                        pipe.sadd(self._key("pending"), job_id)
+                    else:
+                        pipe.srem(self._key("pending"), job_id)
                     for event in state_events(before, job):
                         self._append(pipe, job_id, event)
                     self._queue_counts(pipe, transition_counts(before, job))
@@ -418,6 +432,7 @@ class RedisStore:
                         pipe.delete(key, events, self._key("logcap", job_id))
                         pipe.zrem(self._key("jobs"), job_id)
                         pipe.srem(self._key("active"), job_id)
+                        pipe.srem(self._key("pending"), job_id)
                         pipe.execute()
                 except redis.WatchError:
                     continue  # changed meanwhile (a retry): not old any more
@@ -552,6 +567,11 @@ class SqliteStore:
         rows = self._connect().execute(
             "SELECT data FROM jobs WHERE state IN (?, ?) ORDER BY created",
             tuple(s.value for s in ACTIVE)).fetchall()
+        return [Job.model_validate_json(r[0]) for r in rows]
+
+    def waiting(self) -> list[Job]:
+        rows = self._connect().execute(
+            "SELECT data FROM jobs WHERE state = ? ORDER BY created", (State.PENDING.value,)).fetchall()
         return [Job.model_validate_json(r[0]) for r in rows]
 
     def update(self, job_id: str, change: Callable[[Job], T]) -> T:

@@ -24,8 +24,6 @@ from workers.config import Settings
 from workers.jobs import Job
 from workers.store import JobStore
 
-SCANNED = 1000  # the newest jobs looked through: a request older than that has long expired
-
 
 @dataclass
 class Waiting:
@@ -37,7 +35,7 @@ class Waiting:
 
 def waiting(store: JobStore) -> list[Job]:
     """Jobs waiting for an approval, oldest first."""
-    return sorted((job for job in store.recent(SCANNED) if job.awaiting_approval), key=lambda j: j.created_at)
+    return [job for job in store.waiting() if job.awaiting_approval]
 
 
 async def approvals_page(request: web.Request) -> web.Response:

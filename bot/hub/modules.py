@@ -7,6 +7,7 @@ lines to pull or deploy it.  They render from the catalogue the store keeps
 from __future__ import annotations
 
 import shlex
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -14,7 +15,7 @@ from bot.hub import catalogue
 from bot.hub.pages import render, settings_of
 from workers.config import Settings
 
-SHOWN = 500  # rows of a search result on one page
+PAGE_SIZE = 100  # tags on one page: a phone scrolls through it, and it renders in a few ms
 
 
 def pull_line(host: str, entry: catalogue.Entry) -> str:
@@ -37,17 +38,33 @@ def environments(settings: Settings) -> list[str]:
     return sorted(settings.environments) or ["envoy"]
 
 
+def _page_number(raw: str | None) -> int:
+    try:
+        return max(1, int(raw or "1"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="page must be a number\n") from None
+
+
+def _query(query: str, page: int) -> str:
+    return urlencode(({"q": query} if query else {}) | ({"page": str(page)} if page > 1 else {}))
+
+
 async def modules_page(request: web.Request) -> web.Response:
     settings = settings_of(request)
     query = request.query.get("q", "")[:200]
+    page = _page_number(request.query.get("page"))
     if not settings.default_registry:
         return await render(request, "modules.html", section="modules", catalogue=None, query=query,
-                            entries=[], total=0, reading=False, lines=None)
+                            entries=[], total=0, reading=False, lines=None, page=page, previous=None,
+                            next=None)
     found = await catalogue.current(settings)
     entries = found.search(query) if found else []
+    start = (page - 1) * PAGE_SIZE
     return await render(request, "modules.html", section="modules", catalogue=found, query=query,
-                        entries=entries[:SHOWN], total=len(entries), reading=found is None,
-                        lines=Lines(settings))
+                        entries=entries[start:start + PAGE_SIZE], total=len(entries), reading=found is None,
+                        lines=Lines(settings), page=page,
+                        previous=_query(query, page - 1) if page > 1 else None,
+                        next=_query(query, page + 1) if len(entries) > start + PAGE_SIZE else None)
 
 
 async def module_page(request: web.Request) -> web.Response:
