@@ -175,8 +175,9 @@ def test_one_message_edited_in_place_through_a_whole_pipeline(slackbot: SlackBot
         assert f"*{stage}* succeeded" in shown
     assert job.artifacts["digest"] in shown and ref in shown
     assert "/jobs/" + job.id + "/log?sig=" in shown
-    link = next(b for b in final["blocks"] if "full log" in json.dumps(b))["elements"][0]["text"]
-    log_url = link[1:].split("|")[0]
+    footer = next(b for b in final["blocks"] if "full log" in json.dumps(b))["elements"][0]["text"]
+    assert f"/hub/jobs/{job.id}|job page>" in footer  # the hub's job page comes first (issue 23)
+    log_url = footer.rpartition("<")[2].split("|")[0]
     assert requests.get(log_url, timeout=10).status_code == 200
     assert requests.get(log_url.split("?")[0] + "?sig=0000", timeout=10).status_code == 403
 

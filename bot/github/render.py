@@ -188,8 +188,15 @@ def check_annotations(job: Job, diagnostics: list[Diagnostic]) -> list[dict[str,
     return found[:ANNOTATIONS_MAX]
 
 
-def pr_comment(runs: list[Job], held: str | None = None, check_urls: dict[str, str] | None = None) -> str:
-    """The one comment wasmbot keeps on a pull request: the newest run first, then earlier ones."""
+def pr_comment(runs: list[Job], held: str | None = None, check_urls: dict[str, str] | None = None,
+               pages: dict[str, str] | None = None) -> str:
+    """The one comment wasmbot keeps on a pull request: the newest run first, then earlier ones;
+    job ids link to ``pages`` (the hub's job pages) where given."""
+    pages = pages or {}
+
+    def named(job_id: str) -> str:
+        return f"[`{job_id}`]({pages[job_id]})" if job_id in pages else f"`{job_id}`"
+
     lines = [MARKER, "### wasmbot"]
     if held:
         lines += ["", f"⏸ {held}"]
@@ -200,7 +207,7 @@ def pr_comment(runs: list[Job], held: str | None = None, check_urls: dict[str, s
         lines += [
             "",
             f"**{ICONS.get(latest.state, '')} {latest.state.value}** for {sha} "
-            f"(job `{latest.id}`{f', [details]({link})' if link else ''})",
+            f"(job {named(latest.id)}{f', [details]({link})' if link else ''})",
             "",
             stage_table(latest),
         ]
@@ -214,7 +221,7 @@ def pr_comment(runs: list[Job], held: str | None = None, check_urls: dict[str, s
             why = f": {failed.error.splitlines()[0][:120]}" if failed is not None and failed.error else ""
             lines.append(
                 f"- {ICONS.get(job.state, '')} {job.reports.get('github', {}).get('sha', '')[:7]} "
-                f"`{job.id}` {job.state.value}{why} ({when})"
+                f"{named(job.id)} {job.state.value}{why} ({when})"
             )
         lines += ["", "</details>"]
     lines += ["", "<sub>Commands: `/wasm retest`, `/wasm deploy ENV`, `/wasm help`.</sub>"]

@@ -22,6 +22,7 @@ from github.Repository import Repository
 
 from bot.follow import Follower, follow
 from bot.github import render
+from bot.hublinks import job_url
 from workers import diagnostics
 from workers.config import Settings
 from workers.github_client import client
@@ -118,7 +119,7 @@ class Reporter(Follower):
             fields |= {"status": "completed", "conclusion": conclusion}
         else:
             fields["status"] = "in_progress" if job.state is State.RUNNING else "queued"
-        url = self.log_url(job)
+        url = job_url(self.settings, job.id) or self.log_url(job)  # "Details": the hub's job page
         if url:
             fields["details_url"] = url
         # Annotations add up on GitHub: each is sent once, at the end, 50 a request.
@@ -185,6 +186,7 @@ class Reporter(Follower):
                     for j in runs
                     if j.reports["github"].get("sha") == latest_sha
                 },
+                pages={j.id: url for j in runs if (url := job_url(self.settings, j.id))},
             )
             if self.sent.get(f"{repo_name}#{pr}") == _digest(body):
                 return  # nothing new to show

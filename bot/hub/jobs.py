@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from bot.hub.pages import render, settings_of, store
+from bot.hublinks import job_links
 from workers.abitest.report import Report
 from workers.config import Settings
 from workers.jobs import Event, Job, State
@@ -102,8 +103,9 @@ def abi_report(job: Job) -> Report | None:
 
 
 def links(job: Job, settings: Settings) -> list[tuple[str, str]]:
-    """Where else this job is reported: the pull request, its check run, the Slack thread."""
-    found: list[tuple[str, str]] = []
+    """Where else this job is shown: its module's and environment's pages, the pull request, its
+    check run, the Slack thread."""
+    found = [(label.capitalize(), url) for label, url in job_links(settings, job, base="")[1:]]
     github = job.reports.get("github", {})
     web_url = settings.github_web_url.rstrip("/")
     if github.get("repo") and github.get("pr"):

@@ -28,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import permissions
 from bot.dispatch import Reply, Request, Requester, Status, admit, dispatch, execute
 from bot.httpbody import read_body
+from bot.hublinks import job_links
 from bot.markup import escape_mrkdwn
 from bot.slack import blocks, deliveries
 from bot.slack.reporter import Reporter
@@ -276,7 +277,8 @@ class SlackFrontEnd:
             posted = await client.chat_postMessage(
                 channel=channel or user,
                 text=blocks.summary(job),
-                blocks=blocks.job_message(job, self.reporter.log_url(job)),
+                blocks=blocks.job_message(job, self.reporter.log_url(job),
+                                          links=job_links(self.settings, job)),
             )
         except Exception as exc:
             await respond(

@@ -14,6 +14,7 @@ characters of a message's ``text`` (tests/blockkit.py checks every message the t
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from bot.markup import escape_mrkdwn, mention
@@ -104,9 +105,11 @@ def summary(job: Job) -> str:
 
 
 def job_message(
-    job: Job, log_url: str | None = None, now: float | None = None, environments: list[str] | None = None
+    job: Job, log_url: str | None = None, now: float | None = None, environments: list[str] | None = None,
+    links: Sequence[tuple[str, str]] = (),
 ) -> Blocks:
-    """The job's message; ``environments`` get a *Deploy to* button once an image is pushed."""
+    """The job's message; ``environments`` get a *Deploy to* button once an image is pushed;
+    ``links`` (label, URL) go before the log's: the hub's pages (bot/hublinks.py)."""
     now = time.time() if now is None else now
     requester = mention(job.requester, "slack")
     elapsed = (job.updated_at if job.state.finished else now) - job.created_at
@@ -128,8 +131,9 @@ def job_message(
         if job.artifacts.get("oci_digest"):
             pushed += f"\n*solo.io image* `{job.artifacts['oci_image']}@{job.artifacts['oci_digest']}`"
         blocks.append(_section(escape_mrkdwn(pushed)))
-    if log_url:
-        blocks.append(_context(f"<{log_url}|full log>"))
+    footer = [*links, ("full log", log_url)] if log_url else list(links)
+    if footer:
+        blocks.append(_context(" · ".join(f"<{url}|{escape_mrkdwn(label)}>" for label, url in footer)))
     buttons = []
     if job.awaiting_approval:
         digest = job.approval.get("digest")

@@ -16,6 +16,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.follow import Follower, follow
+from bot.hublinks import job_links
 from bot.loglinks import log_url
 from bot.slack import blocks
 from workers.commands import released
@@ -69,7 +70,8 @@ class Reporter(Follower):
                 ts=where["ts"],
                 text=blocks.summary(job),
                 blocks=blocks.job_message(
-                    job, self.log_url(job), environments=list(self.settings.environments)
+                    job, self.log_url(job), environments=list(self.settings.environments),
+                    links=job_links(self.settings, job),
                 ),
             )
             self.updates[job.id] = self.updates.get(job.id, 0) + 1

@@ -5,6 +5,8 @@
   var log = document.getElementById("log");
   if (!log || log.dataset.finished === "yes" || !window.EventSource) return;
   var state = document.getElementById("job-state");
+  var note = document.getElementById("log-note");
+  if (note) note.textContent = "Following the log as it is written.";
   var source = new EventSource(log.dataset.events + "?after=" + encodeURIComponent(log.dataset.after));
   function follow(text) {
     var atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
@@ -16,5 +18,9 @@
     var value = JSON.parse(e.data);
     if (state) { state.textContent = value; state.className = "state state-" + value; }
   });
-  source.addEventListener("end", function () { source.close(); log.dataset.finished = "yes"; });
+  source.addEventListener("end", function () {
+    source.close();
+    log.dataset.finished = "yes";
+    if (note) note.textContent = "The job has finished.";
+  });
 })();
