@@ -257,6 +257,7 @@ def test_environments_show_what_is_deployed_who_deployed_and_who_approved(hub: H
     assert f"add-header {v2.reference} {v2.digest}" in sections[1]
     assert "slack:U1 github:bob aaaaaaaaaaa2" in sections[1]
     assert v1.digest not in sections[1]  # replaced: history only
+    assert 'href="/hub/modules/team/add-header"' in body  # the module page of what runs
 
     page = get(hub, "/hub/environments/staging")
     history = re.findall(r"<tr>\s*<td data-label=\"When\">.*?</tr>", page, re.S)

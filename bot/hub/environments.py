@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import shlex
 from dataclasses import dataclass, field
+from functools import partial
 
 from aiohttp import web
 
 from bot.hub.access import allowed, require
 from bot.hub.acting import act
 from bot.hub.pages import render, settings_of, store
+from bot.hublinks import module_path
 from workers.config import Environment, Settings
 
 HISTORY = 200  # records shown on an environment's page
@@ -74,7 +76,7 @@ async def environments_page(request: web.Request) -> web.Response:
     settings = settings_of(request)
     records = await asyncio.to_thread(store(request).deploys, None)
     return await render(request, "environments.html", section="environments",
-                        places=places(settings, records))
+                        places=places(settings, records), module_path=partial(module_path, settings))
 
 
 async def environment_page(request: web.Request) -> web.Response:
@@ -86,7 +88,8 @@ async def environment_page(request: web.Request) -> web.Response:
     refused = await allowed(request, f"deploy:{name}")
     return await render(request, "environment.html", section="environments",
                         place=Place(name, settings.environments.get(name), current(records)),
-                        history=earlier(records), refused=refused)
+                        history=earlier(records), refused=refused,
+                        module_path=partial(module_path, settings))
 
 
 async def rollback(request: web.Request) -> web.Response:
