@@ -399,3 +399,16 @@ def test_deny_turns_the_change_down(guarded: Hub) -> None:
     job = guarded.store.get(job_id)
     assert job is not None and job.state is State.CANCELLED
     assert job.stage("deploy").error == "cancelled by github:bob"
+
+
+def test_the_api_servers_readiness_probe_waits_out_a_slow_answer() -> None:
+    """Under load the API server may take its TLS handshake past the probe's 1 s: that is "not
+    ready yet", not an error that fails the ``kube`` fixture (it did, once, in this file)."""
+    import socket
+
+    from kubeserver import _answers
+
+    with socket.socket() as listening:  # accepts connections (the backlog) and never answers
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)
+        assert _answers(f"https://127.0.0.1:{listening.getsockname()[1]}/healthz") is False
