@@ -87,6 +87,12 @@ def test_sign_in_with_github_returns_to_the_page_asked_for(hub: Hub) -> None:
     assert "Max-Age=28800" in cookie and "Path=/hub" in cookie
 
 
+def test_sign_in_never_sends_the_browser_off_the_hub(hub: Hub) -> None:
+    for target in ("https://evil.example/", "//evil.example/hub/", "/hub/\\evil.example", "/metrics"):
+        landed = requests.Session().get(f"{hub.url}/hub/signin/github", params={"next": target})
+        assert landed.url == f"{hub.url}/hub/jobs", target
+
+
 def test_a_callback_the_hub_did_not_start_is_refused(hub: Hub) -> None:
     victim = requests.Session()
     # Someone else's sign-in (a state this browser was never given) lands in the victim's browser.
@@ -188,3 +194,21 @@ def test_browser_sign_in_and_a_form_post_without_its_token(hub: Hub) -> None:
         page.get_by_role("button", name="Sign out").click()  # the form sends its token
         page.wait_for_url(f"{hub.url}/hub/signin")
         assert page.get_by_role("link", name="Sign in with GitHub").is_visible()
+
+
+def test_a_view_rule_limits_who_may_read(tmp_path: Path) -> None:
+    rules = '{"view": ["user:github:octocat"]}'
+    with serve_hub(tmp_path, {"WASMBOT_PERMISSIONS": rules}) as limited:
+        assert signed_in(limited, "octocat").get(f"{limited.url}/hub/jobs").status_code == 200
+        refused = signed_in_anywhere(limited, "mallory").get(f"{limited.url}/hub/jobs")
+        assert refused.status_code == 403 and "you may not view" in refused.text
+        assert "Sign out" in refused.text  # mallory can still sign out
+
+
+def signed_in_anywhere(hub: Hub, login: str) -> requests.Session:
+    """Signed in as ``login``, wherever the sign-in lands."""
+    hub.github.signing_in = login
+    client = requests.Session()
+    client.get(f"{hub.url}/hub/signin/github")
+    assert COOKIE in client.cookies
+    return client

@@ -174,3 +174,30 @@ def test_without_javascript_the_page_shows_the_log_so_far(hub: Hub, tmp_path: Pa
         page.goto(f"{hub.url}/hub/jobs/{job.id}")
         assert "[test] so far" in page.locator("#log").inner_text()
         assert page.get_by_text("reload the page to see more").is_visible()
+
+
+def test_the_pages_fit_a_phone_and_follow_the_keyboard(hub: Hub) -> None:
+    from playwright.sync_api import expect
+
+    job = make_job(hub.store, text="build examples/a-filter-with-a-rather-long-name --tag registry.example:5000/team/x:v1")
+    hub.store.log(job.id, "build", "a log line that is much wider than a phone's screen " * 8)
+    with browser() as chromium:
+        page = chromium.new_page(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+        sign_in(page, hub)
+        for path in ("/hub/jobs", f"/hub/jobs/{job.id}"):
+            page.goto(f"{hub.url}{path}")
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{path} is {overflow}px wider than the phone's screen"
+        page.goto(f"{hub.url}/hub/jobs")
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert outline == "solid"  # focus is visible
+        page.keyboard.press("Enter")
+        expect(page.locator("#main")).to_be_focused()
+        page.keyboard.press("Tab")  # the first thing in the page: the repository filter
+        expect(page.get_by_label("Repository")).to_be_focused()
+        page.keyboard.type("no-such-repository")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{hub.url}/hub/jobs?repo=no-such-repository&requester=&state=")
+        expect(page.get_by_text("No jobs match these filters.")).to_be_visible()

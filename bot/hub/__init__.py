@@ -18,7 +18,8 @@ How a page module plugs in (bot/hub/jobs.py is one):
 - Who asks: ``viewer(request)`` (bot.hub.session) is a ``Viewer`` or None; ``Viewer.user`` is
   the id job records and bot/permissions.py use, ``github:LOGIN``.
 - Reading needs no check in the handler: the hub's middleware lets through only a signed-in
-  viewer, or anyone when the operator set ``hub_anonymous_read`` (then pages are read-only).
+  viewer (one the ``view`` rule allows, when ``[permissions]`` has one), or anyone when the
+  operator set ``hub_anonymous_read`` (then pages are read-only).
 - Acting: ``await require(request, "deploy:prod", owner=job.requester)`` (bot.hub.access)
   raises 403 with the reason unless the viewer may; ``await allowed(...)`` returns that reason
   or None (to grey out a button).  Both ask ``bot.permissions.check``: the rules chat obeys.
@@ -36,9 +37,9 @@ How a page module plugs in (bot/hub/jobs.py is one):
 
 URL shapes (``bot.hublinks`` builds the absolute ones chat messages link to): ``/hub/jobs``
 (``?repo=&requester=&state=&page=``), ``/hub/jobs/ID``, ``/hub/jobs/ID/events`` (the log as
-server-sent events), ``/hub/modules``, ``/hub/modules/REPOSITORY`` (the registry path, slashes
-kept), ``/hub/environments``, ``/hub/environments/NAME``, ``/hub/approvals``, ``/hub/signin``,
-``/hub/oauth/callback``, ``/hub/signout`` (POST).
+server-sent events), ``/hub/modules``, ``/hub/modules/REPOSITORY`` (a repository of the
+default registry, slashes kept), ``/hub/environments``, ``/hub/environments/NAME``,
+``/hub/approvals``, ``/hub/signin``, ``/hub/oauth/callback``, ``/hub/signout`` (POST).
 """
 
 from __future__ import annotations

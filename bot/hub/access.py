@@ -3,7 +3,9 @@
 Every hub request passes ``gate``: it reads the session cookie; a request that changes state
 (any method but GET, HEAD, OPTIONS) needs a signed-in viewer and the session's CSRF token, and
 a page read needs a signed-in viewer unless the operator allows anonymous reading
-(``hub_anonymous_read``).  Sign-in pages and static files are open to all.  Actions are decided
+(``hub_anonymous_read``), and, when ``[permissions]`` has a ``view`` rule, a viewer it allows
+(without one, anyone who signs in with GitHub may read).  Sign-in pages and static files are
+open to all.  Actions are decided
 by ``bot.permissions.check`` on the viewer's ``github:LOGIN``, the same rules and the same
 answer as a pull request comment by that person (no author association: a web page is not
 asked on a repository).
@@ -24,6 +26,7 @@ from bot.serving import Handler
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN = ("/hub/signin", "/hub/oauth/", "/hub/static/")  # readable by anyone, signed in or not
 CSRF_FIELD, CSRF_HEADER = "csrf_token", "X-CSRF-Token"
+VIEW = "view"  # the [permissions] action that reading the hub needs, when it is configured
 
 
 async def refuse(request: web.Request, reason: str) -> web.Response:
@@ -44,8 +47,11 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), who.csrf.encode()):
             return await refuse(request, "this form is missing its CSRF token or has a stale one: "
                                          "reload the page and try again")
-    elif who is None and not settings.hub_anonymous_read and not request.path.startswith(OPEN):
-        raise web.HTTPFound(f"/hub/signin?next={quote(request.path_qs, safe='')}")
+    elif not request.path.startswith(OPEN):
+        if who is None and not settings.hub_anonymous_read:
+            raise web.HTTPFound(f"/hub/signin?next={quote(request.path_qs, safe='')}")
+        if who is not None and VIEW in settings.permissions and (reason := await allowed(request, VIEW)):
+            return await refuse(request, reason)
     return await handler(request)
 
 

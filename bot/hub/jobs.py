@@ -20,10 +20,13 @@ from bot.hublinks import job_links
 from workers.abitest.report import Report
 from workers.config import Settings
 from workers.jobs import Event, Job, State
+from workers.store import JobStore
 
 PAGE_SIZE = 50
-SCAN = 5000  # newest jobs a filtered list looks through
-POLL = 4.0  # seconds one wait for new log lines may block a thread (and between keep-alives)
+SCAN = 5000  # newest jobs the list goes back through (a filter looks at all of them)
+# Seconds one wait for new log lines blocks a thread (and between keep-alives); the process
+# waits for those threads when it stops, so this is also what an open stream adds to a stop.
+POLL = 1.0
 STREAMS = 32  # live logs followed at once; a page past that shows the log so far
 JOB_ID = "{job:[0-9a-f]{12}}"
 THREADS = web.AppKey("hub_log_threads", concurrent.futures.ThreadPoolExecutor)
@@ -78,9 +81,9 @@ async def jobs_page(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"no job state {wanted.state!r}\n")
     page = _page_number(request.query.get("page"))
     start = (page - 1) * PAGE_SIZE
-    filtered = wanted != Filters()
-    # One job past the page says whether there is a next page.
-    newest = await asyncio.to_thread(store(request).recent, SCAN if filtered else start + PAGE_SIZE + 1)
+    # Unfiltered, one job past the page says whether there is a next page.
+    wanted_jobs = SCAN if wanted != Filters() else min(SCAN, start + PAGE_SIZE + 1)
+    newest = await asyncio.to_thread(store(request).recent, wanted_jobs)
     found = [job for job in newest if wanted.match(job)]
     shown = found[start:start + PAGE_SIZE]
     return await render(
@@ -88,7 +91,7 @@ async def jobs_page(request: web.Request) -> web.Response:
         repository=repository, page=page,
         previous=wanted.query(page - 1) if page > 1 else None,
         next=wanted.query(page + 1) if len(found) > start + PAGE_SIZE else None,
-        scanned=SCAN if filtered and len(newest) == SCAN else None)
+        scanned=SCAN if len(newest) == SCAN else None)
 
 
 def abi_report(job: Job) -> Report | None:
@@ -163,24 +166,41 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 
 async def _stream(request: web.Request, response: web.StreamResponse, job_id: str, after: int) -> None:
     jobs, loop = store(request), asyncio.get_running_loop()
-    closing = request.app[CLOSING]
-    await response.write(b"retry: 2000\n\n")
-    while not closing.is_set():
-        events = await loop.run_in_executor(request.app[THREADS], jobs.events, job_id, after, POLL)
-        for event in events:
-            await response.write(_sse("log", line(event), event.seq))
-            if event.kind == "job" and event.state is not None:
-                await response.write(_sse("state", event.state.value, event.seq))
-        after = events[-1].seq if events else after
-        ended = any(e.kind == "job" and e.state is not None and e.state.finished for e in events)
-        if not events:
-            await response.write(b": still here\n\n")  # a dead connection shows up as a write error
-        if ended or not events:
-            job = await asyncio.to_thread(jobs.get, job_id)
-            drained = job is not None and not await asyncio.to_thread(jobs.events, job_id, after)
-            if job is None or (job.state.finished and drained):
-                await response.write(_sse("end", job.state.value if job else "gone"))
+    closing = asyncio.ensure_future(request.app[CLOSING].wait())  # the server is stopping
+    try:
+        await response.write(b"retry: 2000\n\n")
+        while True:
+            waiting = loop.run_in_executor(request.app[THREADS], jobs.events, job_id, after, POLL)
+            either: set[asyncio.Future[Any]] = {waiting, closing}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if closing.done():
                 return
+            events = waiting.result()
+            for event in events:
+                await response.write(_sse("log", line(event), event.seq))
+                if event.kind == "job" and event.state is not None:
+                    await response.write(_sse("state", event.state.value, event.seq))
+            after = events[-1].seq if events else after
+            if not events:
+                await response.write(b": still here\n\n")  # a dead connection shows up as a write error
+            ended = any(e.kind == "job" and e.state is not None and e.state.finished for e in events)
+            if (ended or not events) and await _finished(jobs, job_id, after, response):
+                return
+    finally:
+        closing.cancel()
+
+
+async def _finished(jobs: JobStore, job_id: str, after: int, response: web.StreamResponse) -> bool:
+    """Whether the job is over and every event of it sent; if so, say ``end``."""
+    job = await asyncio.to_thread(jobs.get, job_id)
+    if job is not None and not job.state.finished:
+        return False
+    if job is not None:
+        unsent: list[Event] = await asyncio.to_thread(jobs.events, job_id, after)
+        if unsent:
+            return False  # the record is newer than the events read: send those first
+    await response.write(_sse("end", job.state.value if job else "gone"))
+    return True
 
 
 def routes(hub: web.Application, settings: Settings) -> None:
