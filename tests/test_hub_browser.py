@@ -162,3 +162,29 @@ def test_who_may_not_approve_or_roll_back_cannot(guarded: tuple[Hub, dict[str, s
         assert answer.status == 403 and "you may not deploy:prod" in answer.text()
     job = hub.store.get(job_id)
     assert job is not None and job.awaiting_approval
+
+
+def test_the_pages_fit_a_phone_and_work_from_the_keyboard(guarded: tuple[Hub, dict[str, str], Pushed]) -> None:
+    hub, _, pushed = guarded
+    with browser() as chromium:
+        page = chromium.new_page(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+        sign_in(page, hub, "bob")
+        for path in ("/hub/modules", "/hub/modules/team/add-header", "/hub/environments",
+                     "/hub/environments/prod", "/hub/approvals"):
+            page.goto(f"{hub.url}{path}")
+            expect(page.locator("main h1")).to_be_visible()
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{path} is {overflow}px wider than the phone's screen"
+            scrolled = page.evaluate("Math.max(0, ...[...document.querySelectorAll('.table-wrap')]"
+                                     ".map(t => t.scrollWidth - t.clientWidth))")
+            assert scrolled <= 0, f"a table of {path} scrolls sideways by {scrolled}px: rows should stack"
+        deny = page.get_by_role("button", name="Deny")
+        for _ in range(40):  # Tab through the page, as a keyboard user does, to the Deny button
+            page.keyboard.press("Tab")
+            if deny.evaluate("button => button === document.activeElement"):
+                break
+        expect(deny).to_be_focused()
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r".*/hub/jobs/[0-9a-f]{12}$"))
+        expect(page.locator("#job-state")).to_have_text("cancelled")
+    assert pushed.digest not in str(hub.store.deploys("prod"))
