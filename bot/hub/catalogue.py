@@ -168,13 +168,13 @@ async def current(settings: Settings, wait: float = 5.0) -> Catalogue | None:
     if found is not None and now - found.read_at < settings.hub_catalogue_refresh:
         return found
     task = _running.get(str(settings.default_registry))
-    if task is None or task.done():
+    if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
         period = int(now // settings.hub_catalogue_refresh)
         store = open_store(settings)
         claim = f"hub-catalogue:{settings.default_registry}:{period}"
         if await store.claim_key_async(claim, _OWNER, 2 * settings.hub_catalogue_refresh) != _OWNER \
                 and found is not None:
-            return found  # another replica (or an earlier request here) reads it this period
+            return found  # another replica reads it this period
         task = asyncio.create_task(asyncio.to_thread(refresh, settings))
         _running[str(settings.default_registry)] = task
     if found is not None:
