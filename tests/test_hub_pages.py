@@ -412,3 +412,19 @@ def test_the_api_servers_readiness_probe_waits_out_a_slow_answer() -> None:
         listening.bind(("127.0.0.1", 0))
         listening.listen(8)
         assert _answers(f"https://127.0.0.1:{listening.getsockname()[1]}/healthz") is False
+
+
+def test_anonymous_readers_see_the_pages_without_any_action(guarded: Hub) -> None:
+    """With ``hub_anonymous_read`` the pages are readable without signing in, and read-only."""
+    v1, v2 = guarded.push("team/add-header:v1"), guarded.push("team/add-header:v2", padding=5)
+    deployed(guarded, "staging", v1, "aaaaaaaaaaa1", "github:alice", at=1000.0)
+    deployed(guarded, "staging", v2, "aaaaaaaaaaa2", "github:alice", at=2000.0)
+    ask_for_prod(guarded, v1)
+    catalogue.refresh(guarded.settings)
+    guarded.settings = guarded.settings.model_copy(update={"hub_anonymous_read": True})
+    for path in ("/hub/modules", "/hub/environments", "/hub/environments/staging", "/hub/approvals"):
+        body = get(guarded, path, login=None)
+        assert "<form method=\"post\"" not in body, path
+    assert "Sign in to approve or deny." in get(guarded, "/hub/approvals", login=None)
+    guarded.settings = guarded.settings.model_copy(update={"hub_anonymous_read": False})
+    assert asyncio.run(fetch(guarded, "GET", "/hub/approvals", None))[0] == 302  # to sign in
