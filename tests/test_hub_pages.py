@@ -245,17 +245,19 @@ def deployed(hub: Hub, env: str, pushed: Pushed, job: str, by: str, approver: st
 
 def test_environments_show_what_is_deployed_who_deployed_and_who_approved(hub: Hub) -> None:
     v1 = hub.push("team/add-header:v1")
-    v2 = hub.push("team/add-header:v2", padding=5)
+    v2 = hub.push("team/add-header:v2", padding=5, annotations={"io.wasmbot.job": "bbbbbbbbbbb2"})
     deployed(hub, "staging", v1, "aaaaaaaaaaa1", "github:alice", at=1000.0)
     deployed(hub, "staging", v2, "aaaaaaaaaaa2", "slack:U1", approver="github:bob", at=2000.0)
     deployed(hub, "prod", v1, "aaaaaaaaaaa3", "github:alice", approver="github:bob", at=1500.0)
+    catalogue.refresh(hub.settings)  # which build made each digest
 
     body = get(hub, "/hub/environments")
     sections = rows(body, "environment")
     assert [s.split()[0] for s in sections] == ["prod", "staging"]
     assert f"add-header {v1.reference} {v1.digest}" in sections[0] and "github:bob" in sections[0]
     assert f"add-header {v2.reference} {v2.digest}" in sections[1]
-    assert "slack:U1 github:bob aaaaaaaaaaa2" in sections[1]
+    assert "slack:U1 github:bob aaaaaaaaaaa2 job bbbbbbbbbbb2" in sections[1]  # and the build that made it
+    assert "aaaaaaaaaaa3 —" in sections[0]  # v1 was not pushed by a wasmbot job
     assert v1.digest not in sections[1]  # replaced: history only
     assert 'href="/hub/modules/team/add-header"' in body  # the module page of what runs
 

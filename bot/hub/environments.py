@@ -18,6 +18,7 @@ from functools import partial
 
 from aiohttp import web
 
+from bot.hub import catalogue
 from bot.hub.access import allowed, require
 from bot.hub.acting import act
 from bot.hub.pages import render, settings_of, store
@@ -72,11 +73,21 @@ def earlier(records: list[dict[str, str]]) -> list[tuple[dict[str, str], bool]]:
              and now[r["filter"]]["digest"] != r["digest"]) for r in records]
 
 
+def builds(settings: Settings) -> dict[str, str]:
+    """The job that built each digest, as the module catalogue knows it (the ``io.wasmbot.job``
+    annotation wasmbot's push writes): which build produced what is deployed."""
+    found = catalogue.load(settings) if settings.default_registry else None
+    if found is None:
+        return {}
+    return {digest: e.job for e in found.entries if e.job for digest in (e.digest, e.resolved) if digest}
+
+
 async def environments_page(request: web.Request) -> web.Response:
     settings = settings_of(request)
     records = await asyncio.to_thread(store(request).deploys, None)
     return await render(request, "environments.html", section="environments",
-                        places=places(settings, records), module_path=partial(module_path, settings))
+                        places=places(settings, records), module_path=partial(module_path, settings),
+                        builds=await asyncio.to_thread(builds, settings))
 
 
 async def environment_page(request: web.Request) -> web.Response:
@@ -88,8 +99,8 @@ async def environment_page(request: web.Request) -> web.Response:
     refused = await allowed(request, f"deploy:{name}")
     return await render(request, "environment.html", section="environments",
                         place=Place(name, settings.environments.get(name), current(records)),
-                        history=earlier(records), refused=refused,
-                        module_path=partial(module_path, settings))
+                        history=earlier(records), refused=refused, module_path=partial(module_path, settings),
+                        builds=await asyncio.to_thread(builds, settings))
 
 
 async def rollback(request: web.Request) -> web.Response:
