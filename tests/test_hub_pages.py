@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,6 +229,22 @@ def test_a_registry_that_fails_keeps_the_last_catalogue_and_says_why(hub: Hub) -
     body = get(hub, "/hub/modules")
     assert len(rows(body, "module")) == 1
     assert re.search(r"The last read failed: registry 127\.0\.0\.1:\d+ is unreachable", body), body
+
+
+def test_a_repository_that_cannot_be_read_keeps_its_last_entries(hub: Hub) -> None:
+    hub.push("team/add-header:v1")
+    hub.push("team/auth:v1")
+    catalogue.refresh(hub.settings)
+    # The registry still lists the repository but can no longer list its tags (404 NAME_UNKNOWN).
+    storage = hub.tmp / "registry" / "data" / "docker" / "registry" / "v2" / "repositories"
+    shutil.rmtree(storage / "team" / "auth" / "_manifests" / "tags")
+    hub.push("team/add-header:v2")
+    catalogue.refresh(hub.settings)
+    body = get(hub, "/hub/modules")
+    assert [" ".join(r.split()[:3]) for r in rows(body, "module")] == [
+        "team/add-header : v1", "team/add-header : v2", "team/auth : v1"]
+    assert "1 of 2 repositories could not be read (shown as last read); the first: registry" in body
+    assert "team/auth" in body.split("The last read failed:")[1]
 
 
 # -- environments --------------------------------------------------------------------------------

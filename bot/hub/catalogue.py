@@ -89,20 +89,36 @@ class Catalogue:
 
 
 def read(registry: Registry, host: str, previous: Catalogue | None, now: float) -> Catalogue:
-    """Read the registry's catalogue, reusing what ``previous`` knew of unchanged tags."""
+    """Read the registry's catalogue, reusing what ``previous`` knew of unchanged tags.  A
+    repository that cannot be read keeps its previous entries, and the catalogue says so."""
     known = {(e.repository, e.tag): e for e in previous.entries} if previous else {}
     entries: list[Entry] = []
-    for repository in sorted(registry.catalog()):
-        tags = registry.tags(repository)
-        signatures = {m.group(1) for m in map(_COSIGN.match, tags) if m and m.group(2) == "sig"}
-        for tag in sorted(t for t in tags if not _COSIGN.match(t)):
-            digest = _head(registry, repository, tag)
-            old = known.get((repository, tag))
-            entry = old if old is not None and digest and old.digest == digest else \
-                _inspect(registry, host, repository, tag, digest, now)
-            entry.signed = bool({entry.digest, entry.resolved} & {f"sha256:{s}" for s in signatures})
-            entries.append(entry)
-    return Catalogue(host, now, entries)
+    problems: list[str] = []
+    repositories = sorted(registry.catalog())
+    for repository in repositories:
+        try:
+            entries += _repository(registry, host, repository, known, now)
+        except RegistryError as exc:
+            problems.append(str(exc))
+            entries += [entry for (name, _), entry in known.items() if name == repository]
+    error = (f"{len(problems)} of {len(repositories)} repositories could not be read (shown as last read); "
+             f"the first: {problems[0]}") if problems else ""
+    return Catalogue(host, now, entries, error)
+
+
+def _repository(registry: Registry, host: str, repository: str, known: dict[tuple[str, str], Entry],
+                now: float) -> list[Entry]:
+    tags = registry.tags(repository)
+    signatures = {m.group(1) for m in map(_COSIGN.match, tags) if m and m.group(2) == "sig"}
+    entries = []
+    for tag in sorted(t for t in tags if not _COSIGN.match(t)):
+        digest = _head(registry, repository, tag)
+        old = known.get((repository, tag))
+        entry = old if old is not None and digest and old.digest == digest else \
+            _inspect(registry, host, repository, tag, digest, now)
+        entry.signed = bool({entry.digest, entry.resolved} & {f"sha256:{s}" for s in signatures})
+        entries.append(entry)
+    return entries
 
 
 def _head(registry: Registry, repository: str, tag: str) -> str:
