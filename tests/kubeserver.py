@@ -261,5 +261,5 @@ class KubeServer:
 def _answers(url: str) -> bool:
     try:
         return requests.get(url, timeout=1, verify=False).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # a loaded machine: not ready yet
         return False

@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     log_link_key: SecretStr | None = None
     log_link_key_file: Path | None = None
     log_link_ttl: float = Field(default=30 * 86400.0, gt=0)  # seconds a log link stays valid
+    # Seconds the web hub's module catalogue (read from default_registry) is shown before it is
+    # read again in the background (bot/hub/catalogue.py).
+    hub_catalogue_refresh: float = Field(default=120.0, gt=0)
     # GitHub (bot/github/, docs/github.md).  The GITHUB_* names follow GitHub's conventions.
     github_webhook_secret: SecretStr | None = _named("GITHUB_WEBHOOK_SECRET")
     github_token: SecretStr | None = _named("GITHUB_TOKEN")

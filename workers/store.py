@@ -53,6 +53,7 @@ class JobStore(Protocol):
     def get(self, job_id: str) -> Job | None: ...
     def recent(self, limit: int = 20) -> list[Job]: ...
     def active(self) -> list[Job]: ...
+    def waiting(self) -> list[Job]: ...
     def update(self, job_id: str, change: Callable[[Job], T]) -> T: ...
     def log(self, job_id: str, stage: str | None, text: str) -> None: ...
     def events(self, job_id: str, after: int = 0, timeout: float = 0) -> list[Event]: ...
@@ -68,6 +69,8 @@ class JobStore(Protocol):
     def open_work(self, prefix: str) -> dict[str, str]: ...
     def record_deploy(self, record: dict[str, str]) -> None: ...
     def deploys(self, env: str | None = None, limit: int = 1000) -> list[dict[str, str]]: ...
+    def save_view(self, name: str, data: str) -> None: ...
+    def view(self, name: str) -> str | None: ...
     def add_counts(self, counts: dict[str, float]) -> None: ...
     async def add_counts_async(self, counts: dict[str, float]) -> None: ...
     async def close_async(self) -> None: ...
@@ -264,6 +267,8 @@ class RedisStore:
             pipe.set(self._key("job", job.id), job.model_dump_json())
             pipe.zadd(self._key("jobs"), {job.id: job.created_at})
             pipe.sadd(self._key("active"), job.id)
+            if job.state is State.PENDING:
+                pipe.sadd(self._key("pending"), job.id)
             for event in state_events(None, job):
                 self._append(pipe, job.id, event)
             pipe.execute()
@@ -287,6 +292,13 @@ class RedisStore:
         return [j for j in self._get_many(sorted(ids))
                 if j.state in ACTIVE]
 
+    def waiting(self) -> list[Job]:
+        """Jobs whose state is pending (waiting for an approval), oldest first: an indexed
+        read, so the hub's approvals page does not scan every job."""
+        ids: set[str] = self.redis.smembers(self._key("pending"))  # type: ignore[assignment]
+        found = [j for j in self._get_many(sorted(ids)) if j.state is State.PENDING]
+        return sorted(found, key=lambda j: j.created_at)
+
     def update(self, job_id: str, change: Callable[[Job], T]) -> T:
         key = self._key("job", job_id)
         with self.redis.pipeline() as pipe:
@@ -306,6 +318,10 @@ class RedisStore:
                         pipe.srem(self._key("active"), job_id)
                     else:
                         pipe.sadd(self._key("active"), job_id)
+                    if job.state is State.PENDING:
+                        pipe.sadd(self._key("pending"), job_id)
+                    else:
+                        pipe.srem(self._key("pending"), job_id)
                     for event in state_events(before, job):
                         self._append(pipe, job_id, event)
                     self._queue_counts(pipe, transition_counts(before, job))
@@ -422,6 +438,15 @@ class RedisStore:
             found += [json.loads(r) for r in self.redis.lrange(self._key("deploys", name), 0, limit - 1)]
         return sorted(found, key=lambda r: float(r["at"]), reverse=True)[:limit]
 
+    def save_view(self, name: str, data: str) -> None:
+        """Keep ``data`` as the view ``name``: what a front end derived from slow sources (the
+        hub's module catalogue, read from the registry), shared by every replica."""
+        self.redis.set(self._key("view", name), data)
+
+    def view(self, name: str) -> str | None:
+        found: str | None = self.redis.get(self._key("view", name))  # type: ignore[assignment]
+        return found
+
     # -- metrics: counters every process adds to (workers/metrics.py names them) --
 
     def _queue_counts(self, pipe: redis.client.Pipeline, counts: dict[str, float]) -> None:
@@ -464,6 +489,7 @@ class RedisStore:
                         pipe.delete(key, events, self._key("logcap", job_id))
                         pipe.zrem(self._key("jobs"), job_id)
                         pipe.srem(self._key("active"), job_id)
+                        pipe.srem(self._key("pending"), job_id)
                         pipe.execute()
                 except redis.WatchError:
                     continue  # changed meanwhile (a retry): not old any more
@@ -533,6 +559,8 @@ class SqliteStore:
                 CREATE TABLE IF NOT EXISTS deploys (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, env TEXT NOT NULL, data TEXT NOT NULL);
                 CREATE INDEX IF NOT EXISTS deploys_env ON deploys(env, seq);
+                -- what front ends derived from slow sources (save_view)
+                CREATE TABLE IF NOT EXISTS views (name TEXT PRIMARY KEY, data TEXT NOT NULL);
                 -- log caps: bytes kept, the marker's row (reserved when the head is full),
                 -- the last row looked at for dropping, and the lines and bytes dropped
                 CREATE TABLE IF NOT EXISTS logcaps (
@@ -598,6 +626,11 @@ class SqliteStore:
         rows = self._connect().execute(
             "SELECT data FROM jobs WHERE state IN (?, ?) ORDER BY created",
             tuple(s.value for s in ACTIVE)).fetchall()
+        return [Job.model_validate_json(r[0]) for r in rows]
+
+    def waiting(self) -> list[Job]:
+        rows = self._connect().execute(
+            "SELECT data FROM jobs WHERE state = ? ORDER BY created", (State.PENDING.value,)).fetchall()
         return [Job.model_validate_json(r[0]) for r in rows]
 
     def update(self, job_id: str, change: Callable[[Job], T]) -> T:
@@ -728,6 +761,13 @@ class SqliteStore:
             rows = self._connect().execute(
                 "SELECT data FROM deploys WHERE env = ? ORDER BY seq DESC LIMIT ?", (env, limit)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def save_view(self, name: str, data: str) -> None:
+        self._connect().execute("INSERT OR REPLACE INTO views VALUES (?, ?)", (name, data))
+
+    def view(self, name: str) -> str | None:
+        row = self._connect().execute("SELECT data FROM views WHERE name = ?", (name,)).fetchone()
+        return str(row[0]) if row else None
 
     # -- metrics: counters every process adds to (workers/metrics.py names them) --
 

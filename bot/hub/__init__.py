@@ -59,6 +59,9 @@ STATIC = Path(__file__).parent / "static"
 PAGES = [
     "bot.hub.auth",
     "bot.hub.jobs",
+    "bot.hub.modules",
+    "bot.hub.environments",
+    "bot.hub.approvals",
 ]
 
 

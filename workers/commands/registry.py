@@ -19,8 +19,10 @@ from workers.commands.models import Command, CommandError, HelpCommand
 from workers.commands.parsing import LANGUAGES, PLATFORMS, TEMPLATE_LANGUAGES
 
 MAX_COMMAND_LENGTH = 1000
-FRONT_ENDS = {"slack": "Slack", "github": "pull request comments", "cli": "the CLI"}
-EVERYWHERE = frozenset(FRONT_ENDS)
+FRONT_ENDS = {"slack": "Slack", "github": "pull request comments", "cli": "the CLI", "web": "the web hub"}
+EVERYWHERE = frozenset({"slack", "github", "cli"})  # every front end people type commands into
+# The web hub (bot/hub/) types nothing: its buttons run these commands as the signed-in person.
+HUB_ACTIONS = EVERYWHERE | {"web"}
 CHAT_AND_CLI = frozenset({"cli", "slack"})
 OVERVIEW = "/wasm COMMAND [ARGS]; /wasm help lists the commands"
 
@@ -70,7 +72,7 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("deploy", "/wasm deploy IMAGE|JOB --env ENV [--config JSON] [--root-id ID] [--dry-run] [--force] "
          "[--adopt]",
          "deploy a pushed module to an environment (--dry-run shows what would be applied)", parsing.deploy,
-         where=EVERYWHERE, permission="deploy:{env}", allowed=(), stages=("deploy",), approval=True),
+         where=HUB_ACTIONS, permission="deploy:{env}", allowed=(), stages=("deploy",), approval=True),
     Spec("rollback", "/wasm rollback ENV [FILTER]",
          "deploy again the digest that was deployed before the current one", parsing.rollback,
          where=EVERYWHERE, permission="deploy:{env}", allowed=(), stages=("deploy",), approval=True),
@@ -90,9 +92,9 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("retry", "/wasm retry JOB", "run a failed or cancelled job again from the stage that failed",
          parsing.retry, allowed=("requester",)),
     Spec("approve", "/wasm approve JOB", "approve a change to a protected environment (not your own)",
-         parsing.decide, where=EVERYWHERE, permission="approve:{env}", allowed=()),
+         parsing.decide, where=HUB_ACTIONS, permission="approve:{env}", allowed=()),
     Spec("deny", "/wasm deny JOB", "turn down a change to a protected environment", parsing.decide,
-         where=EVERYWHERE, permission="approve:{env}", allowed=()),
+         where=HUB_ACTIONS, permission="approve:{env}", allowed=()),
     Spec("retest", "/wasm retest",
          "in a pull request: build and test its head commit again (also /wasm build, /wasm test)",
          parsing.pull_request, where=frozenset({"github"})),
