@@ -10,8 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import loglinks
-from bot import hub
+from bot import hub, loglinks
 from bot import web as web_front_end
 from bot.loglinks import log_url
 from workers.config import Settings
