@@ -34,8 +34,9 @@ from bot.localservices import Service
 from workers import artifacts
 from workers.abitest import Report
 from workers.config import Settings
-from workers.jobs import Job, State
+from workers.jobs import Job, Stage, State
 from workers.oci.image import MANIFEST_MEDIA_TYPE
+from workers.store import JobStore
 
 # A worker that consumes only the C toolchain's queue: it runs builds and nothing else.
 BUILD_ONLY = """
@@ -199,3 +200,25 @@ def test_a_pull_request_checked_out_on_one_host_is_built_on_another(githubbot: G
     for case in ("adds the configured response header", "a request with x-deny gets a local 403",
                  "another plugin configuration is applied on reconfigure"):
         assert case in text, text
+
+
+def test_both_stores_keep_outputs_until_their_time_or_their_job_goes(store: JobStore) -> None:
+    """The job store's side, on Redis and on the embedded SQLite file alike."""
+    job = Job(requester="t", origin="t", text="", source_root="", command={"name": "test", "source": "x"},
+              stages=[Stage(name="test")])
+    store.create(job)
+    data = bytes(range(256)) * 64  # bytes, not text
+    store.put_artifact(job.id, "filter.wasm", data, ttl=60)
+    store.put_artifact("other", "abi-test.json", b"{}", ttl=-1)  # already past its time
+    assert store.get_artifact(job.id, "filter.wasm") == data
+    assert store.get_artifact(job.id, "abi-test.json") is None and store.get_artifact("other", "abi-test.json") is None
+
+    store.add_scratch("oci:a", 100.0)
+    store.add_scratch("oci:b", 200.0)
+    assert store.due_scratch(150.0) == ["oci:a"] and store.due_scratch(250.0) == ["oci:a", "oci:b"]
+    store.drop_scratch("oci:a")
+    assert store.due_scratch(250.0) == ["oci:b"]
+
+    store.update(job.id, lambda j: j.stop(State.FAILED, "done"))
+    assert store.prune(time.time() + 1).jobs == [job.id]
+    assert store.get_artifact(job.id, "filter.wasm") is None  # gone with its job
