@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers import artifacts
+from workers import artifacts, outage
 from workers.config import Settings
 from workers.jobs import Job
 from workers.store import open_store
@@ -44,17 +44,21 @@ StageFn = Callable[[StageContext], dict[str, str]]
 
 
 def keep(ctx: StageContext, name: str, data: bytes, *, large: bool = False) -> str:
-    """Keep an output for later stages and front ends; its reference goes in the stage's result."""
+    """Keep an output for later stages and front ends; its reference goes in the stage's result.
+    A brief store outage is waited out: the work that made the output is not lost to it."""
+    store, job_id = open_store(ctx.settings), ctx.job.id
     try:
-        return artifacts.put(ctx.settings, open_store(ctx.settings), ctx.job.id, name, data, large=large)
+        return outage.retrying(lambda: artifacts.put(ctx.settings, store, job_id, name, data, large=large),
+                               f"the output {name}")
     except artifacts.ArtifactError as exc:
         raise StageError(str(exc)) from None
 
 
 def load(ctx: StageContext, ref: str, limit: int = artifacts.READ_LIMIT) -> bytes:
     """An earlier stage's output, by the reference it recorded."""
+    store = open_store(ctx.settings)
     try:
-        return artifacts.get(ctx.settings, open_store(ctx.settings), ref, limit)
+        return outage.retrying(lambda: artifacts.get(ctx.settings, store, ref, limit), "reading an output")
     except artifacts.ArtifactError as exc:
         raise StageError(str(exc)) from None
 
