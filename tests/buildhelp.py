@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workers import artifacts
 from workers.config import Settings
 from workers.jobs import Job, Stage
 from workers.stages import StageContext, StageError, build
+from workers.store import open_store
 
 
 @dataclass
@@ -17,6 +19,7 @@ class BuildRun:
     result: dict[str, str] | None
     error: str | None
     log: list[str] = field(default_factory=list)
+    module: bytes = b""  # what the build kept for the later stages
 
     @property
     def text(self) -> str:
@@ -30,6 +33,7 @@ def run_build(source: Path, data_dir: Path, lang: str | None = None, **settings:
     ctx = StageContext(job=job, settings=Settings(data_dir=data_dir, **settings),
                        workdir=Path(tempfile.mkdtemp(prefix="wasmbot-build-test-")), log=log.append)
     try:
-        return BuildRun(build.run(ctx), None, log)
+        result = build.run(ctx)
+        return BuildRun(result, None, log, artifacts.get(ctx.settings, open_store(ctx.settings), result["module"]))
     except StageError as exc:
         return BuildRun(None, str(exc), log)

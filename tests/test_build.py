@@ -26,8 +26,8 @@ def scaffold(tmp_path: Path, lang: str, name: str | None = None) -> Path:
     return tmp_path / name
 
 
-def check_module(module: str, source: Path) -> abitest.Report:
-    report = abitest.run(Path(module).read_bytes(), abitest.load(source / "wasm-tests.yaml", source.name))
+def check_module(module: bytes, source: Path) -> abitest.Report:
+    report = abitest.run(module, abitest.load(source / "wasm-tests.yaml", source.name))
     assert report.ok, render_text(report)
     return report
 
@@ -71,7 +71,7 @@ def test_template_scaffolds_builds_and_passes_its_cases(tmp_path: Path, lang: st
     run = run_build(source, tmp_path / "data")
     assert run.result is not None, run.error
     assert run.result["lang"] == lang and run.result["root_ids"] == f"t-{lang}"
-    report = check_module(run.result["module"], source)
+    report = check_module(run.module, source)
     assert report.abi_version == SDKS[lang].abi_version
     assert [c.name for c in report.passed] == ["adds the configured response header",
                                               "a new plugin configuration changes the header"]
@@ -89,7 +89,7 @@ def test_cpp_toolchain_builds_a_cpp_filter_with_libcxx(tmp_path: Path) -> None:
     shutil.copytree(FILTERS / "cpp", source, ignore=shutil.ignore_patterns("build"))
     run = run_build(source, tmp_path / "data")
     assert run.result is not None, run.error
-    assert check_module(run.result["module"], source).abi_version == "0.2.1"
+    assert check_module(run.module, source).abi_version == "0.2.1"
 
 
 # -- caches ------------------------------------------------------------------------------------
@@ -253,4 +253,4 @@ def test_docker_engine_through_a_cli_compatible_shim(tmp_path: Path, monkeypatch
     shutil.copytree(FILTERS / "c", source, ignore=shutil.ignore_patterns("build"))
     run = run_build(source, tmp_path / "data", container_engine="docker")
     assert run.result is not None, run.error
-    check_module(run.result["module"], source)
+    check_module(run.module, source)

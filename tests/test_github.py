@@ -23,6 +23,7 @@ from kubeserver import KubeServer
 from bot.github.answering import COMMENT_WORK
 from bot.github.render import MARKER
 from bot.localservices import Service, free_port
+from workers import artifacts
 from workers.jobs import Job, State
 
 PAYLOADS = TESTDATA / "github"
@@ -610,7 +611,7 @@ def test_a_published_release_is_pushed_attached_and_announced(wasmbot: Wasmbot, 
         announced = posted[0].args
         assert announced["channel"] == "#wasm" and job.artifacts["digest"] in announced["text"]
         [asset] = github_api.releases[event["release"]["id"]]["assets"]
-        module = Path(job.stage("build").result["module"]).read_bytes()
+        module = artifacts.in_store(bot.bot.store, job.stage("build").result["module"])
         assert asset["name"] == "Hello-World-0.0.1.wasm" and github_api.assets[asset["id"]]["_data"] == module
         assert job.artifacts["release_asset"] == asset["browser_download_url"]
         assert ("GET", f"/repos/{REPO}") not in github_api.calls  # lazy: 11 such reads before

@@ -19,10 +19,11 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from bot.localservices import free_port, start_registry
-from workers import sandbox
+from workers import artifacts, sandbox
 from workers.abitest import Report
 from workers.jobs import State
 from workers.oci.image import MANIFEST_MEDIA_TYPE, OCI_CONFIG_MEDIA_TYPE, TAR_GZIP_MEDIA_TYPE
+from workers.store import RedisStore, SqliteStore
 
 HELLO = ROOT / "examples" / "hello-c"
 
@@ -79,7 +80,7 @@ def test_cli_runs_the_whole_path_with_its_own_worker(wasmbot: Wasmbot, registry)
     job = wasmbot.store.get(job_id)
     assert job is not None and job.state is State.SUCCEEDED
     assert job.artifacts["digest"] == digest
-    module = Path(job.artifacts["module"]).read_bytes()
+    module = artifacts.in_store(wasmbot.store, job.artifacts["module"])
 
     repository, tag = ref.split("/", 1)[1].split(":")
     response = requests.get(f"{registry.url}/v2/{repository}/manifests/{tag}",
@@ -165,14 +166,24 @@ def test_module_with_unknown_import_fails_the_test_stage_naming_it(
     assert "Envoy refuses to load the module: missing import" in error
     assert job.stage("push").state is State.SKIPPED
 
-    # Retried once its module is gone (as retention removes artifacts), the test stage fails on
-    # a file of the server's: named below $WASMBOT_DATA_DIR, not by its absolute path.
-    Path(job.artifacts["module"]).unlink()
+    # Retried once its module has expired (stage outputs live artifact_ttl), the test stage
+    # fails saying so, and names no file of the server's.
+    expire_outputs(wasmbot, job.id)
     retried = wasmbot.cli("retry", job.id)
     assert retried.returncode == 1
     error = wasmbot.store.get(job.id).stage("test").error or ""  # type: ignore[union-attr]
-    assert f"'$WASMBOT_DATA_DIR/artifacts/{job.id}/filter.wasm'" in error, error
+    assert error == ("this job's filter.wasm expired or was removed (stage outputs are kept for artifact_ttl "
+                     "= 7 days): run the job again"), error
     assert wasmbot.env["WASMBOT_DATA_DIR"] not in error + retried.stdout + retried.stderr
+
+
+def expire_outputs(bot: Wasmbot, job_id: str) -> None:
+    """What artifact_ttl does to a job's outputs in the store, now."""
+    if isinstance(bot.store, RedisStore):
+        bot.store.redis.delete(bot.store._key("artifacts", job_id))
+    else:
+        assert isinstance(bot.store, SqliteStore)
+        bot.store._connect().execute("UPDATE artifacts SET expires = 0 WHERE job_id = ?", (job_id,))
 
 
 def test_unreachable_registry_fails_push_clearly_and_retry_completes(
@@ -225,9 +236,9 @@ def test_test_stage_runs_the_sources_behaviour_cases(wasmbot: Wasmbot) -> None:
     assert job.state is State.SUCCEEDED, job.failed_stage()
     result = job.stage("test").result
     assert (result["abi_version"], result["cases"]) == ("0.2.1", "3/3")
-    stored = Report.from_dict(json.loads(Path(result["report"]).read_text()))
+    stored = Report.from_dict(json.loads(artifacts.in_store(wasmbot.store, result["report"]) or b""))
     assert stored.ok and stored.root_ids == ["add-header"]
-    junit = Path(result["junit"]).read_text()
+    junit = (artifacts.in_store(wasmbot.store, result["junit"]) or b"").decode()
     assert 'tests="4" failures="0"' in junit and "a request with x-deny gets a local 403" in junit
     log = "\n".join(e.text for e in wasmbot.store.events(job.id) if e.kind == "log")
     assert "✓ adds the configured response header" in log

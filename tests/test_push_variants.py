@@ -10,23 +10,25 @@ import requests
 from conftest import registry_host
 from test_pipeline import oci_validator
 
-from workers import sandbox
+from workers import artifacts, sandbox
 from workers.config import Settings
 from workers.jobs import Job, Stage, State
 from workers.oci import image
 from workers.stages import StageContext
 from workers.stages import push as push_stage
+from workers.store import open_store
 
 
 def push_stage_run(module: Path, ref: str, settings: Settings, workdir: Path,
                    log: list[str] | None = None) -> dict[str, str]:
     build = Stage(name="build", state=State.SUCCEEDED, result={
-        "module": str(module), "root_ids": "add-header",
+        "root_ids": "add-header",
         "module_sha256": "sha256:" + hashlib.sha256(module.read_bytes()).hexdigest()})
     test = Stage(name="test", state=State.SUCCEEDED, result={"abi_version": "0.2.1"})
     job = Job(requester="t", origin="t", text="", source_root=str(module.parent.parent),
               command={"name": "build", "source": module.parent.name, "tag": ref}, stages=[build, test, Stage(name="push")])
     workdir.mkdir(parents=True, exist_ok=True)
+    build.result["module"] = artifacts.put(settings, open_store(settings), job.id, "filter.wasm", module.read_bytes())
     ctx = StageContext(job=job, settings=settings, workdir=workdir,
                        log=(log.append if log is not None else lambda line: None))
     return push_stage.run(ctx)

@@ -7,21 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from workers import artifacts
 from workers.config import Settings
 from workers.jobs import Job, Stage, State
 from workers.stages import StageContext, StageError
 from workers.stages import test as test_stage
+from workers.store import open_store
 
 FILTERS = Path(__file__).resolve().parent / "filters"
 
 
 def context(source: Path, module: Path, log: list[str]) -> StageContext:
-    build = Stage(name="build", state=State.SUCCEEDED,
-                  result={"module": str(module), "root_ids": "add-header"})
+    build = Stage(name="build", state=State.SUCCEEDED, result={"root_ids": "add-header"})
     job = Job(requester="t", origin="t", text="", source_root=str(source.parent),
               command={"name": "test", "source": source.name}, stages=[build, Stage(name="test")])
-    return StageContext(job=job, settings=Settings(data_dir=source.parent / "data"),
-                        workdir=source.parent / "work", log=log.append)
+    settings = Settings(data_dir=source.parent / "data")
+    build.result["module"] = artifacts.put(settings, open_store(settings), job.id, "filter.wasm", module.read_bytes())
+    return StageContext(job=job, settings=settings, workdir=source.parent / "work", log=log.append)
 
 
 def test_cases_path_from_wasmbot_yaml(tmp_path: Path, filter_module) -> None:

@@ -145,6 +145,16 @@ class Settings(BaseSettings):
     push_variant: Variant = "compat"
     oci_tag_suffix: str = Field(default="-oci", pattern=r"^[A-Za-z0-9._-]{1,20}$")
 
+    # Stage outputs a later stage or a front end reads (workers/artifacts.py, docs/architecture.md
+    # "Data between stages"): large ones (the built module, a GitHub checkout) go to a scratch
+    # repository of ``artifact_registry`` ("HOST[/REPOSITORY]", default repository
+    # wasmbot-scratch), small ones (test reports) and, with no registry, every one up to
+    # ``artifact_store_max_mb`` to the job store.  Each is deleted ``artifact_ttl`` seconds after
+    # it was made: a retry or ``/wasm push JOB`` after that builds again.
+    artifact_registry: str | None = None
+    artifact_ttl: float = Field(default=7 * 86400.0, gt=0)
+    artifact_store_max_mb: int = Field(default=64, gt=0)
+
     # Durability: a running stage holds a lease it renews; a lease older than this is a lost
     # worker, and the stage is queued again.  A queued stage not started within
     # ``requeue_after`` seconds is queued again (duplicates are harmless: stages are idempotent).

@@ -7,6 +7,10 @@ known only once a GitHub job has fetched its source).  Every delivery of a stage
 again, a stage another live worker holds is left to it, and a stage whose worker was lost is
 taken over.  That makes redelivery (a killed worker, a duplicated message, a recovery) safe:
 each stage's effect happens once per job.
+
+Consecutive stages may run on different hosts: what one hands to the next (the module, the
+test reports, a GitHub checkout) goes through shared storage (workers/artifacts.py), and
+each worker has its own data directory (``StageContext.workdir`` is this worker's).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from workers.commands import (
 from workers.jobs import Job, Stage, State
 from workers.oci.reference import InvalidReference
 from workers.oci.registry import RegistryError
-from workers.stages import StageContext, StageError, StageFn, StageSkipped, relative_paths
+from workers.stages import StageContext, StageError, StageFn, StageSkipped, checkout, relative_paths
 from workers.stages import build as build_stage
 from workers.stages import deploy as deploy_stage
 from workers.stages import github as github_stages
@@ -96,8 +100,8 @@ def _submit(job: Job, command: Command, dedupe_key: str | None,
             github: dict[str, str] | None) -> tuple[Job, bool]:
     if github is not None:
         job.reports["github"] = github
-        if "fetch" in [s.name for s in job.stages]:
-            job.source_root = str(settings().artifacts_dir / job.id / "checkout")
+        if checkout.fetched(job):  # each worker keeps its own checkout: this is the server's name for it
+            job.source_root = str(checkout.local_root(settings(), job.id))
     if command.name == "push":
         _from_tested_job(job)
     elif "fetch" not in [s.name for s in job.stages]:
@@ -425,8 +429,9 @@ def _run_stage(job_id: str, name: str) -> None:
                 stage.lease_expires = time.time() + ttl
         jobs.update(job_id, extend)
 
-    job = jobs.get(job_id)
-    assert job is not None
+    found = jobs.get(job_id)
+    assert found is not None
+    job = checkout.localize(found, settings())  # a GitHub job's checkout: this worker's own copy
     shown = relative_paths(server_paths(job))
     ctx = StageContext(job=job, settings=settings(), workdir=settings().artifacts_dir / job_id,
                        log=lambda text: outage.retrying(lambda: jobs.log(job_id, name, shown(text)),

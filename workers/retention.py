@@ -1,5 +1,8 @@
 """Retention: old jobs, their logs and artifacts go, and the data directory stays under its bound.
 
+Stage outputs in the registry's scratch repository go once their ``artifact_ttl`` is up
+(workers/artifacts.py), in the store part; those in the job store expire by themselves.
+
 ``collect`` is one pass.  Every worker's maintenance thread calls ``periodic`` each
 ``gc_interval``: the store part runs once across all workers (whoever holds the store's ``gc``
 lease), the local part once per data directory (each host has its own).  ``wasmbot gc`` runs a
@@ -14,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from workers import buildcache, lease
+from workers import artifacts, buildcache, lease
 from workers.config import Settings
 from workers.store import JobStore
 
@@ -42,6 +45,7 @@ class Report:
     events: int = 0
     once_keys: int = 0
     workers: int = 0
+    scratch: int = 0  # stage outputs deleted from the registry's scratch repository
     artifacts: int = 0  # job artifact directories of pruned or vanished jobs
     artifact_bytes: int = 0
     bound_artifacts: int = 0  # oldest finished jobs' artifacts dropped for the disk bound
@@ -61,7 +65,8 @@ class Report:
     def text(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
         lines = [f"{verb} {self.jobs} jobs with {self.events} events, {self.once_keys} expired "
-                 f"once-keys, {self.workers} expired worker rows",
+                 f"once-keys, {self.workers} expired worker rows, {self.scratch} scratch registry "
+                 "artifacts",
                  f"{verb} {self.artifacts} artifact directories of old jobs ({self.artifact_bytes} bytes)",
                  f"{verb} for the disk bound: {self.bound_artifacts} artifact directories "
                  f"({self.bound_artifact_bytes} bytes), {self.cache_entries} cache entries "
@@ -84,6 +89,8 @@ def collect(settings: Settings, store: JobStore, *, older_than: float | None = N
         gone = set(pruned.jobs)
         report.jobs, report.events = len(pruned.jobs), pruned.events
         report.once_keys, report.workers = pruned.once_keys, pruned.workers
+        report.scratch = (len(store.due_scratch(time.time())) if dry_run
+                          else artifacts.collect(settings, store))
     if local_part:
         removed = _old_artifacts(settings, store, cutoff, gone, report)
         _bound(settings, store, removed, report)
@@ -145,6 +152,6 @@ def periodic(settings: Settings, store: JobStore, worker: str) -> Report | None:
     if not (store_part or local_part):
         return None
     report = collect(settings, store, store_part=store_part, local_part=local_part)
-    if report.jobs or report.removed_bytes or report.once_keys or report.workers:
+    if report.jobs or report.removed_bytes or report.once_keys or report.workers or report.scratch:
         log.info("gc: %s", report.text().replace("\n", "; "))
     return report

@@ -12,6 +12,11 @@ only by compare-and-swap, so two processes cannot both take it over.
 And *leases*: which process does a long-running chore (a job's Slack or GitHub report), until
 when.  A lease is renewed by its holder; one that lapsed (its holder died) stays listed until
 another process takes it over, and is dropped when the chore is done.
+
+And they keep the small outputs of stages (test reports) and, with no registry configured,
+built modules: *artifacts*, a job's named bytes, gone after their ttl or with the job; and
+an index of the large ones put in a registry's scratch repository, by when each is due for
+deletion (workers/artifacts.py).
 """
 
 from __future__ import annotations
@@ -80,6 +85,11 @@ class JobStore(Protocol):
     def take_lease(self, group: str, item: str, owner: str, ttl: float) -> bool: ...
     def drop_lease(self, group: str, item: str, owner: str) -> None: ...
     def lapsed_leases(self, group: str) -> list[str]: ...
+    def put_artifact(self, job_id: str, name: str, data: bytes, ttl: float) -> None: ...
+    def get_artifact(self, job_id: str, name: str) -> bytes | None: ...
+    def add_scratch(self, ref: str, expires: float) -> None: ...
+    def due_scratch(self, now: float) -> list[str]: ...
+    def drop_scratch(self, ref: str) -> None: ...
 
 
 @dataclass
@@ -251,6 +261,7 @@ class RedisStore:
     def __init__(self, url: str, prefix: str = "wasmbot", line_max: int = logcap.LINE_MAX,
                  job_log_max: int = logcap.JOB_LOG_MAX) -> None:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.binary = redis.Redis.from_url(url)  # artifacts are bytes
         self.url = url
         self._aio: tuple[asyncio.AbstractEventLoop, AutoPipeline] | None = None
         self.prefix = prefix
@@ -486,7 +497,7 @@ class RedisStore:
                     count = int(pipe.xlen(events))
                     if not dry_run:
                         pipe.multi()
-                        pipe.delete(key, events, self._key("logcap", job_id))
+                        pipe.delete(key, events, self._key("logcap", job_id), self._key("artifacts", job_id))
                         pipe.zrem(self._key("jobs"), job_id)
                         pipe.srem(self._key("active"), job_id)
                         pipe.srem(self._key("pending"), job_id)
@@ -499,6 +510,29 @@ class RedisStore:
 
     def compact(self) -> int:
         return 0  # Redis frees memory as keys go
+
+    # -- artifacts: a hash of a job's named bytes, expiring as a whole --
+
+    def put_artifact(self, job_id: str, name: str, data: bytes, ttl: float) -> None:
+        key = self._key("artifacts", job_id)
+        with self.binary.pipeline() as pipe:  # MULTI/EXEC: never an artifact without its expiry
+            pipe.hset(key, name, data)
+            pipe.pexpire(key, int(ttl * 1000))
+            pipe.execute()
+
+    def get_artifact(self, job_id: str, name: str) -> bytes | None:
+        found: bytes | None = self.binary.hget(self._key("artifacts", job_id), name)  # type: ignore[assignment]
+        return found
+
+    def add_scratch(self, ref: str, expires: float) -> None:
+        self.redis.zadd(self._key("scratch"), {ref: expires})
+
+    def due_scratch(self, now: float) -> list[str]:
+        due: list[str] = self.redis.zrangebyscore(self._key("scratch"), "-inf", now)  # type: ignore[assignment]
+        return due
+
+    def drop_scratch(self, ref: str) -> None:
+        self.redis.zrem(self._key("scratch"), ref)
 
     def _worker_keys(self) -> tuple[str, str]:
         return self._key("workers"), self._key("worker-toolchains")
@@ -561,6 +595,12 @@ class SqliteStore:
                 CREATE INDEX IF NOT EXISTS deploys_env ON deploys(env, seq);
                 -- what front ends derived from slow sources (save_view)
                 CREATE TABLE IF NOT EXISTS views (name TEXT PRIMARY KEY, data TEXT NOT NULL);
+                -- stage outputs (put_artifact) and scratch images due for deletion (add_scratch)
+                CREATE TABLE IF NOT EXISTS artifacts (
+                    job_id TEXT NOT NULL, name TEXT NOT NULL, data BLOB NOT NULL, expires REAL NOT NULL,
+                    PRIMARY KEY (job_id, name));
+                CREATE TABLE IF NOT EXISTS scratch (ref TEXT PRIMARY KEY, expires REAL NOT NULL);
+                CREATE INDEX IF NOT EXISTS scratch_expires ON scratch(expires);
                 -- log caps: bytes kept, the marker's row (reserved when the head is full),
                 -- the last row looked at for dropping, and the lines and bytes dropped
                 CREATE TABLE IF NOT EXISTS logcaps (
@@ -805,6 +845,8 @@ class SqliteStore:
                 db.execute("DELETE FROM events WHERE job_id IN (SELECT value FROM json_each(?))", (ids,))
                 db.execute("DELETE FROM logcaps WHERE job_id IN (SELECT value FROM json_each(?))", (ids,))
                 db.execute("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+                db.execute("DELETE FROM artifacts WHERE expires <= ? OR job_id IN "
+                           "(SELECT value FROM json_each(?))", (now, ids))
                 db.execute("DELETE FROM once WHERE expires <= ?", (now,))
                 db.execute("DELETE FROM workers WHERE expires <= ?", (now,))
         return Pruned(jobs=json.loads(ids), events=counts[0], once_keys=counts[1], workers=counts[2])
@@ -819,6 +861,27 @@ class SqliteStore:
         db.execute("VACUUM")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return max(0, before - self.path.stat().st_size)
+
+    def put_artifact(self, job_id: str, name: str, data: bytes, ttl: float) -> None:
+        self._connect().execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?)",
+                                (job_id, name, data, time.time() + ttl))
+
+    def get_artifact(self, job_id: str, name: str) -> bytes | None:
+        row = self._connect().execute(
+            "SELECT data FROM artifacts WHERE job_id = ? AND name = ? AND expires > ?",
+            (job_id, name, time.time())).fetchone()
+        return bytes(row[0]) if row else None
+
+    def add_scratch(self, ref: str, expires: float) -> None:
+        self._connect().execute("INSERT OR REPLACE INTO scratch VALUES (?, ?)", (ref, expires))
+
+    def due_scratch(self, now: float) -> list[str]:
+        rows = self._connect().execute("SELECT ref FROM scratch WHERE expires <= ? ORDER BY expires",
+                                       (now,)).fetchall()
+        return [r[0] for r in rows]
+
+    def drop_scratch(self, ref: str) -> None:
+        self._connect().execute("DELETE FROM scratch WHERE ref = ?", (ref,))
 
     def heartbeat(self, worker: str, ttl: float, toolchains: Collection[str] = ()) -> None:
         self._connect().execute(

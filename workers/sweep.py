@@ -1,9 +1,10 @@
 """At a worker's start, remove what a killed predecessor left behind.
 
 A SIGKILLed worker leaves its build container running (until conmon's backstop), its captured
-output (``wasmbot-out-HOST@PID.*`` in a job's directory; ``/tmp/wasmbot-out-*`` from older
-versions) and half-filled cache entries (``.NAME@HOST@PID.*``, ``*.tmp``).  Each carries its
-owner's id, so only a dead owner's things go: another live worker's build is left alone.
+output or a half-unpacked checkout (``wasmbot-out-HOST@PID.*`` in a job's directory;
+``/tmp/wasmbot-out-*`` from older versions) and half-filled cache entries (``.NAME@HOST@PID.*``,
+``*.tmp``).  Each carries its owner's id, so only a dead owner's things go: another live
+worker's build is left alone.
 """
 
 from __future__ import annotations

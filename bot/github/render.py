@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import posixpath
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from workers.commands import source_of
 from workers.diagnostics import Diagnostic
 from workers.jobs import Job, State
+from workers.store import JobStore
 
 MARKER = "<!-- wasmbot:pull-request -->"
 MAX_ANNOTATIONS = 50  # GitHub takes at most 50 per request
@@ -96,8 +97,9 @@ def counted(diagnostics: list[Diagnostic]) -> str:
 
 
 def check_output(job: Job, base: int | None, base_ref: str,
-                 diagnostics: list[Diagnostic] | None = None) -> dict[str, Any]:
-    """The check run's output (annotations apart: see ``check_annotations``)."""
+                 diagnostics: list[Diagnostic] | None = None, report: str | None = None) -> dict[str, Any]:
+    """The check run's output (annotations apart: see ``check_annotations``); ``report``: the
+    ABI report (``abi_report``)."""
     diagnostics = diagnostics or []
     failed = job.failed_stage()
     if job.state is State.SUCCEEDED:
@@ -117,7 +119,6 @@ def check_output(job: Job, base: int | None, base_ref: str,
         summary.append(f"**Module size:** {size_change(job, base, base_ref)}")
     if diagnostics:
         summary.append(f"**Compiler diagnostics:** {diagnostics_note(job, diagnostics)}")
-    report = _abi_report(job)
     text = report or ""
     if diagnostics:
         listing = "\n".join(f"{d.path}:{d.line}{f':{d.column}' if d.column else ''}: {d.level}"
@@ -152,13 +153,17 @@ def _cut_bytes(text: str, limit: int = DETAIL_MAX) -> str:
     return data[: limit - 3].decode(errors="ignore") + "…"
 
 
-def _abi_report(job: Job) -> str | None:
-    path = job.artifacts.get("report")
-    if not path or not Path(path).is_file():
+def abi_report(store: JobStore, job: Job) -> str | None:
+    """The test stage's ABI report as Markdown, read from the job store (where the stage, on
+    whichever worker, kept it: workers/artifacts.py); None when there is none, or no longer."""
+    from workers.artifacts import in_store
+
+    data = in_store(store, job.artifacts.get("report", ""))
+    if data is None:
         return None
     from workers.abitest.report import Report, render_markdown
 
-    return render_markdown(Report.from_dict(json.loads(Path(path).read_text())))
+    return render_markdown(Report.from_dict(json.loads(data)))
 
 
 def check_annotations(job: Job, diagnostics: list[Diagnostic]) -> list[dict[str, Any]]:

@@ -123,7 +123,7 @@ class Reporter(Follower):
         base = self.base_size(job)
         conclusion = render.conclusion(job)
         found = self.diagnostics(job) if conclusion else []
-        output = render.check_output(job, base, base_ref, found)
+        output = render.check_output(job, base, base_ref, found, render.abi_report(self.store, job))
         fields: dict[str, Any] = {"output": output}
         if conclusion:
             fields |= {"status": "completed", "conclusion": conclusion}

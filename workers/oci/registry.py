@@ -186,6 +186,12 @@ class Registry:
         self.fetch_blob(repository, digest, size, buffer, limit)
         return buffer.getvalue()
 
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete a manifest by digest (the registry must allow deletes); False if it was gone."""
+        response = self.request("DELETE", f"/v2/{repository}/manifests/{digest}", scope=_push(repository),
+                                ok=(202, 404), what=f"delete {repository}@{digest}")
+        return response.status == 202
+
     def tags(self, repository: str) -> list[str]:
         found: list[str] = []
         for page in self._pages(f"/v2/{repository}/tags/list?n=1000", _pull(repository),

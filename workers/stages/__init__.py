@@ -1,5 +1,9 @@
 """Pipeline stages.  Each takes a ``StageContext`` and returns the artifacts it made.
 
+What a stage hands to a later stage (or to a front end) goes through ``keep`` and ``load``
+(workers/artifacts.py): the stages of one job may run on different hosts, so ``workdir``, this
+worker's directory for the job, is a cache and scratch space, never the channel between stages.
+
 A stage raises ``StageError`` with a message written for the engineer who asked for the job;
 any other exception is a wasmbot bug and is reported as one.  What a stage says (errors and log
 lines) names files as the engineer knows them, relative to the source (``relative_paths``):
@@ -14,8 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers import artifacts, outage
 from workers.config import Settings
 from workers.jobs import Job
+from workers.store import open_store
 
 
 class StageError(Exception):
@@ -30,11 +36,31 @@ class StageSkipped(Exception):
 class StageContext:
     job: Job
     settings: Settings
-    workdir: Path  # this job's artifact directory, shared by its stages
+    workdir: Path  # this worker's directory for the job: scratch space and cache, not shared
     log: Callable[[str], None]
 
 
 StageFn = Callable[[StageContext], dict[str, str]]
+
+
+def keep(ctx: StageContext, name: str, data: bytes, *, large: bool = False) -> str:
+    """Keep an output for later stages and front ends; its reference goes in the stage's result.
+    A brief store outage is waited out: the work that made the output is not lost to it."""
+    store, job_id = open_store(ctx.settings), ctx.job.id
+    try:
+        return outage.retrying(lambda: artifacts.put(ctx.settings, store, job_id, name, data, large=large),
+                               f"the output {name}")
+    except artifacts.ArtifactError as exc:
+        raise StageError(str(exc)) from None
+
+
+def load(ctx: StageContext, ref: str, limit: int = artifacts.READ_LIMIT) -> bytes:
+    """An earlier stage's output, by the reference it recorded."""
+    store = open_store(ctx.settings)
+    try:
+        return outage.retrying(lambda: artifacts.get(ctx.settings, store, ref, limit), "reading an output")
+    except artifacts.ArtifactError as exc:
+        raise StageError(str(exc)) from None
 
 
 def relative_paths(places: Iterable[tuple[str | Path, str]]) -> Callable[[str], str]:

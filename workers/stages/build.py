@@ -2,7 +2,8 @@
 
 source → language (``--lang``, ``.wasmbot.yaml``, or detected) → recipe → cached module, or
 a dependency fetch (network, cached by lock file) and a compile (no network, read-only
-source) in the language's toolchain container → ``filter.wasm`` in the job's directory.
+source) in the language's toolchain container → ``filter.wasm``, kept for the later stages in
+shared storage (workers/artifacts.py: the registry's scratch repository, or the job store).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from workers import buildcache, lease, logcap, recipes, repoconfig, sandbox, sourcetree
 from workers.commands import Command, lang_of, source_of
 from workers.recipes import Recipe
-from workers.stages import StageContext, StageError, relative_paths
+from workers.stages import StageContext, StageError, checkout, keep, relative_paths
 
 TOOLCHAIN_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "toolchains" / "build-image.sh"
 ERROR_LINE = re.compile(r"\berror\b|\bpanic\b|cannot find|undefined|not found", re.IGNORECASE)
@@ -37,10 +38,12 @@ WRAPPER_ERROR = 70
 
 
 def source_dir(ctx: StageContext) -> Path:
-    """The job's source directory, refusing anything outside the front end's source root."""
+    """The job's source directory, refusing anything outside the front end's source root; a
+    GitHub job's checkout is first unpacked on this worker if it was fetched on another."""
     source = source_of(ctx.job.command)
     if source is None:
         raise StageError(f"a {ctx.job.command.name} job has no source to build")
+    checkout.ensure(ctx)
     path = locate(ctx.job.source_root, source)
     try:
         sourcetree.check(path)
@@ -104,7 +107,6 @@ def run(ctx: StageContext) -> dict[str, str]:
     # As routed (workers/routing.py): this worker was chosen for that language's toolchain.
     lang = ctx.job.artifacts.get("lang") or language(ctx.job.command, source, config)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
-    module = ctx.workdir / "filter.wasm"
     cached: dict[str, str] = {}
     if lang == recipes.PRECOMPILED:
         found = sorted(source.glob("*.wasm"))
@@ -117,18 +119,19 @@ def run(ctx: StageContext) -> dict[str, str]:
             raise StageError(f"{found[0].name} is over {ctx.settings.build_output_mb} MiB")
         if not data.startswith(b"\0asm"):
             raise StageError(f"{found[0].name} is not a WebAssembly module (no \\0asm header)")
-        module.write_bytes(data)
+        module = data
         ctx.log(f"precompiled module {found[0].name}: nothing to build")
     else:
-        cached["build_cache"] = "hit" if build(ctx, recipes.RECIPES[lang], source, module) else "miss"
-    digest = hashlib.sha256(module.read_bytes()).hexdigest()
-    ctx.log(f"filter.wasm: {module.stat().st_size} bytes, sha256:{digest}")
-    return {"module": str(module), "module_sha256": f"sha256:{digest}", "lang": lang,
-            "module_size": str(module.stat().st_size), "name": name, "root_ids": ",".join(roots)} | cached
+        module, hit = build(ctx, recipes.RECIPES[lang], source)
+        cached["build_cache"] = "hit" if hit else "miss"
+    digest = hashlib.sha256(module).hexdigest()
+    ctx.log(f"filter.wasm: {len(module)} bytes, sha256:{digest}")
+    return {"module": keep(ctx, "filter.wasm", module, large=True), "module_sha256": f"sha256:{digest}",
+            "lang": lang, "module_size": str(len(module)), "name": name, "root_ids": ",".join(roots)} | cached
 
 
-def build(ctx: StageContext, recipe: Recipe, source: Path, module: Path) -> bool:
-    """Build ``module``; say whether it came from the build cache."""
+def build(ctx: StageContext, recipe: Recipe, source: Path) -> tuple[bytes, bool]:
+    """The module, and whether it came from the build cache."""
     s = ctx.settings
     image = toolchain_image(ctx, recipe.toolchain)
     image_id = sandbox.image_id(image, s.container_engine)
@@ -139,10 +142,9 @@ def build(ctx: StageContext, recipe: Recipe, source: Path, module: Path) -> bool
                                image_id, buildcache.source_digest(source))
     hit = builds.get(build_key)
     if hit is not None:
-        shutil.copyfile(hit / "filter.wasm", module)
         ctx.log(f"build cache hit {build_key[:12]}: unchanged source, recipe and toolchain; "
                 "no container started")
-        return True
+        return (hit / "filter.wasm").read_bytes(), True
     deps = fetch(ctx, recipe, source, image, image_id) if recipe.fetch else None
     mounts = [sandbox.Mount(source, "/src")]
     if deps is not None:
@@ -159,10 +161,9 @@ def build(ctx: StageContext, recipe: Recipe, source: Path, module: Path) -> bool
         if built.stat().st_size <= builds.max_bytes:  # an entry larger than the whole cache is not kept
             with builds.filling(build_key) as entry:
                 shutil.copyfile(built, entry / "filter.wasm")
-        os.replace(built, module)
+        return built.read_bytes(), False
     finally:
         built.unlink(missing_ok=True)
-    return False
 
 
 def fetch(ctx: StageContext, recipe: Recipe, source: Path, image: str, image_id: str) -> Path:

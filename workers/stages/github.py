@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
-import tarfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import requests
 from github import Github, GithubException, InputGitTreeElement
@@ -18,7 +17,7 @@ from workers import repoconfig
 from workers.commands import InitCommand, source_of
 from workers.config import Settings
 from workers.github_client import NotConfigured, client
-from workers.stages import StageContext, StageError, build
+from workers.stages import StageContext, StageError, build, checkout, keep, load
 
 MAX_ARCHIVE = 200 * 2**20  # bytes of a repository tarball wasmbot will download
 TOPICS = ["envoy-wasm", "proxy-wasm"]
@@ -39,7 +38,8 @@ def _failed(what: str, exc: GithubException) -> StageError:
 
 
 def fetch(ctx: StageContext) -> dict[str, str]:
-    """Download the tarball of ``repo`` at ``sha`` into the job's source root."""
+    """Download the tarball of ``repo`` at ``sha``, keep it for the later stages (which may run
+    on other hosts: workers/stages/checkout.py) and unpack it into this worker's source root."""
     where = ctx.job.reports["github"]
     repo_name, sha = where["repo"], where["sha"]
     try:
@@ -55,20 +55,10 @@ def fetch(ctx: StageContext) -> dict[str, str]:
         raise _failed(f"cannot download {repo_name}@{sha[:12]}", exc) from None
     except requests.RequestException as exc:
         raise StageError(f"cannot download {repo_name}@{sha[:12]}: {exc}") from None
-    root = Path(ctx.job.source_root)
-    root.mkdir(parents=True, exist_ok=True)
-    data.seek(0)
-    count = 0
-    with tarfile.open(fileobj=data, mode="r:gz") as archive:
-        for member in archive.getmembers():
-            parts = PurePosixPath(member.name).parts[1:]  # GitHub's archives have one top directory
-            if not parts:
-                continue
-            member.name = str(PurePosixPath(*parts))
-            archive.extract(member, root, filter="data")  # refuses links out, devices, absolute paths
-            count += member.isfile()
+    archive = data.getvalue()
+    count = checkout.unpack(archive, Path(ctx.job.source_root))
     ctx.log(f"checked out {repo_name}@{sha} ({count} files)")
-    return {"commit": sha} | _language(ctx)
+    return {"commit": sha, "checkout": keep(ctx, checkout.ARCHIVE, archive, large=True)} | _language(ctx)
 
 
 def _language(ctx: StageContext) -> dict[str, str]:
@@ -87,14 +77,15 @@ def _language(ctx: StageContext) -> dict[str, str]:
 def attach(ctx: StageContext) -> dict[str, str]:
     """Upload the tested module to the GitHub release the job was started by."""
     where = ctx.job.reports["github"]
-    module = Path(ctx.job.stage("build").result["module"])
+    module = load(ctx, ctx.job.stage("build").result["module"])
     name = f"{where['repo'].split('/')[1]}-{where['tag']}.wasm"
     try:
         release = _github(ctx).get_repo(where["repo"]).get_release(int(where["release"]))
         existing = next((a for a in release.get_assets() if a.name == name), None)
         if existing is not None:  # a retried job: replace what an earlier attempt uploaded
             existing.delete_asset()
-        asset = release.upload_asset(str(module), name=name, content_type="application/wasm")
+        asset = release.upload_asset_from_memory(io.BytesIO(module), len(module), name=name,
+                                                 content_type="application/wasm")
     except GithubException as exc:
         raise _failed(f"cannot attach {name} to release {where['tag']}", exc) from None
     ctx.log(f"attached {name} ({asset.size} bytes) to release {where['tag']}")

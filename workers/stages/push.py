@@ -19,7 +19,7 @@ from workers.oci.connect import connect
 from workers.oci.layercache import LayerCache
 from workers.oci.push import Pushed, push, targets
 from workers.oci.registry import RegistryError
-from workers.stages import StageContext, StageError, StageSkipped
+from workers.stages import StageContext, StageError, StageSkipped, load
 from workers.stages.build import source_dir
 
 
@@ -35,7 +35,7 @@ def run(ctx: StageContext) -> dict[str, str]:
         raise StageError(str(exc)) from None
     build = ctx.job.stage("build").result
     runtime = image.Runtime([ctx.job.stage("test").result["abi_version"]], build["root_ids"].split(","))
-    module = Path(build["module"]).read_bytes()
+    module = load(ctx, build["module"])
     annotations = provenance(ctx, pushes[0][1].tag or "")
     done: list[Pushed] = []
     layers = LayerCache(ctx.settings.data_dir)  # a re-push of the same module compresses nothing

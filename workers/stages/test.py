@@ -1,4 +1,7 @@
-"""Test stage: run the module through the ABI harness with the source's ``wasm-tests.yaml``."""
+"""Test stage: run the module through the ABI harness with the source's ``wasm-tests.yaml``.
+
+The module is the build's, read from shared storage; the report (JSON for front ends, JUnit
+XML) is kept there too, so any worker may test and any front end may show it."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 from workers import abitest, repoconfig
 from workers.abitest.report import render_text, to_junit
 from workers.config import Settings
-from workers.stages import StageContext, StageError
+from workers.stages import StageContext, StageError, keep, load
 from workers.stages.build import source_dir
 
 
@@ -26,7 +29,7 @@ def cache_dir(settings: Settings) -> Path:
 
 def run(ctx: StageContext) -> dict[str, str]:
     build = ctx.job.stage("build").result
-    wasm = Path(build["module"]).read_bytes()
+    wasm = load(ctx, build["module"])
     root_id = (build.get("root_ids") or "").split(",")[0] or "root"
     source = source_dir(ctx)
     try:
@@ -42,14 +45,12 @@ def run(ctx: StageContext) -> dict[str, str]:
                          cache_dir=cache_dir(ctx.settings))
     for line in render_text(report).splitlines():
         ctx.log(line)
-    junit = ctx.workdir / "abi-test.xml"
-    junit.write_text(to_junit(report))
-    stored = ctx.workdir / "abi-test.json"  # for front ends: Report.from_dict, then render
-    stored.write_text(json.dumps(report.to_dict()))
+    junit = keep(ctx, "abi-test.xml", to_junit(report).encode())
+    stored = keep(ctx, "abi-test.json", json.dumps(report.to_dict()).encode())  # front ends: Report.from_dict
     if not report.ok:
         details = [str(p) for p in report.problems] or [
             f"{c.name}: {c.differences[0]}" for c in report.failed]
         raise StageError(report.headline() + "\n" + "\n".join(f"- {d}" for d in details))
     return {"abi_version": report.abi_version or "",
-            "cases": f"{len(report.passed)}/{len(report.cases)}", "junit": str(junit),
-            "report": str(stored)}
+            "cases": f"{len(report.passed)}/{len(report.cases)}", "junit": junit, "report": stored,
+            "tested_sha256": f"sha256:{report.sha256}"}
