@@ -76,15 +76,16 @@ def test_a_job_page_shows_stages_digest_report_links_and_log(hub: Hub, client: r
                     root_ids=["edge_root"], cases=[
                         CaseResult("adds a header", seconds=0.01),
                         CaseResult("blocks POST", [Difference("status", "403", "200")], seconds=0.02)])
-    path = hub.data_dir / "abi-test.json"
-    path.write_text(json.dumps(report.to_dict()))
     job = make_job(hub.store, origin="github:acme/edge-filter#7", artifacts={
-        "module_sha256": "sha256:" + "cd" * 32, "report": str(path), "module_size": "40960"},
+        "module_sha256": "sha256:" + "cd" * 32, "module_size": "40960"},
         reports={"github": {"repo": "acme/edge-filter", "pr": "7",
                             "check_url": "https://github.example/acme/edge-filter/runs/5"},
                  "slack": {"team": "T1", "channel": "C0WASM", "ts": "1700000000.000100"}})
+    # kept where the test stage keeps it, on whichever worker ran it (workers/artifacts.py)
+    hub.store.put_artifact(job.id, "abi-test.json", json.dumps(report.to_dict()).encode(), 3600.0)
 
     def started(stored: Job) -> None:
+        stored.artifacts["report"] = f"store:{job.id}/abi-test.json"
         stored.stages[0].state, stored.stages[0].started_at, stored.stages[0].finished_at = \
             State.SUCCEEDED, 1_700_000_000.0, 1_700_000_083.5
         stored.stages[0].attempts = 1

@@ -9,7 +9,6 @@ import asyncio
 import concurrent.futures
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +17,7 @@ from aiohttp import web
 from bot.hub.pages import render, settings_of, store
 from bot.hublinks import job_links
 from workers.abitest.report import Report
+from workers.artifacts import in_store
 from workers.config import Settings
 from workers.jobs import Event, Job, State
 from workers.store import JobStore
@@ -94,14 +94,15 @@ async def jobs_page(request: web.Request) -> web.Response:
         scanned=SCAN if len(newest) == SCAN else None)
 
 
-def abi_report(job: Job) -> Report | None:
-    """The job's stored ABI test report (workers/stages/test.py), if it has one still."""
-    path = job.artifacts.get("report")
-    if not path:
+def abi_report(jobs: JobStore, job: Job) -> Report | None:
+    """The job's ABI test report, read from the job store where the test stage kept it on
+    whichever worker ran it (workers/artifacts.py); None when there is none, or no longer."""
+    data = in_store(jobs, job.artifacts.get("report", ""))
+    if data is None:
         return None
     try:
-        return Report.from_dict(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
+        return Report.from_dict(json.loads(data))
+    except (ValueError, KeyError, TypeError):
         return None
 
 
@@ -130,7 +131,7 @@ async def job_page(request: web.Request) -> web.Response:
     if job is None:
         raise web.HTTPNotFound(text=f"no job {job_id}\n")
     events = await asyncio.to_thread(jobs.events, job_id)
-    report = await asyncio.to_thread(abi_report, job)
+    report = await asyncio.to_thread(abi_report, jobs, job)
     return await render(
         request, "job.html", job=job, repository=repository(job), report=report,
         links=links(job, settings_of(request)), log=[line(e) for e in events],
