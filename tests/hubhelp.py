@@ -53,8 +53,8 @@ def serve_hub(tmp_path: Path, env: dict[str, str] | None = None, redis_url: str 
     settings = {"WASMBOT_DATA_DIR": str(data), "WASMBOT_CONFIG": str(tmp_path / "none.toml"),
                 "GITHUB_CLIENT_ID": CLIENT_ID, "GITHUB_CLIENT_SECRET": CLIENT_SECRET,
                 "GITHUB_WEB_URL": github.url, "GITHUB_API_URL": github.url, "WASMBOT_PUBLIC_URL": url}
-    if redis_url:
-        settings["REDIS_URL"] = redis_url
+    if redis_url:  # replicas may share Redis, so sessions and links need a configured key
+        settings |= {"REDIS_URL": redis_url, "WASMBOT_LOG_LINK_KEY": "test-log-link-key"}
     base = {k: v for k, v in os.environ.items() if not k.startswith(("WASMBOT_", "GITHUB_")) and k != "REDIS_URL"}
     log = tmp_path / "serve.log"
     process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],

@@ -15,7 +15,7 @@ import pytest
 import requests
 from aiohttp.test_utils import make_mocked_request
 from hubhelp import CLIENT_ID, Hub, browser, make_job, serve_hub, sign_in
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 
 from bot import permissions
 from bot.hub import make_hub
@@ -136,7 +136,7 @@ def test_posts_without_the_csrf_token_are_refused(hub: Hub) -> None:
 
 
 def test_a_session_cookie_expires_and_cannot_be_forged(hub: Hub) -> None:
-    key = (hub.data_dir / "hub-session.key").read_text().strip()
+    key = (hub.data_dir / "log-link.key").read_text().strip()  # no hub_session_secret: the links' key
     session = {"login": "octocat", "name": "x", "csrf": "t", "issued": 0}
 
     class HourAgo(TimestampSigner):
@@ -212,3 +212,24 @@ def signed_in_anywhere(hub: Hub, login: str) -> requests.Session:
     client.get(f"{hub.url}/hub/signin/github")
     assert COOKIE in client.cookies
     return client
+
+
+def test_replicas_sharing_the_link_key_accept_each_others_sessions(tmp_path: Path) -> None:
+    """With no hub_session_secret the session key is the shared log-link key, so a cookie made
+    by one replica (its own data directory) is read by another; with Redis and no shared key,
+    sign-in is off with a message saying what to set rather than a cookie one replica refuses."""
+    from aiohttp import web
+
+    from bot.hub.session import serializer
+
+    redis = "redis://127.0.0.1:1/0"
+    one, other = (Settings(data_dir=tmp_path / name, redis_url=redis, log_link_key="shared")
+                  for name in ("a", "b"))
+    cookie = serializer(one, "session").dumps({"login": "octocat"})
+    assert serializer(other, "session").loads(cookie) == {"login": "octocat"}
+    stranger = Settings(data_dir=tmp_path / "c", redis_url=redis, log_link_key="another")
+    with pytest.raises(BadSignature):
+        serializer(stranger, "session").loads(cookie)
+    with pytest.raises(web.HTTPServiceUnavailable) as off:
+        serializer(Settings(data_dir=tmp_path / "d", redis_url=redis), "session")
+    assert "WASMBOT_LOG_LINK_KEY" in off.value.text and "WASMBOT_HUB_SESSION_SECRET" in off.value.text

@@ -212,8 +212,8 @@ class Settings(BaseSettings):
     github_update_interval: float = Field(default=1.0, ge=0)  # least seconds between check run edits
     # Web hub (bot/hub/, docs/hub.md): sign-in with a GitHub OAuth app (its client id and secret;
     # ``github_web_url`` is where its /login/oauth pages are), signed session cookies that expire
-    # after ``hub_session_ttl`` seconds (key: ``hub_session_secret``, else DATA_DIR/hub-session.key;
-    # replicas must share it), and whether pages are readable, read-only, without signing in.
+    # after ``hub_session_ttl`` seconds (key: ``hub_session_secret``, else the
+    # log-link key every replica shares), and whether pages are readable, read-only, without signing in.
     github_client_id: str | None = _named("GITHUB_CLIENT_ID")
     github_client_secret: SecretStr | None = _named("GITHUB_CLIENT_SECRET")
     github_web_url: str = _named("GITHUB_WEB_URL", "https://github.com")

@@ -1,8 +1,9 @@
 """Hub sessions: who is signed in, kept in a signed cookie that expires.
 
 The cookie holds the viewer's GitHub login and name, the session's CSRF token and when it was
-issued, signed (HMAC, itsdangerous) with ``hub_session_secret`` or, when that is not set, a key
-kept in DATA_DIR/hub-session.key; replicas behind one address must share the key.  A cookie
+issued, signed (HMAC, itsdangerous) with ``hub_session_secret`` or, when that is not set, with
+the key log links are signed with (bot/loglinks.py: configured and shared by every replica, or
+in local mode the data directory's own), so one configured secret serves both.  A cookie
 older than ``hub_session_ttl`` is refused, whatever the browser keeps.  Nothing is stored on
 the server, so signing out clears the cookie, and changing the key signs everyone out.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from bot import loglinks
 from workers.config import Settings
 
 COOKIE = "wasmbot_hub"
@@ -39,15 +41,16 @@ class Viewer:
         return f"github:{self.login}"
 
 
-def _secret(settings: Settings) -> str:
+def _secret(settings: Settings) -> str | bytes:
+    """The session key; itsdangerous derives a separate key per purpose (its salt) from it, so
+    sharing the log links' key gives no one a log link from a cookie or the reverse."""
     if settings.hub_session_secret is not None:
         return settings.hub_session_secret.get_secret_value()
-    path = settings.data_dir / "hub-session.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    try:
+        return loglinks.key(settings)
+    except loglinks.NoKey as exc:  # Redis and no shared key: a cookie would not verify on a replica
+        raise web.HTTPServiceUnavailable(
+            text=f"sign-in is off: {exc} (or set WASMBOT_HUB_SESSION_SECRET)\n") from None
 
 
 def serializer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
