@@ -95,3 +95,23 @@ def test_a_tag_moved_after_approval_is_not_deployed(wasmbot: Wasmbot, kube: Kube
         f"{first.reference} is now {moved.digest}, not the {first.digest} that bob approved: nothing was "
         "deployed; ask again")
     assert kube.objects == {}
+
+
+@pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)
+def test_a_protected_envoy_environment_asks_for_an_approval(wasmbot: Wasmbot, registry: Service,
+                                                            tmp_path: Path) -> None:
+    """An ``envoy`` environment has no cluster: its preview is the filter config the deploy
+    writes (the preview used to load a Kubernetes configuration for every platform and fail)."""
+    ref = push(client(registry, tmp_path), reference.parse(f"{host_of(registry)}/edge/filter:v1"), built()).pinned
+    env = {"WASMBOT_ENVIRONMENTS": json.dumps({"edge": {"platform": "envoy", "protected": True}}),
+           "LOGNAME": "alice"}
+    asked = wasmbot.cli("run", f"/wasm deploy {ref.split('@')[0]} --env edge", env=env)
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    match = re.search(r"job ([0-9a-f]{12}) waits for an approval", asked.stdout)
+    assert match, asked.stdout
+    assert "+++ after this deploy: the Envoy filter config is written" in asked.stdout, asked.stdout
+    assert re.search(r"^\+\s+root_id: ", asked.stdout, re.M), asked.stdout
+    approved = wasmbot.cli("run", f"/wasm approve {match.group(1)}", env=env | {"LOGNAME": "bob"})
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    job = wasmbot.store.get(match.group(1))
+    assert job is not None and job.state is State.SUCCEEDED and job.approval["approved_by"] == "bob"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import time
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
@@ -236,10 +237,14 @@ def preview(settings: Settings, command: DeployCommand, requester: str, job_id: 
     target = resolve(settings, command.target)
     check_abi(target, env_name, env)
     config = json.loads(command.config) if command.config else None
-    cluster = Cluster(env_name, env)
     before: list[Any] = []
     after: list[Any] = []
     headers = ("in the cluster now", "after this deploy")
+    if env.platform == "envoy":  # no cluster: the deploy writes this filter config on the worker
+        after = [envoy.wasm_filter(target, env, Path("plugin.wasm"), root_id=command.root_id, config=config)]
+        headers = ("no Envoy config now", "after this deploy: the Envoy filter config is written")
+    else:
+        cluster = Cluster(env_name, env)
     if env.platform == "istio":
         current = cluster.get(istio.GROUP, istio.VERSION, istio.PLURAL, target.filter_name)
         plugin = istio.wasm_plugin(
