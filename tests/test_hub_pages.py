@@ -75,6 +75,7 @@ class Hub:
 
 def hub_settings(tmp: Path, redis_url: str, registry: Service, **more: Any) -> Settings:
     return Settings(data_dir=tmp / "data", redis_url=redis_url, default_registry=host_of(registry),
+                    log_link_key="test-log-link-key",  # replicas share it; it signs hub sessions too
                     docker_config=tmp / "no-docker-config.json", permissions=PERMISSIONS, **more)
 
 

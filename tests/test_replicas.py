@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -143,9 +144,10 @@ def finished_events(store: JobStore, job_id: str) -> list[str]:
 
 
 def link_in(blocks: list[dict[str, Any]]) -> str:
-    shown = json.dumps(blocks)
-    start = shown.index("/jobs/")
-    return shown[start:shown.index("|", start)]
+    """The signed log link's path (the footer shows the hub's job page first)."""
+    found = re.search(r"/jobs/[0-9a-f]{12}/log\?[^|>\"]+", json.dumps(blocks))
+    assert found, blocks
+    return found.group(0)
 
 
 # -- fed the same deliveries -------------------------------------------------------------------
