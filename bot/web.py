@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time as _time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,8 @@ from workers.store import open_store
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS: web.AppKey[Any] = web.AppKey("metrics")  # a prometheus_client CollectorRegistry
+# What adds the counts a front end holds back for a moment (bot/github/app.py): run before a scrape.
+FLUSH_COUNTS: web.AppKey[list[Callable[[], Awaitable[None]]]] = web.AppKey("flush_counts", list)
 
 
 class JobAccessLogger(AbstractAccessLogger):
@@ -86,6 +89,8 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    for flush in request.app[FLUSH_COUNTS]:
+        await flush()
     body = await asyncio.to_thread(generate_latest, request.app[METRICS])  # the store answers slowly
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -110,6 +115,7 @@ async def job_log(request: web.Request) -> web.Response:
 def mount(app: web.Application, settings: Settings) -> None:
     """The web front end's routes: probes, metrics and the signed job log."""
     app[SETTINGS] = settings
+    app[FLUSH_COUNTS] = []
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     from workers import metrics as metrics_

@@ -10,7 +10,8 @@ delivery is counted in ``wasmbot_webhook_deliveries_total`` by what was made of 
 
 What an acknowledgement promises is in the store before the answer: the delivery's claim,
 and whatever a handler records (a job, a comment's commands).  Only the delivery's count is
-added after it, with other deliveries' counts (``DeliveryCounts``): a count is best effort.
+added after it, with the counts of the deliveries answered in the next 50 ms
+(``DeliveryCounts``): a count is best effort.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from workers.store import JobStore, open_store
 
 log = logging.getLogger(__name__)
 DELIVERY_TTL = 7 * 24 * 3600.0  # GitHub lets a delivery be redelivered for a few days
+LINGER = 0.05  # seconds a delivery's count waits for others to go to the store with
 
 
 def configured(settings: Settings) -> bool:
@@ -63,40 +65,48 @@ def parse(body: bytes) -> Any:
 
 
 class DeliveryCounts:
-    """Deliveries counted in memory and added to the store's counters in the background.
+    """Deliveries counted in memory and added to the store's counters a moment later.
 
-    A delivery's count is not worth a store round trip before its answer: counts made while
-    one flush is in flight wait and go together in the next one.  Memory is bounded (one
-    figure per outcome) and ``close`` adds what is left; counts pending when the process is
-    killed are lost, which the count's best-effort contract allows."""
+    A delivery's count is not worth a store round trip before its answer, nor one of its own
+    after it: the counts of ``LINGER`` seconds go to the store together.  Memory is bounded
+    (one figure per outcome); a scrape (``flush``, bot/web.py) and ``close`` add what is
+    pending first.  Counts pending when the process is killed are lost, as the count's
+    best-effort contract allows."""
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
         self.pending: Counter[str] = Counter()
-        self.flusher: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None
         self.series = {outcome: series(DELIVERIES, "github", outcome) for outcome in OUTCOMES}
 
     def add(self, outcome: str) -> None:
         self.pending[self.series[outcome]] += 1
-        if self.flusher is None:
-            self.flusher = asyncio.get_running_loop().create_task(self._flush())
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._flush_soon())
 
-    async def _flush(self) -> None:
+    async def _flush_soon(self) -> None:
         try:
             while self.pending:
-                counts = {name: float(n) for name, n in self.pending.items()}
-                self.pending = Counter()
-                try:
-                    await self.store.add_counts_async(counts)
-                except Exception as exc:  # the store is down: the deliveries themselves say so
-                    log.warning("could not count %d GitHub deliveries: %s", sum(counts.values()), exc)
+                await asyncio.sleep(LINGER)
+                await self.flush()
         finally:
-            self.flusher = None
+            self.task = None
+
+    async def flush(self) -> None:
+        """Add the pending counts to the store now."""
+        if not self.pending:
+            return
+        counts = {name: float(n) for name, n in self.pending.items()}
+        self.pending = Counter()
+        try:
+            await self.store.add_counts_async(counts)
+        except Exception as exc:  # the store is down: the deliveries themselves say so
+            log.warning("could not count %d GitHub deliveries: %s", sum(counts.values()), exc)
 
     async def close(self) -> None:
-        if self.flusher is not None:
-            await self.flusher
-
+        if self.task is not None:
+            await self.task
+        await self.flush()
 
 
 class GitHubFrontEnd:
