@@ -9,7 +9,8 @@ de-duplicated, routed, counted; nothing to do) to one `wasmbot serve` whose stor
 its own ``X-GitHub-Delivery``.  The same-run baseline is a bare aiohttp handler
 (bench/serving.py) that reads the same body and answers the same JSON.  Rounds alternate
 between the two so that load changes on the machine hit both alike.  Figures: requests per
-second, p50 and p99 milliseconds, and the ratio of the throughputs.  ``--tree`` serves another
+second, p50 and p99 milliseconds, the server process's CPU time per request (user + system,
+which other load on the machine changes little) and the ratio of the throughputs.  ``--tree`` serves another
 checkout (e.g. the code before a change) for a before/after figure.
 """
 
@@ -28,6 +29,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
@@ -61,6 +63,20 @@ async def load(url: str, raw: bytes, headers: dict[str, str], n: int,
         return time.perf_counter() - started, took
 
 
+def listener(url: str) -> psutil.Process:
+    """The process listening on ``url``'s port (the server, not the launcher)."""
+    port = int(url.split("/")[2].rsplit(":", 1)[1])
+    pid = next(c.pid for c in psutil.net_connections("tcp")
+               if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port)
+    assert pid is not None, f"no process listens on {url}"
+    return psutil.Process(pid)
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000, help="deliveries per round and server")
@@ -81,14 +97,18 @@ def main() -> None:
                         bare(tmp) as baseline:
                     targets = {"bare aiohttp": f"{baseline}/github/webhook",
                                "wasmbot serve": f"{served}/github/webhook"}
-                    results: dict[str, tuple[float, list[float]]] = {name: (0.0, []) for name in targets}
+                    servers = {name: listener(url) for name, url in targets.items()}
+                    client = psutil.Process()
+                    results = {name: Result() for name in targets}
                     for url in targets.values():  # warm up
                         asyncio.run(load(url, raw, headers, min(500, args.requests), args.concurrency))
                     for _ in range(args.rounds):
                         for name, url in targets.items():
+                            cpu, ours = cpu_seconds(servers[name]), cpu_seconds(client)
                             seconds, took = asyncio.run(load(url, raw, headers, args.requests,
                                                              args.concurrency))
-                            results[name] = (results[name][0] + seconds, results[name][1] + took)
+                            results[name].add(seconds, took, cpu_seconds(servers[name]) - cpu,
+                                              cpu_seconds(client) - ours)
                     report(args, raw, results)
             finally:
                 redis.stop()
@@ -96,16 +116,31 @@ def main() -> None:
         api.stop()
 
 
-def report(args: argparse.Namespace, raw: bytes, results: dict[str, tuple[float, list[float]]]) -> None:
+class Result:
+    """One server's rounds added up: wall seconds, each request's ms, the server's and the
+    client's CPU seconds."""
+
+    def __init__(self) -> None:
+        self.seconds, self.took, self.cpu, self.client_cpu = 0.0, list[float](), 0.0, 0.0
+
+    def add(self, seconds: float, took: list[float], cpu: float, client_cpu: float) -> None:
+        self.seconds, self.took = self.seconds + seconds, self.took + took
+        self.cpu, self.client_cpu = self.cpu + cpu, self.client_cpu + client_cpu
+
+
+def report(args: argparse.Namespace, raw: bytes, results: dict[str, Result]) -> None:
     print(f"{args.tree}: issue_comment without a command ({len(raw)} bytes), Redis store; "
-          f"{args.rounds} x {args.requests} deliveries per server, {args.concurrency} at a time")
-    print(f"{'server':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+          f"{args.rounds} x {args.requests} deliveries per server, {args.concurrency} at a time; "
+          f"load average {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
+    print(f"{'server':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'server CPU us/req':>19}"
+          f"{'client CPU':>12}")
     rates = {}
-    for name, (seconds, took) in results.items():
-        ordered = sorted(took)
-        rates[name] = len(took) / seconds
+    for name, result in results.items():
+        ordered = sorted(result.took)
+        rates[name] = len(ordered) / result.seconds
         print(f"{name:<16}{rates[name]:>9.0f}{statistics.median(ordered):>9.1f}"
-              f"{ordered[int(len(ordered) * 0.99) - 1]:>9.1f}")
+              f"{ordered[int(len(ordered) * 0.99) - 1]:>9.1f}{result.cpu / len(ordered) * 1e6:>19.0f}"
+              f"{result.client_cpu / len(ordered) * 1e6:>12.0f}")
     print(f"wasmbot serve / bare aiohttp: {rates['wasmbot serve'] / rates['bare aiohttp']:.2f}x")
 
 

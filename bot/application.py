@@ -34,6 +34,7 @@ def make_app(settings: Settings) -> web.Application:
     if github.configured(settings):
         app[GITHUB] = github.GitHubFrontEnd(settings, log_url=lambda job: log_url(settings, job.id))
         app[GITHUB].mount(app)
+        app[web_front_end.FLUSH_COUNTS].append(app[GITHUB].counts.flush)
         if SLACK in app:  # releases published on GitHub are announced in Slack
             app[GITHUB].announce = app[SLACK].reporter.announce_when_released
     loglinks.check(settings)

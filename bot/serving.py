@@ -16,7 +16,6 @@ import asyncio
 import logging
 import resource
 import signal
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +24,6 @@ from aiohttp.web_protocol import RequestHandler
 from workers.config import Settings
 
 log = logging.getLogger("wasmbot.serve")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SPARE_FDS = 128  # descriptors kept for the store, the broker, logs and outgoing API calls
 
 
@@ -62,24 +60,15 @@ class _Connection(asyncio.Protocol):
 
 
 class ConnectionGuard:
-    """A protocol factory for ``loop.create_server`` that keeps at most ``limit`` connections."""
+    """A protocol factory for ``loop.create_server`` that keeps at most ``limit`` connections.
 
-    def __init__(self, app: web.Application, limit: int) -> None:
+    A connection is in a request while aiohttp's handler says so (``_request_in_progress``,
+    set around the request handler): no middleware runs on every request to track it."""
+
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open: dict[_Connection, None] = {}  # in the order they were accepted
-        self.busy: set[asyncio.BaseTransport] = set()  # transports whose request is being handled
         self.server: web.Server | None = None
-        app.middlewares.append(self._mark_busy)
-
-    @web.middleware
-    async def _mark_busy(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        transport = request.transport
-        if transport is not None:
-            self.busy.add(transport)
-        try:
-            return await handler(request)
-        finally:
-            self.busy.discard(transport)
 
     def __call__(self) -> asyncio.Protocol:
         assert self.server is not None, "bind the runner's server first"
@@ -88,7 +77,7 @@ class ConnectionGuard:
     def admit(self, connection: _Connection) -> bool:
         """Take ``connection`` in, closing the oldest idle one at the cap; False when all are busy."""
         if len(self.open) >= self.limit:
-            idle = next((c for c in self.open if c.transport not in self.busy), None)
+            idle = next((c for c in self.open if not c.handler._request_in_progress), None)
             if idle is None:
                 log.warning("refused a connection: all %d are in requests", self.limit)
                 return False
@@ -120,7 +109,7 @@ def connection_limit(wanted: int) -> int:
 
 async def serve(app: web.Application, settings: Settings, host: str, port: int, **runner: Any) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, with the read timeouts and limits of ``settings``."""
-    guard = ConnectionGuard(app, connection_limit(settings.web_max_connections))
+    guard = ConnectionGuard(connection_limit(settings.web_max_connections))
     app_runner = web.AppRunner(app, keepalive_timeout=settings.web_header_timeout, **runner)
     await app_runner.setup()
     guard.server = app_runner.server

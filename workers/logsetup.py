@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -136,10 +137,18 @@ class RedactFilter(logging.Filter):
         return True
 
 
+_second: tuple[int, str] = (-1, "")  # the last second stamped, and its text
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    """RFC 3339 in UTC with milliseconds."""
-    stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+    """RFC 3339 in UTC with milliseconds (the text up to the second is made once a second: the
+    access log stamps a line per request)."""
+    global _second
+    fraction, whole = math.modf(record.created)  # rounded to the microsecond as datetime does
+    second, micro = divmod(int(whole) * 1_000_000 + round(fraction * 1e6), 1_000_000)
+    if second != _second[0]:
+        _second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{micro // 1000:03d}Z"
 
 
 class TextFormatter(logging.Formatter):

@@ -38,7 +38,7 @@ import redis
 import redis.asyncio
 
 from workers import logcap
-from workers.autopipeline import AutoPipeline, Command
+from workers.autopipeline import AutoPipeline
 from workers.config import Settings
 from workers.jobs import Event, Job, State, state_events
 from workers.logsetup import redact
@@ -387,14 +387,13 @@ class RedisStore:
 
     async def claim_key_async(self, key: str, value: str, ttl: float) -> str:
         """``claim_key`` on the event loop, in one round trip."""
-        held = await self._pipeline().call(
-            lambda pipe: pipe.eval(CLAIM, 1, self._key("once", key), value, int(ttl * 1000)))
+        held = await self._pipeline().call("EVAL", CLAIM, 1, self._key("once", key), value, int(ttl * 1000))
         return str(held)
 
     async def close_async(self) -> None:
         """Close the event loop's client (at the web application's cleanup)."""
         if self._aio is not None:
-            await self._aio[1].client.aclose()
+            await self._aio[1].close()
             self._aio = None
 
     def add_work(self, key: str, value: str, ttl: float) -> bool:
@@ -473,10 +472,8 @@ class RedisStore:
         """``add_counts`` on the event loop: each series is added atomically (HINCRBYFLOAT),
         all of them in the same round trip (a front end counts one series per request)."""
         pipeline, key = self._pipeline(), self._key("metrics")
-
-        def add(name: str, amount: float) -> Command:
-            return lambda pipe: pipe.hincrbyfloat(key, name, amount)
-        await asyncio.gather(*(pipeline.call(add(name, amount)) for name, amount in counts.items()))
+        await asyncio.gather(*(pipeline.call("HINCRBYFLOAT", key, name, amount)
+                               for name, amount in counts.items()))
 
     def counts(self) -> dict[str, float]:
         raw: dict[str, str] = self.redis.hgetall(self._key("metrics"))  # type: ignore[assignment]

@@ -7,15 +7,22 @@ a second job.  Events without a handler are answered 202 and ignored.  The handl
 module per event, bot/github/routes.py) only submit jobs or record work; workers and
 background tasks do the slow part, so no GitHub call is made before the answer.  Every
 delivery is counted in ``wasmbot_webhook_deliveries_total`` by what was made of it.
+
+What an acknowledgement promises is in the store before the answer: the delivery's claim,
+and whatever a handler records (a job, a comment's commands).  Only the delivery's count is
+added after it, with the counts of the deliveries answered in the next 50 ms
+(``DeliveryCounts``): a count is best effort.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import json
 import logging
 import uuid
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -28,11 +35,12 @@ from bot.github.routes import router
 from bot.httpbody import read_body
 from workers import github_client
 from workers.config import Settings
-from workers.metrics import count_delivery_async
+from workers.metrics import DELIVERIES, OUTCOMES, series
 from workers.store import JobStore, open_store
 
 log = logging.getLogger(__name__)
 DELIVERY_TTL = 7 * 24 * 3600.0  # GitHub lets a delivery be redelivered for a few days
+LINGER = 0.05  # seconds a delivery's count waits for others to go to the store with
 
 
 def configured(settings: Settings) -> bool:
@@ -56,6 +64,51 @@ def parse(body: bytes) -> Any:
         return json.loads(body)
 
 
+class DeliveryCounts:
+    """Deliveries counted in memory and added to the store's counters a moment later.
+
+    A delivery's count is not worth a store round trip before its answer, nor one of its own
+    after it: the counts of ``LINGER`` seconds go to the store together.  Memory is bounded
+    (one figure per outcome); a scrape (``flush``, bot/web.py) and ``close`` add what is
+    pending first.  Counts pending when the process is killed are lost, as the count's
+    best-effort contract allows."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self.pending: Counter[str] = Counter()
+        self.task: asyncio.Task[None] | None = None
+        self.series = {outcome: series(DELIVERIES, "github", outcome) for outcome in OUTCOMES}
+
+    def add(self, outcome: str) -> None:
+        self.pending[self.series[outcome]] += 1
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        try:
+            while self.pending:
+                await asyncio.sleep(LINGER)
+                await self.flush()
+        finally:
+            self.task = None
+
+    async def flush(self) -> None:
+        """Add the pending counts to the store now."""
+        if not self.pending:
+            return
+        counts = {name: float(n) for name, n in self.pending.items()}
+        self.pending = Counter()
+        try:
+            await self.store.add_counts_async(counts)
+        except Exception as exc:  # the store is down: the deliveries themselves say so
+            log.warning("could not count %d GitHub deliveries: %s", sum(counts.values()), exc)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            await self.task
+        await self.flush()
+
+
 class GitHubFrontEnd:
     def __init__(self, settings: Settings, store: JobStore | None = None, log_url: Any = None) -> None:
         assert settings.github_webhook_secret is not None
@@ -64,6 +117,9 @@ class GitHubFrontEnd:
         self.store = store or open_store(settings)
         self.reporter = Reporter(settings, self.store, log_url)
         self.comments = CommentAnswerer(self)  # comment commands, answered after the webhook's 200
+        self.counts = DeliveryCounts(self.store)
+        # Dedupe claims need a value no other claimant uses; a random one per process, numbered.
+        self._claim_values = map(f"{uuid.uuid4().hex}-{{}}".format, itertools.count())
         self.announce: Any = None  # set by the Slack front end: announce(job_id) for releases
 
     def mount(self, app: web.Application) -> None:
@@ -80,11 +136,12 @@ class GitHubFrontEnd:
     async def _stop(self, _app: web.Application) -> None:
         await self.comments.close()
         await self.reporter.close()
+        await self.counts.close()
         await self.store.close_async()
 
     async def webhook(self, request: web.Request) -> web.Response:
         outcome, response = await self._deliver(request)
-        await count_delivery_async(self.store, "github", outcome)
+        self.counts.add(outcome)
         return response
 
     async def _deliver(self, request: web.Request) -> tuple[str, web.Response]:
@@ -121,7 +178,7 @@ class GitHubFrontEnd:
             return "accepted", web.json_response({"ok": True, "message": "pong", "zen": data.get("zen")})
         if not all(isinstance(data.get(key, ""), str) for key in ("action", "ref", "after")):
             return "invalid", _answer(422, "action, ref and after must be strings")
-        mine = uuid.uuid4().hex
+        mine = next(self._claim_values)
         holder = await self.store.claim_key_async(f"github-delivery:{delivery}", mine, DELIVERY_TTL)
         if holder != mine:
             return "duplicate", _answer(200, f"delivery {delivery} was handled already")
@@ -144,4 +201,5 @@ class GitHubFrontEnd:
 
 
 def _answer(status: int, message: str) -> web.Response:
-    return web.json_response({"ok": status < 400, "message": message}, status=status)
+    body = orjson.dumps({"ok": status < 400, "message": message})
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
