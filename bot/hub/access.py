@@ -17,11 +17,11 @@ import hmac
 from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bot import permissions
 from bot.hub.pages import render, settings_of
 from bot.hub.session import VIEWER, read_viewer, viewer
-from bot.serving import Handler
 
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN = ("/hub/signin", "/hub/oauth/", "/hub/static/")  # readable by anyone, signed in or not
