@@ -24,43 +24,18 @@ import json
 import statistics
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
 
-import aiohttp
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from githubapi import WEBHOOK_SECRET, webhook_headers  # noqa: E402
-from serving import bare, serve  # noqa: E402
+from serving import bare, post_deliveries, serve  # noqa: E402
 from webhook import comment, stand_in  # noqa: E402
 
 from bot.localservices import start_redis  # noqa: E402
-
-
-async def load(url: str, raw: bytes, headers: dict[str, str], n: int,
-               concurrency: int) -> tuple[float, list[float]]:
-    """Post ``n`` deliveries of ``raw``, ``concurrency`` at a time; seconds taken and each one's ms."""
-    ids = iter([str(uuid.uuid4()) for _ in range(n)])
-    took: list[float] = []
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        for delivery in ids:
-            started = time.perf_counter()
-            sent = headers | {"X-GitHub-Delivery": delivery}
-            async with session.post(url, data=raw, headers=sent) as answer:
-                body = await answer.read()
-            took.append((time.perf_counter() - started) * 1000)
-            if answer.status != 200 or b'"handled"' not in body:
-                raise SystemExit(f"{url} answered {answer.status}: {body[:200]!r}")
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
-        return time.perf_counter() - started, took
 
 
 def listener(url: str) -> psutil.Process:
@@ -101,11 +76,12 @@ def main() -> None:
                     client = psutil.Process()
                     results = {name: Result() for name in targets}
                     for url in targets.values():  # warm up
-                        asyncio.run(load(url, raw, headers, min(500, args.requests), args.concurrency))
+                        warm_up = min(500, args.requests)
+                        asyncio.run(post_deliveries([url], raw, headers, warm_up, args.concurrency))
                     for _ in range(args.rounds):
                         for name, url in targets.items():
                             cpu, ours = cpu_seconds(servers[name]), cpu_seconds(client)
-                            seconds, took = asyncio.run(load(url, raw, headers, args.requests,
+                            seconds, took = asyncio.run(post_deliveries([url], raw, headers, args.requests,
                                                              args.concurrency))
                             results[name].add(seconds, took, cpu_seconds(servers[name]) - cpu,
                                               cpu_seconds(client) - ours)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import itertools
 import json
 import os
 import statistics
@@ -34,12 +33,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import aiohttp
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +49,7 @@ import github  # noqa: E402, F401
 sys.path.append(str(ROOT / "bench"))
 
 from githubapi import webhook_headers  # noqa: E402
-from serving import serve  # noqa: E402
+from serving import post_deliveries, serve  # noqa: E402
 from webhook import comment, stand_in  # noqa: E402
 
 from bot.localservices import Service, _wait_until, start_redis  # noqa: E402
@@ -177,30 +174,6 @@ def measure_workers(cluster: Cluster, n: int, args: argparse.Namespace,
         return rate, runs
 
 
-async def load(urls: list[str], raw: bytes, headers: dict[str, str], n: int,
-               clients: int) -> tuple[float, list[float]]:
-    """Post ``n`` deliveries, ``clients`` at a time, round-robin over ``urls``; seconds, each ms."""
-    ids = iter([str(uuid.uuid4()) for _ in range(n)])
-    targets = itertools.cycle(urls)
-    took: list[float] = []
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        for delivery in ids:
-            url = next(targets)
-            started = time.perf_counter()
-            sent = headers | {"X-GitHub-Delivery": delivery}
-            async with session.post(url, data=raw, headers=sent) as answer:
-                body = await answer.read()
-            took.append((time.perf_counter() - started) * 1000)
-            if answer.status != 200 or b'"handled"' not in body:
-                raise SystemExit(f"{url} answered {answer.status}: {body[:200]!r}")
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-        return time.perf_counter() - started, took
-
-
 def bench_workers(args: argparse.Namespace, work: Path,
                   redis_url: str) -> tuple[dict[int, list[float]], dict[str, list[float]]]:
     env = {"REDIS_URL": redis_url, "WASMBOT_DATA_DIR": str(work / "data"),
@@ -241,13 +214,14 @@ def bench_servers(args: argparse.Namespace, work: Path, redis_url: str,
                 served = stack.enter_context(serve(str(data), ROOT, settings | {"REDIS_URL": redis_url}))
                 urls.append(f"{served}/github/webhook")
             for n in args.replicas:  # warm up
-                asyncio.run(load(urls[:n], raw, headers, min(500, args.requests), args.clients))
+                asyncio.run(post_deliveries(urls[:n], raw, headers, min(500, args.requests), args.clients))
             ports = {url.split(":")[2].split("/")[0] for url in urls}  # `serve --port N`
             servers = [p for p in psutil.Process().children()
                        if p.cmdline() and p.cmdline()[-1] in ports]
             for _ in range(args.rounds):
                 for n in args.replicas:
-                    seconds, took = asyncio.run(load(urls[:n], raw, headers, args.requests, args.clients))
+                    seconds, took = asyncio.run(
+                        post_deliveries(urls[:n], raw, headers, args.requests, args.clients))
                     results[n] = (results[n][0] + seconds, results[n][1] + took)
                     print(f"  {n} replica(s): {len(took) / seconds:.0f} deliveries/s",
                           file=sys.stderr, flush=True)

@@ -4,13 +4,18 @@ baseline for what aiohttp itself costs on this machine)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
 import requests
 
 from bot.localservices import Service, _wait_until, free_port
@@ -79,3 +84,28 @@ def _bare_main(port: int) -> None:
 
 if __name__ == "__main__":
     _bare_main(int(sys.argv[1]))
+
+
+async def post_deliveries(urls: list[str], raw: bytes, headers: dict[str, str], n: int,
+                          clients: int) -> tuple[float, list[float]]:
+    """Post ``n`` signed deliveries of ``raw`` (each its own ``X-GitHub-Delivery``), ``clients``
+    at a time, round-robin over ``urls``; the seconds taken and each one's milliseconds."""
+    ids = iter([str(uuid.uuid4()) for _ in range(n)])
+    targets = itertools.cycle(urls)
+    took: list[float] = []
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        for delivery in ids:
+            url = next(targets)
+            started = time.perf_counter()
+            sent = headers | {"X-GitHub-Delivery": delivery}
+            async with session.post(url, data=raw, headers=sent) as answer:
+                body = await answer.read()
+            took.append((time.perf_counter() - started) * 1000)
+            if answer.status != 200 or b'"handled"' not in body:
+                raise SystemExit(f"{url} answered {answer.status}: {body[:200]!r}")
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        return time.perf_counter() - started, took

@@ -52,6 +52,20 @@ def _binary(name: str, package: str) -> str:
     return path
 
 
+def healthy(url: str) -> Callable[[], bool]:
+    """A readiness probe for ``_wait_until``: ``url``'s ``/healthz`` answers 200 (wasmbot serve,
+    or a proxy in front of it)."""
+    import requests
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    return ready
+
+
 def _wait_until(ready: Callable[[], bool], service: Service, timeout: float = 20) -> None:
     """Wait for the server to answer; a server that exits instead is reported with its log."""
     deadline = time.monotonic() + timeout

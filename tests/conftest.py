@@ -22,12 +22,11 @@ from pathlib import Path
 import apicontract
 import pytest
 import redis
-import requests
 from githubapi import GitHubStandIn
 from kubeserver import KubeServer
 from slackapi import SlackStandIn
 
-from bot.localservices import Service, _wait_until, free_port, start_redis, start_registry
+from bot.localservices import Service, _wait_until, free_port, healthy, start_redis, start_registry
 from workers.config import Settings
 from workers.jobs import Job
 from workers.store import JobStore, RedisStore, SqliteStore
@@ -172,13 +171,7 @@ class Wasmbot:
                                    env=self.env | env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
 
-        def ready() -> bool:
-            try:
-                return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        _wait_until(ready, Service("wasmbot serve", process, url, log), timeout=30)
+        _wait_until(healthy(url), Service("wasmbot serve", process, url, log), timeout=30)
         return process
 
     def stop_workers(self) -> None:

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
 from githubapi import GitHubStandIn
 
-from bot.localservices import Service, _wait_until, free_port
+from bot.localservices import Service, _wait_until, free_port, healthy
 from workers.jobs import Job, Stage, State
 from workers.store import JobStore, RedisStore, SqliteStore
 
@@ -61,15 +60,9 @@ def serve_hub(tmp_path: Path, env: dict[str, str] | None = None, redis_url: str 
                                env=base | settings | (env or {}), cwd=ROOT, stdout=log.open("wb"),
                                stderr=subprocess.STDOUT)
 
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
     store: JobStore = RedisStore(redis_url) if redis_url else SqliteStore(data / "jobs.sqlite")
     try:
-        _wait_until(ready, Service("wasmbot serve", process, url, log), timeout=30)
+        _wait_until(healthy(url), Service("wasmbot serve", process, url, log), timeout=30)
         yield Hub(url, store, github, process, data)
     finally:
         process.terminate()

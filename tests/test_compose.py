@@ -24,7 +24,7 @@ from conftest import ROOT, TESTDATA, Wasmbot, front_ends
 from githubapi import webhook_headers
 
 from bot.cli import build_parser
-from bot.localservices import Service, _wait_until, free_port
+from bot.localservices import Service, _wait_until, free_port, healthy
 from workers.config import Settings
 
 COMPOSE = ROOT / "deploy" / "compose.yaml"
@@ -125,14 +125,8 @@ def proxy_to(server_port: int, tmp_path: Path) -> Iterator[str]:
                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
     try:
-        _wait_until(ready, Service("caddy", process, url, log), timeout=30)
+        _wait_until(healthy(url), Service("caddy", process, url, log), timeout=30)
         yield url
     finally:
         process.terminate()

@@ -30,7 +30,7 @@ from test_github import FILTER, REPO, completed, pull_request
 
 from bot import loglinks
 from bot.follow import Follower, follow
-from bot.localservices import Service, _wait_until, free_port
+from bot.localservices import Service, _wait_until, free_port, healthy
 from workers.config import Settings
 from workers.jobs import Job, Stage, State
 from workers.pipeline import claim
@@ -85,13 +85,7 @@ def start_replica(bot: Wasmbot, env: dict[str, str], name: str) -> Replica:
         cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        try:
-            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    _wait_until(ready, Service(f"wasmbot serve {name}", process, url, log), timeout=30)
+    _wait_until(healthy(url), Service(f"wasmbot serve {name}", process, url, log), timeout=30)
     return Replica(url, process, log)
 
 
