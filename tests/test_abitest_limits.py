@@ -15,7 +15,7 @@ from workers import abitest
 from workers.abitest.vm import Limits, compile_module
 from workers.config import Settings
 from workers.jobs import Job, Stage, State
-from workers.stages import StageContext, StageError
+from workers.stages import StageContext, StageError, keep
 from workers.stages import test as test_stage
 
 
@@ -69,13 +69,12 @@ def test_compile_memory_cap() -> None:
 def test_the_test_stage_takes_its_compile_caps_from_the_settings(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "work").mkdir()
-    module = tmp_path / "filter.wasm"
-    module.write_bytes(many_functions(200_000))
-    build = Stage(name="build", state=State.SUCCEEDED, result={"module": str(module)})
+    build = Stage(name="build", state=State.SUCCEEDED)
     job = Job(requester="t", origin="t", text="", source_root=str(tmp_path),
               command={"name": "test", "source": "src"}, stages=[build, Stage(name="test")])
     settings = Settings(data_dir=tmp_path / "data", test_compile_seconds=0.5)
     ctx = StageContext(job=job, settings=settings, workdir=tmp_path / "work", log=lambda _: None)
+    build.result = {"module": keep(ctx, "filter.wasm", many_functions(200_000), large=True)}  # as the build does
     with pytest.raises(StageError, match=r"too large to compile within 0\.5 s \(test_compile_seconds\)"):
         test_stage.run(ctx)
     assert not list((tmp_path / "data").glob("cache/compiled/*")), "nothing half-compiled is cached"

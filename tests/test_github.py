@@ -527,7 +527,9 @@ def test_github_5xx_and_rate_limits_are_retried_then_reported_clearly(github_api
 
     github_api.fail("GET", "/tarball/", 502, times=2)
     github_api.fail("GET", "/tarball/", 403, times=1, **{"Retry-After": "1"})  # a secondary rate limit
-    assert fetch(ctx("a")) == {"commit": sha, "lang": "c"}  # the build is routed by its language
+    first = ctx("a")
+    # the build is routed by its language; the checkout travels to the build's worker as an archive
+    assert fetch(first) == {"commit": sha, "lang": "c", "checkout": f"store:{first.job.id}/source.tar.gz"}
     assert (tmp_path / "a" / "filter.c").read_bytes() == FILTER["filter.c"]
     github_api.fail("GET", "/tarball/", 503, times=10)
     with pytest.raises(StageError, match=rf"cannot download {REPO}@{sha[:12]}: GitHub answered 503"):
