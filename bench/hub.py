@@ -149,6 +149,7 @@ def main() -> None:
             try:
                 settings = Settings(data_dir=Path(tmp) / kind, redis_url=service.url if service else None,
                                     default_registry="registry.bench:5000", hub_catalogue_refresh=3600,
+                                    log_link_key="bench-key",  # with Redis, sessions need the shared key
                                     environments={"staging": Environment(platform="envoy")},
                                     permissions={"approve:prod": ["user:github:bob"],
                                                  "deploy:staging": ["user:github:bob"]})
