@@ -100,11 +100,10 @@ def _submit(job: Job, command: Command, dedupe_key: str | None,
             github: dict[str, str] | None) -> tuple[Job, bool]:
     if github is not None:
         job.reports["github"] = github
-        if checkout.fetched(job):  # each worker keeps its own checkout: this is the server's name for it
-            job.source_root = str(checkout.local_root(settings(), job.id))
+        checkout.localize(job, settings())  # each worker has its own checkout: the server's name for it
     if command.name == "push":
         _from_tested_job(job)
-    elif "fetch" not in [s.name for s in job.stages]:
+    elif not checkout.fetched(job):
         _check_source(job)
     _route(job)
     approval = approval_needed(job)

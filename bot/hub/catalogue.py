@@ -30,7 +30,7 @@ from workers.oci.connect import connect
 from workers.oci.image import UnsupportedImage
 from workers.oci.inspect import inspect
 from workers.oci.reference import Reference
-from workers.oci.registry import MANIFEST_ACCEPT, Registry, RegistryError
+from workers.oci.registry import Registry, RegistryError
 from workers.store import open_store
 
 VIEW = "hub-catalogue"
@@ -112,22 +112,13 @@ def _repository(registry: Registry, host: str, repository: str, known: dict[tupl
     signatures = {m.group(1) for m in map(_COSIGN.match, tags) if m and m.group(2) == "sig"}
     entries = []
     for tag in sorted(t for t in tags if not _COSIGN.match(t)):
-        digest = _head(registry, repository, tag)
+        digest = registry.manifest_digest(repository, tag)
         old = known.get((repository, tag))
         entry = old if old is not None and digest and old.digest == digest else \
             _inspect(registry, host, repository, tag, digest, now)
         entry.signed = bool({entry.digest, entry.resolved} & {f"sha256:{s}" for s in signatures})
         entries.append(entry)
     return entries
-
-
-def _head(registry: Registry, repository: str, tag: str) -> str:
-    response = registry.request("HEAD", f"/v2/{repository}/manifests/{tag}",
-                                scope=f"repository:{repository}:pull", ok=(200,),
-                                headers={"Accept": MANIFEST_ACCEPT},
-                                what=f"find {repository}:{tag}")
-    response.finish()
-    return response.headers.get("Docker-Content-Digest", "")
 
 
 def _inspect(registry: Registry, host: str, repository: str, tag: str, digest: str, now: float) -> Entry:

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from bot.hub.pages import render, settings_of, store
+from bot.hub.pages import page_number, render, settings_of, store
 from bot.hublinks import job_links
 from workers.abitest.report import Report
 from workers.artifacts import in_store
@@ -67,19 +67,12 @@ class Filters:
         return urlencode(values | ({"page": str(page)} if page > 1 else {}))
 
 
-def _page_number(raw: str | None) -> int:
-    try:
-        return max(1, int(raw or "1"))
-    except ValueError:
-        raise web.HTTPBadRequest(text="page must be a number\n") from None
-
-
 async def jobs_page(request: web.Request) -> web.Response:
     wanted = Filters(request.query.get("repo", "").strip(), request.query.get("requester", "").strip(),
                      request.query.get("state", "").strip())
     if wanted.state and wanted.state not in {s.value for s in State}:
         raise web.HTTPBadRequest(text=f"no job state {wanted.state!r}\n")
-    page = _page_number(request.query.get("page"))
+    page = page_number(request.query.get("page"))
     start = (page - 1) * PAGE_SIZE
     # Unfiltered, one job past the page says whether there is a next page.
     wanted_jobs = SCAN if wanted != Filters() else min(SCAN, start + PAGE_SIZE + 1)

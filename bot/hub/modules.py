@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from bot.hub import catalogue
-from bot.hub.pages import render, settings_of
+from bot.hub.pages import page_number, render, settings_of
 from workers.config import Settings
 
 PAGE_SIZE = 100  # tags on one page: a phone scrolls through it, and it renders in a few ms
@@ -38,13 +38,6 @@ def environments(settings: Settings) -> list[str]:
     return sorted(settings.environments) or ["envoy"]
 
 
-def _page_number(raw: str | None) -> int:
-    try:
-        return max(1, int(raw or "1"))
-    except ValueError:
-        raise web.HTTPBadRequest(text="page must be a number\n") from None
-
-
 def _query(query: str, page: int) -> str:
     return urlencode(({"q": query} if query else {}) | ({"page": str(page)} if page > 1 else {}))
 
@@ -52,7 +45,7 @@ def _query(query: str, page: int) -> str:
 async def modules_page(request: web.Request) -> web.Response:
     settings = settings_of(request)
     query = request.query.get("q", "")[:200]
-    page = _page_number(request.query.get("page"))
+    page = page_number(request.query.get("page"))
     if not settings.default_registry:
         return await render(request, "modules.html", section="modules", catalogue=None, query=query,
                             entries=[], total=0, reading=False, lines=None, page=page, previous=None,

@@ -33,6 +33,14 @@ def duration(seconds: float | None) -> str:
     return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
+def page_number(raw: str | None) -> int:
+    """The ``page`` query parameter of a paged list (1 when absent); 400 when not a number."""
+    try:
+        return max(1, int(raw or "1"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="page must be a number\n") from None
+
+
 def setup_templates(hub: web.Application) -> None:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("bot.hub", "templates"),

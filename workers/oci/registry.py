@@ -134,6 +134,14 @@ class Registry:
                           f"but its bytes hash to {expected}")
         return expected
 
+    def manifest_digest(self, repository: str, tag: str) -> str:
+        """The digest ``tag`` names now, from one ``HEAD`` ("" when the registry does not say)."""
+        response = self.request("HEAD", f"/v2/{repository}/manifests/{tag}", scope=_pull(repository),
+                                headers={"Accept": MANIFEST_ACCEPT}, ok=(200,),
+                                what=f"find {repository}:{tag}")
+        response.finish()
+        return response.headers.get("Docker-Content-Digest", "")
+
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """The manifest's exact bytes, checked against the digest asked for or announced."""
         response = self.request("GET", f"/v2/{repository}/manifests/{reference}", scope=_pull(repository),
