@@ -95,6 +95,14 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
+def fetched_from(page: Any) -> list[str]:
+    """The URLs of what ``page`` loads besides its documents (styles, scripts, images, fonts,
+    event streams), recorded from now on: the hub serves all of it itself, no CDN."""
+    loaded: list[str] = []
+    page.on("request", lambda request: loaded.append(request.url) if request.resource_type != "document" else None)
+    return loaded
+
+
 def sign_in(page: Any, hub: Hub, login: str = "octocat") -> None:
     """Sign ``page`` in to the hub as ``login`` through the GitHub OAuth flow, as a person does."""
     hub.github.signing_in = login

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import redis
-from hubhelp import ROOT, Hub, browser, serve_hub, sign_in
+from hubhelp import ROOT, Hub, browser, fetched_from, serve_hub, sign_in
 from kubeserver import KubeServer
 from ocihelp import client, host_of, module_bytes
 from playwright.sync_api import expect
@@ -169,6 +169,7 @@ def test_the_pages_fit_a_phone_and_work_from_the_keyboard(guarded: tuple[Hub, di
     with browser() as chromium:
         page = chromium.new_page(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
         sign_in(page, hub, "bob")
+        loaded = fetched_from(page)
         for path in ("/hub/modules", "/hub/modules/team/add-header", "/hub/environments",
                      "/hub/environments/prod", "/hub/approvals"):
             page.goto(f"{hub.url}{path}")
@@ -178,6 +179,7 @@ def test_the_pages_fit_a_phone_and_work_from_the_keyboard(guarded: tuple[Hub, di
             scrolled = page.evaluate("Math.max(0, ...[...document.querySelectorAll('.table-wrap')]"
                                      ".map(t => t.scrollWidth - t.clientWidth))")
             assert scrolled <= 0, f"a table of {path} scrolls sideways by {scrolled}px: rows should stack"
+        assert loaded and all(url.startswith(f"{hub.url}/hub/") for url in loaded), loaded  # no CDN
         deny = page.get_by_role("button", name="Deny")
         for _ in range(40):  # Tab through the page, as a keyboard user does, to the Deny button
             page.keyboard.press("Tab")

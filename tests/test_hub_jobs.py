@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from hubhelp import Hub, browser, make_job, serve_hub, sign_in, sse_events
+from hubhelp import Hub, browser, fetched_from, make_job, serve_hub, sign_in, sse_events
 
 from bot.localservices import Service
 from workers.abitest.expect import Difference
@@ -185,10 +185,12 @@ def test_the_pages_fit_a_phone_and_follow_the_keyboard(hub: Hub) -> None:
     with browser() as chromium:
         page = chromium.new_page(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
         sign_in(page, hub)
+        loaded = fetched_from(page)
         for path in ("/hub/jobs", f"/hub/jobs/{job.id}"):
             page.goto(f"{hub.url}{path}")
             overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 0, f"{path} is {overflow}px wider than the phone's screen"
+        assert loaded and all(url.startswith(f"{hub.url}/hub/") for url in loaded), loaded  # no CDN
         page.goto(f"{hub.url}/hub/jobs")
         page.keyboard.press("Tab")
         expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
