@@ -9,7 +9,7 @@ import json
 import re
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -623,14 +623,38 @@ def test_a_published_release_is_pushed_attached_and_announced(wasmbot: Wasmbot, 
         slack.stop()
 
 
-def test_a_delivery_is_parsed_as_json_loads_parses_it() -> None:
-    """orjson parses GitHub's deliveries; what it refuses is json.loads's to accept or refuse."""
-    from bot.github.app import parse
+def _reads_as(view: Any, expected: Any, where: str = "") -> None:
+    """``view`` answers every read a handler makes (``[]``, ``get``, ``in``, ``len``, iteration)
+    as ``expected``, the same JSON loaded by json.loads, does."""
+    if isinstance(expected, dict):
+        assert isinstance(view, Mapping) and len(view) == len(expected) and list(view) == list(expected), where
+        assert view.get("not a key") is None and all(key in view for key in expected), where
+        for key, value in expected.items():
+            _reads_as(view[key], value, f"{where}.{key}")
+            _reads_as(view.get(key), value, f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(view, Sequence) and len(view) == len(expected), where
+        for n, (item, value) in enumerate(zip(view, expected, strict=True)):
+            _reads_as(item, value, f"{where}[{n}]")
+    else:
+        assert type(view) is type(expected) and view == expected, where
 
-    raw = (TESTDATA / "github" / "issue_comment" / "created.json").read_bytes()
-    assert parse(raw) == json.loads(raw)
-    beyond_orjson = b'{"big": 123456789012345678901234567890, "nan": NaN, "s": "\\ud800"}'
-    assert repr(parse(beyond_orjson)) == repr(json.loads(beyond_orjson))
+
+def test_a_delivery_reads_as_json_loads_reads_it() -> None:
+    """A delivery is read lazily (bot/github/payload.py): every published payload answers every
+    read as json.loads's dict does and turns plain for storage; what simdjson refuses is
+    orjson's, then json.loads's, to accept or refuse."""
+    from bot.github.payload import parse, plain
+
+    published = sorted(p for p in PAYLOADS.glob("*/*.json"))
+    assert len(published) >= 20
+    for path in published:
+        raw = path.read_bytes()
+        view = parse(raw)
+        _reads_as(view, json.loads(raw), path.name)
+        assert type(plain(view)) is dict and plain(view) == json.loads(raw)
+    beyond_simdjson = b'{"big": 123456789012345678901234567890, "nan": NaN, "s": "\\ud800", "f": 1e400}'
+    assert repr(plain(parse(beyond_simdjson))) == repr(json.loads(beyond_simdjson))
     deep = b"[" * 100_000 + b"]" * 100_000  # orjson 3.8 crashed the process here
     with pytest.raises(RecursionError):
         parse(deep)

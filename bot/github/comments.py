@@ -18,6 +18,7 @@ from gidgethub import routing, sansio
 
 from bot.dispatch import Reply, Request, Status, dispatch
 from bot.github.identity import commenter
+from bot.github.payload import plain
 from bot.github.pulls import ran_before, start_pull_request, supersede, untrusted_reason
 from workers import commands
 from workers.github_client import client
@@ -48,7 +49,7 @@ async def issue_comment(event: sansio.Event, fe: GitHubFrontEnd) -> None:
     if not lines:
         return
     _check_shape(data)
-    await fe.comments.take(event.delivery_id, data, lines[:MAX_COMMANDS])
+    await fe.comments.take(event.delivery_id, plain(data), lines[:MAX_COMMANDS])
 
 
 def _check_shape(data: dict[str, Any]) -> None:
