@@ -51,6 +51,19 @@ _URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^/\s@]+@")
 # Credentials in query strings, e.g. the signature of a job's log link in the access log.
 _QUERY = re.compile(r"([?&](?:sig|signature|token|access_token|client_secret|code)=)[^&\s\"']+")
 
+# The token shapes in the order they are masked: each with what replaces a match, and texts
+# (in lower case) one of which every match contains.  A line holding none of them is not
+# scanned for that shape (re steps through every position; most lines hold no shape at all,
+# and the access log redacts one per request).  The answer is the same: a mask adds only
+# asterisks, which no needle has, so masking never makes a needle that was not there.
+_SHAPES: tuple[tuple[re.Pattern[str], Any, tuple[str, ...]], ...] = (
+    (_TOKENS, MASK, ("xox", "xapp-", "gh", "github_pat_", "-----begin")),
+    (_HEADER, lambda m: m.group(1) + MASK, ("authorization",)),
+    (_SCHEME, lambda m: f"{m.group(1)} {MASK}", ("bearer", "basic")),
+    (_QUERY, lambda m: m.group(1) + MASK, ("=",)),
+    (_URL_PASSWORD, lambda m: m.group(1) + MASK + "@", ("://",)),
+)
+
 JOB_ID: ContextVar[str | None] = ContextVar("wasmbot_job_id", default=None)
 STAGE: ContextVar[str | None] = ContextVar("wasmbot_stage", default=None)
 
@@ -81,11 +94,11 @@ class Redactor:
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(MASK, text)
-        text = _TOKENS.sub(MASK, text)
-        text = _HEADER.sub(lambda m: m.group(1) + MASK, text)
-        text = _SCHEME.sub(lambda m: f"{m.group(1)} {MASK}", text)
-        text = _QUERY.sub(lambda m: m.group(1) + MASK, text)
-        return _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", text)
+        lowered = text.lower()
+        for shape, replacement, needles in _SHAPES:
+            if any(needle in lowered for needle in needles):
+                text = shape.sub(replacement, text)
+        return text
 
 
 redact = Redactor()
