@@ -73,18 +73,19 @@ def main() -> None:
                     targets = {"bare aiohttp": f"{baseline}/github/webhook",
                                "wasmbot serve": f"{served}/github/webhook"}
                     servers = {name: listener(url) for name, url in targets.items()}
-                    client = psutil.Process()
+                    client, store = psutil.Process(), psutil.Process(redis.process.pid)
                     results = {name: Result() for name in targets}
                     for url in targets.values():  # warm up
                         warm_up = min(500, args.requests)
                         asyncio.run(post_deliveries([url], raw, headers, warm_up, args.concurrency))
                     for _ in range(args.rounds):
                         for name, url in targets.items():
-                            cpu, ours = cpu_seconds(servers[name]), cpu_seconds(client)
+                            before = [cpu_seconds(p) for p in (servers[name], client, store)]
                             seconds, took = asyncio.run(post_deliveries([url], raw, headers, args.requests,
                                                              args.concurrency))
-                            results[name].add(seconds, took, cpu_seconds(servers[name]) - cpu,
-                                              cpu_seconds(client) - ours)
+                            after = [cpu_seconds(p) for p in (servers[name], client, store)]
+                            spent = (b - a for a, b in zip(before, after, strict=True))
+                            results[name].add(seconds, took, *spent)
                     report(args, raw, results)
             finally:
                 redis.stop()
@@ -93,15 +94,17 @@ def main() -> None:
 
 
 class Result:
-    """One server's rounds added up: wall seconds, each request's ms, the server's and the
-    client's CPU seconds."""
+    """One server's rounds added up: wall seconds, each request's ms, and the CPU seconds of the
+    server, the client and Redis (all three share the machine's cores)."""
 
     def __init__(self) -> None:
-        self.seconds, self.took, self.cpu, self.client_cpu = 0.0, list[float](), 0.0, 0.0
+        self.seconds, self.took = 0.0, list[float]()
+        self.cpu, self.client_cpu, self.redis_cpu = 0.0, 0.0, 0.0
 
-    def add(self, seconds: float, took: list[float], cpu: float, client_cpu: float) -> None:
+    def add(self, seconds: float, took: list[float], cpu: float, client_cpu: float, redis_cpu: float) -> None:
         self.seconds, self.took = self.seconds + seconds, self.took + took
         self.cpu, self.client_cpu = self.cpu + cpu, self.client_cpu + client_cpu
+        self.redis_cpu += redis_cpu
 
 
 def report(args: argparse.Namespace, raw: bytes, results: dict[str, Result]) -> None:
@@ -109,14 +112,15 @@ def report(args: argparse.Namespace, raw: bytes, results: dict[str, Result]) -> 
           f"{args.rounds} x {args.requests} deliveries per server, {args.concurrency} at a time; "
           f"load average {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
     print(f"{'server':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'server CPU us/req':>19}"
-          f"{'client CPU':>12}")
+          f"{'client CPU':>12}{'Redis CPU':>11}")
     rates = {}
     for name, result in results.items():
         ordered = sorted(result.took)
-        rates[name] = len(ordered) / result.seconds
+        n = len(ordered)
+        rates[name] = n / result.seconds
         print(f"{name:<16}{rates[name]:>9.0f}{statistics.median(ordered):>9.1f}"
-              f"{ordered[int(len(ordered) * 0.99) - 1]:>9.1f}{result.cpu / len(ordered) * 1e6:>19.0f}"
-              f"{result.client_cpu / len(ordered) * 1e6:>12.0f}")
+              f"{ordered[int(n * 0.99) - 1]:>9.1f}{result.cpu / n * 1e6:>19.0f}"
+              f"{result.client_cpu / n * 1e6:>12.0f}{result.redis_cpu / n * 1e6:>11.0f}")
     print(f"wasmbot serve / bare aiohttp: {rates['wasmbot serve'] / rates['bare aiohttp']:.2f}x")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 import time
@@ -154,3 +155,25 @@ def test_work_is_kept_until_done_and_its_key_is_remembered_after(store: JobStore
     time.sleep(0.3)  # nothing to wait on: the record's time runs out
     assert store.open_work("github-comment:") == {}
     assert store.add_work("github-comment:2", "f", ttl=60)  # forgotten after its ttl
+
+
+def test_a_key_is_claimed_once_until_its_ttl_runs_out(store: JobStore) -> None:
+    """Idempotency keys (deliveries, announcements): the first claimant holds the key and every
+    later one is told who holds it, on the loop (the webhooks) as off it, until the ttl ends."""
+    assert store.claim_key("delivery:1", "first", ttl=60) == "first"
+    assert store.claim_key("delivery:1", "second", ttl=60) == "first"
+    assert store.claim_key("delivery:3", "brief", ttl=0.2) == "brief"
+    time.sleep(0.3)  # nothing to wait on: the key's time runs out
+
+    async def on_the_loop() -> tuple[str, list[str], str]:
+        try:
+            again = await store.claim_key_async("delivery:1", "third", ttl=60)
+            held = await asyncio.gather(*(store.claim_key_async("delivery:2", f"n{i}", ttl=60)
+                                          for i in range(8)))
+            return again, held, await store.claim_key_async("delivery:3", "later", ttl=60)
+        finally:
+            await store.close_async()
+
+    again, held, later = asyncio.run(on_the_loop())
+    assert again == "first" and later == "later"
+    assert len(set(held)) == 1 and held[0] in {f"n{i}" for i in range(8)}
