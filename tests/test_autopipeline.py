@@ -35,6 +35,26 @@ def test_concurrent_calls_each_get_their_own_reply_in_order(url: str) -> None:
     assert asyncio.run(run()) == [sum(range(1, i + 1)) for i in range(1, 51)]
 
 
+def test_arguments_reach_redis_as_redis_py_sends_them(url: str) -> None:
+    """Floats, big integers, bytes and non-ASCII text in a batch are stored as redis-py's own
+    client stores them (the batch is packed by hiredis directly)."""
+    values: list[str | bytes | int | float] = [0.1, 1e20, 1e-7, 123456789.123456789, -3, 2**70, "é ü", b"\xff\x00"]
+    plain = redis.Redis.from_url(url)
+    for n, value in enumerate(values):
+        plain.set(f"plain:{n}", value)
+
+    async def run() -> None:
+        pipeline = AutoPipeline(redis.asyncio.Redis.from_url(url, decode_responses=True))
+        try:
+            await asyncio.gather(*(pipeline.call("SET", f"grouped:{n}", value) for n, value in enumerate(values)))
+        finally:
+            await pipeline.close()
+
+    asyncio.run(run())
+    for n in range(len(values)):
+        assert plain.get(f"grouped:{n}") == plain.get(f"plain:{n}"), values[n]
+
+
 def test_a_failing_command_fails_alone(url: str) -> None:
     redis.Redis.from_url(url).set("text", "not a hash")
 

@@ -8,8 +8,10 @@ its own reply before it answers, so nothing is acknowledged before Redis has it.
 
 The batch is written to one connection kept for the purpose and its replies read back in
 order: redis-py's ``Pipeline`` (a pool checkout, a retry wrapper and an object per batch)
-cost about as much again as the round trip itself.  Replies are as Redis sends them (no
-response callbacks: ``HINCRBYFLOAT`` answers a string).
+cost about as much again as the round trip itself.  The batch is packed by hiredis directly
+(the bytes redis-py's hiredis packer sends, without its per-argument encoder: 0.7 against
+6.6 us a command).  Replies are as Redis sends them (no response callbacks:
+``HINCRBYFLOAT`` answers a string).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import hiredis
 import redis.asyncio
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
@@ -64,7 +67,9 @@ class AutoPipeline:
             self._connection = await self.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         connection = self._connection
         try:
-            await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            # hiredis's stub types a command as a one-element tuple; it takes any length.
+            packed = b"".join([hiredis.pack_command(command) for command in commands])  # type: ignore[arg-type]
+            await connection.send_packed_command(packed, check_health=False)
             replies: list[Any] = []
             for _ in commands:
                 try:
