@@ -96,8 +96,10 @@ class Redactor:
             text = pattern.sub(MASK, text)
         lowered = text.lower()
         for shape, replacement, needles in _SHAPES:
-            if any(needle in lowered for needle in needles):
-                text = shape.sub(replacement, text)
+            for needle in needles:  # a loop, not any(): half the time of a generator per line
+                if needle in lowered:
+                    text = shape.sub(replacement, text)
+                    break
         return text
 
 
@@ -220,6 +222,10 @@ def configure(level: str = "INFO", fmt: str = "text", stream: IO[str] | None = N
     if fmt not in FORMATS:
         raise ValueError(f"log format {fmt!r}: choose text or json")
     handler = make_handler(fmt, stream or sys.stderr)
+    # No formatter here prints a record's thread or process: not collecting them saves a
+    # microsecond a record (the logging HOWTO's "Optimization"), and the access log makes one
+    # a request.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
