@@ -1,13 +1,16 @@
 """Benchmark: GitHub webhook acknowledgement throughput of `wasmbot serve` beside a bare aiohttp handler.
 
     python3 bench/github.py [--requests 4000] [--concurrency 20] [--rounds 3] [--tree PATH]
+                            [--event-loop uvloop|asyncio]
 
 A server replica must keep up with a busy organisation's deliveries.  This posts signed
 ``issue_comment`` deliveries of a pull request comment without a command (verified,
 de-duplicated, routed, counted; nothing to do) to one `wasmbot serve` whose store is a real
 ``redis-server``, ``--concurrency`` clients at a time over keep-alive connections, each with
 its own ``X-GitHub-Delivery``.  The same-run baseline is a bare aiohttp handler
-(bench/serving.py) that reads the same body and answers the same JSON.  Rounds alternate
+(bench/serving.py) that reads the same body and answers the same JSON, on the event loop
+`wasmbot serve` runs on by default (uvloop; ``--event-loop asyncio`` for asyncio's own), so
+that the two differ in the work they do, not in the loop they do it on.  Rounds alternate
 between the two so that load changes on the machine hit both alike.  Figures: requests per
 second, p50 and p99 milliseconds, the server process's CPU time per request (user + system,
 which other load on the machine changes little) and the ratio of the throughputs.  ``--tree`` serves another
@@ -36,6 +39,9 @@ from serving import bare, post_deliveries, serve  # noqa: E402
 from webhook import comment, stand_in  # noqa: E402
 
 from bot.localservices import start_redis  # noqa: E402
+from workers.config import Settings  # noqa: E402
+
+DEFAULT_LOOP = Settings.model_fields["web_event_loop"].default
 
 
 def listener(url: str) -> psutil.Process:
@@ -58,6 +64,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout to serve (default: this one)")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default=DEFAULT_LOOP,
+                        help=f"the bare handler's event loop (default: {DEFAULT_LOOP}, as wasmbot serve's)")
     args = parser.parse_args()
     api, settings = stand_in()
     try:
@@ -69,7 +77,7 @@ def main() -> None:
             redis = start_redis(Path(tmp) / "redis")
             try:
                 with serve(tmp, args.tree, settings | {"REDIS_URL": redis.url}) as served, \
-                        bare(tmp) as baseline:
+                        bare(tmp, args.event_loop) as baseline:
                     targets = {"bare aiohttp": f"{baseline}/github/webhook",
                                "wasmbot serve": f"{served}/github/webhook"}
                     servers = {name: listener(url) for name, url in targets.items()}
@@ -110,6 +118,7 @@ class Result:
 def report(args: argparse.Namespace, raw: bytes, results: dict[str, Result]) -> None:
     print(f"{args.tree}: issue_comment without a command ({len(raw)} bytes), Redis store; "
           f"{args.rounds} x {args.requests} deliveries per server, {args.concurrency} at a time; "
+          f"bare aiohttp on {args.event_loop}; "
           f"load average {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
     print(f"{'server':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'server CPU us/req':>19}"
           f"{'client CPU':>12}{'Redis CPU':>11}")

@@ -57,16 +57,18 @@ def serve(tmp: str, tree: Path, settings: dict[str, str]) -> Iterator[str]:
 
 
 @contextmanager
-def bare(tmp: str) -> Iterator[str]:
+def bare(tmp: str, event_loop: str) -> Iterator[str]:
     """A bare aiohttp handler (this file run as a program): ``POST /github/webhook`` reads the
-    body and answers JSON, as `wasmbot serve` does, and nothing else; yield its URL."""
+    body and answers JSON, as `wasmbot serve` does, and nothing else, on ``event_loop`` (uvloop
+    or asyncio); yield its URL."""
     env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    with _running("bare aiohttp", [sys.executable, __file__], env, Path(tmp),
+    with _running("bare aiohttp", [sys.executable, __file__, event_loop], env, Path(tmp),
                   Path(tmp) / "bare.log", "/healthz") as url:
         yield url
 
 
-def _bare_main(port: int) -> None:
+def _bare_main(event_loop: str, port: int) -> None:
+    import uvloop
     from aiohttp import web
 
     async def handler(request: web.Request) -> web.Response:
@@ -79,11 +81,12 @@ def _bare_main(port: int) -> None:
     app = web.Application()
     app.router.add_post("/github/webhook", handler)
     app.router.add_get("/healthz", healthz)
-    web.run_app(app, host="127.0.0.1", port=port, print=None)
+    loop = uvloop.new_event_loop() if event_loop == "uvloop" else asyncio.new_event_loop()
+    web.run_app(app, host="127.0.0.1", port=port, print=None, loop=loop)
 
 
 if __name__ == "__main__":
-    _bare_main(int(sys.argv[1]))
+    _bare_main(sys.argv[1], int(sys.argv[2]))
 
 
 async def post_deliveries(urls: list[str], raw: bytes, headers: dict[str, str], n: int,

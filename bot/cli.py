@@ -92,14 +92,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _setup()
     _start_logging(args, settings)
-    import asyncio
-
     from bot.application import make_app
-    from bot.serving import serve
+    from bot.serving import run
     from bot.web import JobAccessLogger
 
     host, port = args.host or settings.web_host, args.port if args.port is not None else settings.web_port
-    asyncio.run(serve(make_app(settings), settings, host, port, access_log_class=JobAccessLogger))
+    run(make_app(settings), settings, host, port, access_log_class=JobAccessLogger)
     return 0
 
 

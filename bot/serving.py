@@ -8,6 +8,10 @@ per route (``bot.httpbody.read_body``).  ``ConnectionGuard`` caps open connectio
 closes the oldest connection that is not in a request, so a flood of idle or half-sent
 connections cannot lock out a health probe or a webhook, and the process never holds an
 unbounded number of descriptors.
+
+``run`` serves on the event loop ``web_event_loop`` names: uvloop by default, asyncio's own
+as the fallback; aiohttp supports both, and the limits here hold on both
+(tests/test_serve_limits.py runs each).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import asyncio
 import logging
 import resource
 import signal
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -35,10 +40,10 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports have asyncio.Transport's methods without being its subclasses.
+        self.transport = cast(asyncio.Transport, transport)
         if not self.guard.admit(self):
-            transport.abort()
+            self.transport.abort()
             return
         self.handler.connection_made(transport)
 
@@ -118,9 +123,20 @@ async def serve(app: web.Application, settings: Settings, host: str, port: int, 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     listener = await loop.create_server(guard, host, port, backlog=settings.web_backlog, reuse_address=True)
-    log.info("serving on http://%s:%s", host, port)
+    log.info("serving on http://%s:%s (event loop: %s)", host, port, settings.web_event_loop)
     try:
         await stop.wait()
     finally:
         listener.close()
         await app_runner.cleanup()
+
+
+def run(app: web.Application, settings: Settings, host: str, port: int, **runner: Any) -> None:
+    """``serve`` on the event loop ``settings.web_event_loop`` names, until SIGINT or SIGTERM."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if settings.web_event_loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as loop:
+        loop.run(serve(app, settings, host, port, **runner))

@@ -30,10 +30,15 @@ BODY_TIMEOUT = 2.0
 LIMIT = 1024  # the default web_max_connections: fewer than the slow clients, so some are evicted
 
 
-@pytest.fixture
-def served(wasmbot: Wasmbot) -> Iterator[tuple[str, SlackStandIn, int]]:
+@pytest.fixture(params=["uvloop", "asyncio"])
+def served(request: pytest.FixtureRequest, wasmbot: Wasmbot) -> Iterator[tuple[str, SlackStandIn, int]]:
+    """The server on each event loop it can run on (``web_event_loop``): the limits are the
+    guard's and aiohttp's, and hold on both."""
+    loop = request.param
     with front_ends(wasmbot, {"WASMBOT_WEB_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
-                              "WASMBOT_WEB_BODY_TIMEOUT": str(BODY_TIMEOUT)}) as (url, slack, process):
+                              "WASMBOT_WEB_BODY_TIMEOUT": str(BODY_TIMEOUT),
+                              "WASMBOT_WEB_EVENT_LOOP": loop}) as (url, slack, process):
+        assert f"serving on {url} (event loop: {loop})" in (wasmbot.workdir / "serve.log").read_text()
         yield url, slack, process.pid
 
 
