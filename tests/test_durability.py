@@ -177,3 +177,20 @@ def test_a_key_is_claimed_once_until_its_ttl_runs_out(store: JobStore) -> None:
     again, held, later = asyncio.run(on_the_loop())
     assert again == "first" and later == "later"
     assert len(set(held)) == 1 and held[0] in {f"n{i}" for i in range(8)}
+
+    # Taken back once (a one-use token); an expired or unknown key is not there to take.
+    assert store.take_key("delivery:1") == "first" and store.take_key("delivery:1") is None
+    assert store.claim_key("delivery:1", "anew", ttl=60) == "anew"
+    assert store.claim_key("delivery:4", "brief", ttl=0.2) == "brief"
+    time.sleep(0.3)
+    assert store.take_key("delivery:4") is None and store.take_key("never") is None
+
+
+def test_a_shared_document_is_kept_replaced_and_dropped(store: JobStore) -> None:
+    assert store.view("doc") is None
+    store.save_view("doc", "one")
+    store.save_view("doc", "two")
+    assert store.view("doc") == "two"
+    store.drop_view("doc")
+    store.drop_view("doc")  # dropping what is gone is no error
+    assert store.view("doc") is None

@@ -256,6 +256,43 @@ def test_a_replica_killed_while_creating_the_check_run_leaves_one_check_run(repl
     assert len(api.comments_on(REPO, 2)) == 1
 
 
+@pytest.mark.parametrize("wasmbot", ["redis"], indirect=True)
+def test_a_slack_install_begun_on_one_replica_ends_on_the_other_and_serves_both(
+        wasmbot: Wasmbot, slack_api: SlackStandIn) -> None:
+    """Installed through OAuth, a workspace's token is in the store, not one replica's data
+    directory: the install page on one replica, the redirect on the other, and both answer that
+    workspace's commands with its token; a state is good once, on either replica."""
+    env = {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": "", "SLACK_API_URL": slack_api.api_url,
+           "SLACK_CLIENT_ID": slack_api.client_id, "SLACK_CLIENT_SECRET": slack_api.client_secret,
+           "WASMBOT_SOURCE_ROOT": str(ROOT), "WASMBOT_LOG_LINK_KEY": KEY,
+           "WASMBOT_PUBLIC_URL": f"http://127.0.0.1:{free_port()}"}
+    first, second = (start_replica(wasmbot, env, name) for name in ("a", "b"))
+    try:
+        page = requests.get(f"{first.url}/slack/install", timeout=10)
+        assert page.status_code == 200
+        state = re.search(r"state=([^&\"]+)", page.text).group(1)  # type: ignore[union-attr]
+        cookie = {"Cookie": page.headers["Set-Cookie"].split(";")[0]}  # as the browser sends it back
+        done = requests.get(f"{second.url}/slack/oauth_redirect", params={"code": "c0de", "state": state},
+                            headers=cookie, timeout=10)
+        assert done.status_code == 200, done.text
+        again = requests.get(f"{first.url}/slack/oauth_redirect", params={"code": "c0de", "state": state},
+                             headers=cookie, timeout=10)
+        assert again.status_code != 200 and len(slack_api.called("oauth.v2.access")) == 1
+
+        for n, replica in enumerate((first, second), start=1):  # each posts its job's message
+            body = slash_command("build examples/hello-c", slack_api.response_url(f"commands/{uuid.uuid4().hex}"))
+            answer = requests.post(f"{replica.url}/slack/events", data=body.encode(), timeout=30,
+                                   headers=signed_headers(body, "application/x-www-form-urlencoded"))
+            assert answer.status_code == 200 and answer.text == "", answer.text
+            posted = slack_api.wait_for(lambda api, n=n: api.called("chat.postMessage")[n - 1:n], timeout=30)
+            assert posted[0].token == "xoxb-installed-c0de"  # the installation's token, on either replica
+        assert list((wasmbot.workdir / "data-b").glob("slack/**/bot-*")) == []  # nothing kept locally
+    finally:
+        for replica in (first, second):
+            replica.process.terminate()
+            replica.process.wait(30)
+
+
 # -- the rules underneath ------------------------------------------------------------------------
 
 def test_a_lease_is_held_renewed_taken_over_once_lapsed_and_dropped(store: JobStore) -> None:
@@ -339,3 +376,4 @@ def test_log_links_share_a_configured_key_and_expire(tmp_path: Path) -> None:
     assert loglinks.log_url(shared, "abc123") is None
     assert not loglinks.verify(shared, "abc123", query["sig"], query["exp"], now=1000.0)
     assert KEY not in repr(one) and KEY not in str(one.model_dump())
+

@@ -4,6 +4,7 @@ and a stand-in of Slack's Web API that the real slack_sdk client talks to."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -23,6 +24,7 @@ from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers, sl
 
 from bot.localservices import Service, free_port
 from workers.jobs import State
+from workers.store import JobStore
 
 PAYLOADS = TESTDATA / "slack"
 
@@ -285,6 +287,53 @@ def test_oauth_install_then_commands_use_that_workspaces_token(wasmbot: Wasmbot,
     finally:
         bot.process.terminate()
         bot.process.wait(30)
+
+
+def test_installations_are_kept_in_the_store_and_an_earlier_versions_are_moved_in(
+        store: JobStore, tmp_path: Path) -> None:
+    """Installations follow slack_sdk's file store's rules (latest bot, latest installer, each
+    user's; a user's installation carries the latest bot token; org-wide installs by org), and
+    those an earlier version wrote with slack_sdk's own file store are moved in once."""
+    from slack_sdk.oauth.installation_store import FileInstallationStore
+    from slack_sdk.oauth.installation_store.models.installation import Installation
+
+    from bot.slack.installations import StoredInstallations, import_files
+
+    def installed(team: str | None, user: str, token: str, *, org: bool = False) -> Installation:
+        return Installation(app_id="A1", enterprise_id="E1" if org else None, team_id=team, user_id=user,
+                            bot_token=token, bot_id="B1", bot_user_id="U0BOT", bot_scopes="commands",
+                            is_enterprise_install=org)
+
+    legacy = tmp_path / "slack" / "installations"
+    files = FileInstallationStore(base_dir=str(legacy))
+    files.save(installed("T1", "U1", "xoxb-first"))
+    files.save(installed("T1", "U2", "xoxb-second"))  # a later install by another user: the latest bot
+    files.save(installed(None, "U3", "xoxb-org", org=True))
+    assert import_files(legacy, store) == 2 and not legacy.exists()
+    assert import_files(legacy, store) == 0  # once
+
+    stored = StoredInstallations(store)
+
+    async def read() -> list[Any]:
+        return [await stored.async_find_bot(enterprise_id=None, team_id="T1"),
+                await stored.async_find_installation(enterprise_id=None, team_id="T1", user_id="U1"),
+                await stored.async_find_installation(enterprise_id=None, team_id="T1"),
+                await stored.async_find_bot(enterprise_id="E1", team_id="T9", is_enterprise_install=True),
+                await stored.async_find_bot(enterprise_id=None, team_id="T2")]
+
+    bot, first_user, latest, org, elsewhere = asyncio.run(read())
+    assert bot.bot_token == "xoxb-second" and first_user.user_id == "U1"
+    assert first_user.bot_token == "xoxb-second"  # a user's installation carries the latest bot token
+    assert latest.user_id == "U2" and org.bot_token == "xoxb-org" and elsewhere is None
+
+    async def uninstall() -> tuple[Any, Any]:
+        await stored.async_delete_bot(enterprise_id=None, team_id="T1")
+        await stored.async_delete_installation(enterprise_id=None, team_id="T1")
+        return (await stored.async_find_bot(enterprise_id=None, team_id="T1"),
+                await stored.async_find_installation(enterprise_id=None, team_id="T1", user_id="U1"))
+
+    assert asyncio.run(uninstall()) == (None, None)
+    assert store.view("slack-installations:/T1") is None  # nothing left of the workspace
 
 
 @pytest.mark.parametrize("wasmbot", ["sqlite"], indirect=True)

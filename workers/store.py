@@ -69,6 +69,7 @@ class JobStore(Protocol):
     def ping(self) -> None: ...
     def claim_key(self, key: str, value: str, ttl: float) -> str: ...
     async def claim_key_async(self, key: str, value: str, ttl: float) -> str: ...
+    def take_key(self, key: str) -> str | None: ...
     def add_work(self, key: str, value: str, ttl: float) -> bool: ...
     def swap_work(self, key: str, old: str, new: str | None) -> bool: ...
     def open_work(self, prefix: str) -> dict[str, str]: ...
@@ -76,6 +77,7 @@ class JobStore(Protocol):
     def deploys(self, env: str | None = None, limit: int = 1000) -> list[dict[str, str]]: ...
     def save_view(self, name: str, data: str) -> None: ...
     def view(self, name: str) -> str | None: ...
+    def drop_view(self, name: str) -> None: ...
     def add_counts(self, counts: dict[str, float]) -> None: ...
     async def add_counts_async(self, counts: dict[str, float]) -> None: ...
     async def close_async(self) -> None: ...
@@ -381,6 +383,12 @@ class RedisStore:
         return _claimed(self.redis.set(self._key("once", key), value, nx=True, px=int(ttl * 1000), get=True),
                         value)
 
+    def take_key(self, key: str) -> str | None:
+        """Take back a claimed key: what it held, or None if it was never claimed, has expired
+        or was taken already (one-use tokens: a Slack install's state)."""
+        held: str | None = self.redis.getdel(self._key("once", key))  # type: ignore[assignment]
+        return held
+
     def _pipeline(self) -> AutoPipeline:
         """The running event loop's group commit (asyncio connections belong to one loop): the
         web front ends' per-request calls run on the loop, batched, not in a thread per call."""
@@ -453,13 +461,17 @@ class RedisStore:
         return sorted(found, key=lambda r: float(r["at"]), reverse=True)[:limit]
 
     def save_view(self, name: str, data: str) -> None:
-        """Keep ``data`` as the view ``name``: what a front end derived from slow sources (the
-        hub's module catalogue, read from the registry), shared by every replica."""
+        """Keep ``data`` as the document ``name``, shared by every replica: what a front end
+        derived from slow sources (the hub's module catalogue, read from the registry) or was
+        given once (Slack installations, bot/slack/installations.py)."""
         self.redis.set(self._key("view", name), data)
 
     def view(self, name: str) -> str | None:
         found: str | None = self.redis.get(self._key("view", name))  # type: ignore[assignment]
         return found
+
+    def drop_view(self, name: str) -> None:
+        self.redis.delete(self._key("view", name))
 
     # -- metrics: counters every process adds to (workers/metrics.py names them) --
 
@@ -753,6 +765,11 @@ class SqliteStore:
     async def claim_key_async(self, key: str, value: str, ttl: float) -> str:
         return await asyncio.to_thread(self.claim_key, key, value, ttl)  # SQLite blocks: off the loop
 
+    def take_key(self, key: str) -> str | None:
+        row = self._connect().execute("DELETE FROM once WHERE key = ? AND expires > ? RETURNING value",
+                                      (key, time.time())).fetchone()
+        return str(row[0]) if row else None
+
     def add_work(self, key: str, value: str, ttl: float) -> bool:
         with self._immediate() as db:
             now = time.time()
@@ -809,6 +826,9 @@ class SqliteStore:
     def view(self, name: str) -> str | None:
         row = self._connect().execute("SELECT data FROM views WHERE name = ?", (name,)).fetchone()
         return str(row[0]) if row else None
+
+    def drop_view(self, name: str) -> None:
+        self._connect().execute("DELETE FROM views WHERE name = ?", (name,))
 
     # -- metrics: counters every process adds to (workers/metrics.py names them) --
 

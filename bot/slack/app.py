@@ -60,7 +60,7 @@ class SlackFrontEnd:
         retry: list[AsyncRetryHandler] = [AsyncRateLimitErrorRetryHandler(max_retry_count=3)]
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
         self.client = AsyncWebClient(token=token, base_url=settings.slack_api_url, retry_handlers=retry)
-        oauth = oauth_settings(settings)
+        oauth = oauth_settings(settings, self.store)
         if oauth is not None:
             self.client.token = None  # each team's own installation token is used instead
         self.app = AsyncApp(

@@ -1,18 +1,19 @@
 """Which Slack workspace a request comes from, and the Web API client that answers it there.
 
 One bot token serves one workspace; with a client id and secret wasmbot is installed through
-OAuth instead, and each workspace (or an Enterprise Grid org) has its own installation token.
+OAuth instead, and each workspace (or an Enterprise Grid org) has its own installation token,
+kept in the job store so that every replica has it (bot/slack/installations.py).
 """
 
 from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
-from slack_sdk.oauth.installation_store import FileInstallationStore
-from slack_sdk.oauth.state_store import FileOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.installations import STATE_TTL, StoredInstallations, StoredStates, import_files
 from workers.config import Settings
+from workers.store import JobStore
 
 # The bot token scopes the app manifest asks for (deploy/slack-app-manifest.yaml says why).
 SCOPES = ["commands", "chat:write", "chat:write.public", "usergroups:read", "app_mentions:read"]
@@ -23,17 +24,19 @@ def workspace(enterprise: str | None, team: str | None) -> str:
     return f"{enterprise or ''}/{team or ''}"
 
 
-def oauth_settings(settings: Settings) -> AsyncOAuthSettings | None:
-    """OAuth installs, kept under the data directory, when a client id and secret are set."""
+def oauth_settings(settings: Settings, store: JobStore) -> AsyncOAuthSettings | None:
+    """OAuth installs, kept in the job store, when a client id and secret are set (those an
+    earlier version kept under the data directory are moved in first)."""
     if not (settings.slack_client_id and settings.slack_client_secret):
         return None
-    folder = settings.data_dir / "slack"
+    import_files(settings.data_dir / "slack" / "installations", store)
     return AsyncOAuthSettings(
         client_id=settings.slack_client_id,
         client_secret=settings.slack_client_secret.get_secret_value(),
         scopes=SCOPES,
-        installation_store=FileInstallationStore(base_dir=str(folder / "installations")),
-        state_store=FileOAuthStateStore(expiration_seconds=600, base_dir=str(folder / "states")),
+        installation_store=StoredInstallations(store),
+        state_store=StoredStates(store),
+        state_expiration_seconds=STATE_TTL,
         install_path="/slack/install",
         redirect_uri_path="/slack/oauth_redirect",
     )
