@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -142,6 +143,37 @@ def test_build_test_and_push_on_different_hosts(wasmbot: Wasmbot, registry: Serv
     assert shown is not None and all(c.name in shown for c in report.cases) and "3/3" in shown
     junit = artifacts.get(settings, wasmbot.store, job.artifacts["junit"]).decode()
     assert 'tests="4" failures="0"' in junit and "a request with x-deny gets a local 403" in junit
+
+
+@pytest.mark.parametrize("wasmbot", ["redis"], indirect=True)
+def test_a_chat_or_terminal_source_is_needed_only_where_it_is_built(wasmbot: Wasmbot, registry: Service) -> None:
+    """A terminal's or chat's source is a directory where the job is submitted (the CLI's working
+    directory, ``source_root`` for Slack): the build reads it, and what later stages need of it
+    (the test cases, the git revision the image names) goes with the build's outputs, so test
+    and push run on a host that has no such directory."""
+    wasmbot.env["WASMBOT_LEASE_TTL"] = "60"
+    builder, builder_state = build_only(wasmbot, "a")
+    wait_registered(wasmbot, {"worker-0.log": ["c"]})
+    checkout = builder_state / "sources" / "add-header"  # on host A only
+    shutil.copytree(ROOT / "tests" / "filters" / "c", checkout)
+    for git in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@example.com",
+                                               "commit", "-qm", "the filter"]):
+        subprocess.run(["git", "-C", str(checkout), *git], check=True)
+    revision = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    ref = f"{registry_host(registry)}/chat-source-{wasmbot.workdir.name[-8:].lower().strip('_')}:v1"
+    submitted = wasmbot.cli("run", "--detach", f"/wasm build add-header --tag {ref}", cwd=checkout.parent)
+    job_id = re.search(r"job ([0-9a-f]{12}) submitted", submitted.stdout).group(1)  # type: ignore[union-attr]
+    wasmbot.wait(job_id, stage="build", until="succeeded")
+    gone(builder, builder_state)  # the source goes with host A
+
+    general(wasmbot, "b")
+    job = wasmbot.wait(job_id)
+    assert job.state is State.SUCCEEDED, [(s.name, s.state, s.error) for s in job.stages]
+    assert job.stage("test").result["cases"] == "3/3"  # the source's cases, not a plain GET
+    manifest = requests.get(f"{registry.url}/v2/{ref.split('/', 1)[1].replace(':', '/manifests/')}",
+                            headers={"Accept": MANIFEST_MEDIA_TYPE}, timeout=10).json()
+    assert manifest["annotations"]["org.opencontainers.image.revision"] == revision
 
 
 @pytest.mark.parametrize("wasmbot", ["redis"], indirect=True)

@@ -15,6 +15,7 @@ from workers.config import Settings
 from workers.jobs import Job, Stage, State
 from workers.oci import image
 from workers.stages import StageContext
+from workers.stages import build as build_stage
 from workers.stages import push as push_stage
 from workers.store import open_store
 
@@ -23,7 +24,8 @@ def push_stage_run(module: Path, ref: str, settings: Settings, workdir: Path,
                    log: list[str] | None = None) -> dict[str, str]:
     build = Stage(name="build", state=State.SUCCEEDED, result={
         "root_ids": "add-header",
-        "module_sha256": "sha256:" + hashlib.sha256(module.read_bytes()).hexdigest()})
+        "module_sha256": "sha256:" + hashlib.sha256(module.read_bytes()).hexdigest()}
+        | build_stage.revision(module.parent))  # as the build found the source
     test = Stage(name="test", state=State.SUCCEEDED, result={"abi_version": "0.2.1"})
     job = Job(requester="t", origin="t", text="", source_root=str(module.parent.parent),
               command={"name": "build", "source": module.parent.name, "tag": ref}, stages=[build, test, Stage(name="push")])
@@ -99,9 +101,14 @@ def test_compat_layer_is_the_same_for_the_same_module(filter_module) -> None:
     assert a.manifest() == b.manifest()
 
 
-def test_source_url_credentials_never_reach_an_annotation() -> None:
-    assert push_stage._without_userinfo("https://bot:ghp_secret@github.com/acme/f.git") == \
-        "https://github.com/acme/f.git"
+def test_source_url_credentials_never_reach_an_annotation(tmp_path: Path) -> None:
+    """The build reads the source's remote for the image's provenance, without its credentials."""
+    for git in (["init", "-q"], ["remote", "add", "origin", "https://bot:ghp_secret@github.com/acme/f.git"],
+                ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x"]):
+        sandbox.subprocess.run(["git", "-C", str(tmp_path), *git], check=True)
+    found = build_stage.revision(tmp_path)
+    assert found["source_url"] == "https://github.com/acme/f.git" and len(found["revision"]) == 40
+    assert found["committed"].isdigit()
 
 
 def test_a_tag_with_a_digest_that_is_not_the_images_is_refused_before_any_upload(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import wasmtime
 
-from workers.abitest.cases import Case, CasesError, Suite, load, smoke
+from workers.abitest.cases import Case, CasesError, Suite, load, loads, smoke
 from workers.abitest.driver import CaseRun, Instance
 from workers.abitest.expect import Difference, judge
 from workers.abitest.report import CaseResult, Report
@@ -21,7 +21,7 @@ from workers.abitest.state import World
 from workers.abitest.validate import Problem, validate
 from workers.abitest.vm import CallbackFailed, CompileRefused, Limits, compile_module
 
-__all__ = ["CasesError", "Limits", "Report", "Suite", "load", "run", "smoke"]
+__all__ = ["CasesError", "Limits", "Report", "Suite", "load", "loads", "run", "smoke"]
 
 # Where a module that cannot find its root context fails (SDKs register root contexts by name).
 ROOT_CALLBACKS = frozenset({"proxy_on_context_create", "proxy_on_vm_start", "proxy_on_configure"})

@@ -215,18 +215,25 @@ def _explain(error: jsonschema.ValidationError) -> str:
 
 
 def load(path: Path, default_root_id: str, root_id_guess: str = "") -> Suite:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CasesError(f"cannot read {path}: {exc.strerror}") from None
+    return loads(text, path.name, default_root_id, root_id_guess)
+
+
+def loads(text: str, name: str, default_root_id: str, root_id_guess: str = "") -> Suite:
+    """The suite in ``text``, a cases file called ``name`` (for its errors)."""
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise CasesError(f"cannot read {path}: {exc.strerror}") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise CasesError(f"{path.name} is not valid YAML{where}: "
+        raise CasesError(f"{name} is not valid YAML{where}: "
                          f"{getattr(exc, 'problem', None) or exc}") from None
-    return parse(data, default_root_id, source=path.name, root_id_guess=root_id_guess)
+    return parse(data, default_root_id, source=name, root_id_guess=root_id_guess)
 
 
 def smoke(root_id: str, plugin_config: bytes = b"", vm_config: bytes = b"", root_id_guess: str = "") -> Suite:

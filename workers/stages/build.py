@@ -23,6 +23,7 @@ from workers.recipes import Recipe
 from workers.stages import StageContext, StageError, checkout, keep, relative_paths
 
 TOOLCHAIN_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "toolchains" / "build-image.sh"
+MAX_CASES = 4 * 2**20  # a test cases file is a page of YAML, not a data set
 ERROR_LINE = re.compile(r"\berror\b|\bpanic\b|cannot find|undefined|not found", re.IGNORECASE)
 # The compile's wrapper: once the recipe has finished, /out (a size-capped tmpfs) must hold only
 # regular files, and filter.wasm goes to the container's stdout, of which the worker reads at
@@ -127,7 +128,46 @@ def run(ctx: StageContext) -> dict[str, str]:
     digest = hashlib.sha256(module).hexdigest()
     ctx.log(f"filter.wasm: {len(module)} bytes, sha256:{digest}")
     return {"module": keep(ctx, "filter.wasm", module, large=True), "module_sha256": f"sha256:{digest}",
-            "lang": lang, "module_size": str(len(module)), "name": name, "root_ids": ",".join(roots)} | cached
+            "lang": lang, "module_size": str(len(module)), "name": name, "root_ids": ",".join(roots)
+            } | cached | test_cases(ctx, source, config) | revision(source)
+
+
+def test_cases(ctx: StageContext, source: Path, config: repoconfig.RepoConfig) -> dict[str, str]:
+    """The source's test cases, kept with the module: the test stage may run where the source
+    is not (a terminal's or chat's source is a directory on the host it was submitted to), and
+    tests what was built, not the source as it is by then.  ``test_cases`` is "" without one."""
+    cases = source / config.test.cases
+    if cases.exists() and not cases.resolve().is_relative_to(source.resolve()):
+        raise StageError(f"{cases.name} points outside the source tree")
+    if not cases.is_file():
+        return {"test_cases": "", "test_cases_name": cases.name}
+    if cases.stat().st_size > MAX_CASES:
+        raise StageError(f"{cases.name} is over {MAX_CASES // 2**20} MiB")
+    return {"test_cases": keep(ctx, "test-cases.yaml", cases.read_bytes()), "test_cases_name": cases.name}
+
+
+def revision(source: Path) -> dict[str, str]:
+    """Where the source came from, as git says (its remote, without credentials; its commit
+    and that commit's time), for the image's provenance annotations; nothing outside git."""
+    url = _git(source, "remote", "get-url", "origin") or ""
+    commit = _git(source, "rev-parse", "HEAD") or ""
+    committed = _git(source, "log", "-1", "--format=%ct", commit) if commit else None
+    found = {"source_url": _without_userinfo(url), "revision": commit,
+             "committed": committed if committed and committed.isdigit() else ""}
+    return {key: value for key, value in found.items() if value}
+
+
+def _without_userinfo(url: str) -> str:
+    """``https://user:token@host/x`` must not end up in a public annotation."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url)
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def build(ctx: StageContext, recipe: Recipe, source: Path) -> tuple[bytes, bool]:

@@ -8,19 +8,15 @@ manifest digest: the value a WasmPlugin's ``sha256`` pins.
 
 from __future__ import annotations
 
-import re
-import subprocess
 import time
-from pathlib import Path
 
-from workers.commands import BuildCommand, PushCommand, source_of
+from workers.commands import BuildCommand, PushCommand
 from workers.oci import image, reference
 from workers.oci.connect import connect
 from workers.oci.layercache import LayerCache
 from workers.oci.push import Pushed, push, targets
 from workers.oci.registry import RegistryError
 from workers.stages import StageContext, StageError, StageSkipped, load
-from workers.stages.build import source_dir
 
 
 def run(ctx: StageContext) -> dict[str, str]:
@@ -60,38 +56,20 @@ def run(ctx: StageContext) -> dict[str, str]:
 
 
 def provenance(ctx: StageContext, version: str) -> dict[str, str]:
-    """OCI annotations saying where the module came from: the source's git checkout."""
-    try:
-        folder = source_dir(ctx)
-    except StageError:  # provenance is best effort: the source may be gone by now
-        folder = Path(source_of(ctx.job.command) or "module")
-    source = _git(folder, "remote", "get-url", "origin") or ""
-    revision = _git(folder, "rev-parse", "HEAD") or ""
-    committed = _git(folder, "log", "-1", "--format=%ct", revision) if revision else None
-    created = float(committed) if committed and committed.isdigit() else time.time()
+    """OCI annotations saying where the module came from, as the build found its source."""
+    build = ctx.job.stage("build").result
+    committed = build.get("committed")
+    created = float(committed) if committed else time.time()
     found = {
         # The filter's name as the build found it declared (not a checkout directory's name).
-        "org.opencontainers.image.title": ctx.job.stage("build").result.get("name") or folder.name,
+        "org.opencontainers.image.title": build.get("name") or "module",
         "org.opencontainers.image.version": version,
         "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
-        "org.opencontainers.image.source": _without_userinfo(source),
-        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.source": build.get("source_url", ""),
+        "org.opencontainers.image.revision": build.get("revision", ""),
         "io.wasmbot.job": ctx.job.id,
     }
     return {key: value for key, value in found.items() if value}
-
-
-def _git(folder: Path, *args: str) -> str | None:
-    try:
-        proc = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def _without_userinfo(url: str) -> str:
-    """``https://user:token@host/x`` must not end up in a public annotation."""
-    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
 def _partly(done: list[Pushed]) -> str:

@@ -1,18 +1,18 @@
 """Test stage: run the module through the ABI harness with the source's ``wasm-tests.yaml``.
 
-The module is the build's, read from shared storage; the report (JSON for front ends, JUnit
-XML) is kept there too, so any worker may test and any front end may show it."""
+The module and the cases are the build's, read from shared storage (the source itself may be
+on another host); the report (JSON for front ends, JUnit XML) is kept there too, so any
+worker may test and any front end may show it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from workers import abitest, repoconfig
+from workers import abitest
 from workers.abitest.report import render_text, to_junit
 from workers.config import Settings
 from workers.stages import StageContext, StageError, keep, load
-from workers.stages.build import source_dir
 
 
 def limits(settings: Settings) -> abitest.Limits:
@@ -31,16 +31,18 @@ def run(ctx: StageContext) -> dict[str, str]:
     build = ctx.job.stage("build").result
     wasm = load(ctx, build["module"])
     root_id = (build.get("root_ids") or "").split(",")[0] or "root"
-    source = source_dir(ctx)
+    if "test_cases" not in build:
+        raise StageError("this module was built by an earlier wasmbot, which kept no test cases "
+                         "with it: run the job again")
+    name = build.get("test_cases_name") or "wasm-tests.yaml"
     try:
-        cases = source / repoconfig.load(source).test.cases
-        if cases.exists() and not cases.resolve().is_relative_to(source.resolve()):
-            raise StageError(f"{cases.name} points outside the source tree")
-        suite = abitest.load(cases, root_id) if cases.is_file() else abitest.smoke(root_id)
-    except (abitest.CasesError, repoconfig.RepoConfigError) as exc:
+        if build["test_cases"]:
+            suite = abitest.loads(load(ctx, build["test_cases"]).decode(errors="replace"), name, root_id)
+        else:
+            ctx.log(f"no {name} beside the source: running one plain GET")
+            suite = abitest.smoke(root_id)
+    except abitest.CasesError as exc:
         raise StageError(str(exc)) from None
-    if not cases.is_file():
-        ctx.log(f"no {cases.name} beside the source: running one plain GET")
     report = abitest.run(wasm, suite, limits=limits(ctx.settings), name="filter.wasm",
                          cache_dir=cache_dir(ctx.settings))
     for line in render_text(report).splitlines():
