@@ -115,8 +115,6 @@ def prunable(job: Job, before: float) -> bool:
     return job.state is State.PENDING and expires is not None and float(expires) < before
 
 
-# KEYS: the key.  ARGV: the value to set unless it is set, ttl in ms.  Returns what it holds.
-
 # Leases: a hash per group, item -> "EXPIRES OWNER", timed by Redis's clock.
 # KEYS: the group's hash.  ARGV: the item, its owner, ttl in seconds.  1: taken (or renewed).
 TAKE_LEASE = """
@@ -766,9 +764,10 @@ class SqliteStore:
         return await asyncio.to_thread(self.claim_key, key, value, ttl)  # SQLite blocks: off the loop
 
     def take_key(self, key: str) -> str | None:
-        row = self._connect().execute("DELETE FROM once WHERE key = ? AND expires > ? RETURNING value",
-                                      (key, time.time())).fetchone()
-        return str(row[0]) if row else None
+        # fetchall: the statement runs to its end, so its implicit transaction ends with it.
+        rows = self._connect().execute("DELETE FROM once WHERE key = ? AND expires > ? RETURNING value",
+                                       (key, time.time())).fetchall()
+        return str(rows[0][0]) if rows else None
 
     def add_work(self, key: str, value: str, ttl: float) -> bool:
         with self._immediate() as db:
