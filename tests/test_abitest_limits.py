@@ -74,7 +74,8 @@ def test_the_test_stage_takes_its_compile_caps_from_the_settings(tmp_path: Path)
               command={"name": "test", "source": "src"}, stages=[build, Stage(name="test")])
     settings = Settings(data_dir=tmp_path / "data", test_compile_seconds=0.5)
     ctx = StageContext(job=job, settings=settings, workdir=tmp_path / "work", log=lambda _: None)
-    build.result = {"module": keep(ctx, "filter.wasm", many_functions(200_000), large=True)}  # as the build does
+    build.result = {"module": keep(ctx, "filter.wasm", many_functions(200_000), large=True),  # as the build does
+                    "test_cases": ""}  # no wasm-tests.yaml: one plain GET
     with pytest.raises(StageError, match=r"too large to compile within 0\.5 s \(test_compile_seconds\)"):
         test_stage.run(ctx)
     assert not list((tmp_path / "data").glob("cache/compiled/*")), "nothing half-compiled is cached"
