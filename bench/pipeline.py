@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.localservices import start_redis, start_registry  # noqa: E402
+from bot.localservices import start_redis, start_registry, stop  # noqa: E402
 from workers.jobs import Job, State  # noqa: E402
 from workers.store import JobStore, RedisStore, SqliteStore  # noqa: E402
 
@@ -79,12 +79,7 @@ class Backend:
     def stop(self) -> None:
         # SIGTERM to the main process only: a warm shutdown.  Signalling the whole group kills
         # the pool's child first, and billiard's pool can then hang in its own shutdown.
-        self.worker.terminate()
-        try:
-            self.worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.worker.kill()
-            self.worker.wait()
+        stop([self.worker], timeout=60)
 
     def medians(self) -> dict[str, float]:
         return {key: statistics.median(values) for key, values in self.rows.items()}

@@ -52,7 +52,7 @@ from githubapi import webhook_headers  # noqa: E402
 from serving import post_deliveries, serve  # noqa: E402
 from webhook import comment, stand_in  # noqa: E402
 
-from bot.localservices import Service, _wait_until, start_redis  # noqa: E402
+from bot.localservices import Service, _wait_until, start_redis, stop  # noqa: E402
 
 SOURCE = "examples/hello-c"
 
@@ -148,14 +148,7 @@ def workers(cluster: Cluster, n: int, concurrency: int, logs: Path) -> Iterator[
     finally:
         pool = [kid for proc in procs if proc.poll() is None
                 for kid in psutil.Process(proc.pid).children(recursive=True)]
-        for proc in procs:  # warm shutdown of the main process (see bench/pipeline.py)
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(procs, timeout=60)  # the main processes only: a warm shutdown (see bench/pipeline.py)
         _, alive = psutil.wait_procs(pool, timeout=30)  # no pool process outlives its worker
         for kid in alive:
             kid.kill()

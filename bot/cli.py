@@ -109,7 +109,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     import signal
     import subprocess
 
-    from bot.localservices import ServiceError, start_registry
+    from bot.localservices import ServiceError, start_registry, stop
 
     log = logging.getLogger("wasmbot.dev")
     services = []
@@ -131,13 +131,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop(children, timeout=30)
         for service in services:
             service.stop()
     log.info("stopped")

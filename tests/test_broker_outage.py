@@ -19,7 +19,7 @@ import redis
 from conftest import ROOT
 from test_build import hostile_crate
 
-from bot.localservices import free_port
+from bot.localservices import free_port, stop
 from workers.jobs import State
 from workers.store import RedisStore
 
@@ -111,11 +111,4 @@ def test_a_redis_outage_during_a_stage_runs_it_once_and_the_job_ends(
         assert len(compiles) == 1
         assert all(w.poll() is None for w in workers), [log.read_text()[-3000:] for log in logs]
     finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            try:
-                w.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
+        stop(workers, timeout=60)
