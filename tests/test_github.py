@@ -102,10 +102,11 @@ def pull_request(api: GitHubStandIn, action: str, sha: str, *, fork: str | None 
     return event
 
 
-def open_pull_request(api: GitHubStandIn) -> None:
-    """REPO holding FILTER, with its pull request opened on a commit of it (the comment tests' start)."""
+def open_pull_request(api: GitHubStandIn) -> dict[str, Any]:
+    """REPO holding FILTER, with its pull request opened on a commit of it (the comment tests'
+    start); the ``pull_request.opened`` delivery, not yet delivered."""
     api.add_repo(REPO, FILTER)
-    pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    return pull_request(api, "opened", api.add_commit(REPO, FILTER))
 
 
 def comment_event(api: GitHubStandIn, body: str, association: str, login: str, *,

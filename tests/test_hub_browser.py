@@ -22,7 +22,7 @@ import redis
 from hubhelp import ROOT, Hub, browser, fetched_from, serve_hub, sign_in
 from kubeserver import KubeServer
 from ocihelp import client, host_of, module_bytes
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, Page, expect
 
 from bot.localservices import Service, start_registry
 from workers.oci import image, reference
@@ -111,15 +111,20 @@ def guarded(tmp_path: Path, redis_service: Service, own_registry: Service, kube:
             worker.wait(30)
 
 
+def approvals(page: Page, hub: Hub, login: str) -> tuple[Page, Locator]:
+    """``login`` signed in on the approvals page, where alice's deploy is the one waiting."""
+    sign_in(page, hub, login)
+    page.get_by_role("link", name="Approvals").click()
+    waiting = page.locator("section.approval")
+    expect(waiting).to_have_count(1)
+    return page, waiting
+
+
 def test_approve_a_deployment_and_see_it_go_out(guarded: tuple[Hub, dict[str, str], Pushed],
                                                 kube: KubeServer) -> None:
     hub, _, pushed = guarded
     with browser() as chromium:
-        page = chromium.new_page()
-        sign_in(page, hub, "bob")
-        page.get_by_role("link", name="Approvals").click()
-        waiting = page.locator("section.approval")
-        expect(waiting).to_have_count(1)
+        page, waiting = approvals(chromium.new_page(), hub, "bob")
         expect(waiting).to_contain_text(f"/wasm deploy {pushed.reference} --env prod")
         expect(waiting).to_contain_text(pushed.digest)
         waiting.get_by_role("button", name="Approve").click()
@@ -141,11 +146,7 @@ def test_who_may_not_approve_or_roll_back_cannot(guarded: tuple[Hub, dict[str, s
     hub, _, _ = guarded
     job_id = hub.store.recent(1)[0].id
     with browser() as chromium:
-        page = chromium.new_page()
-        sign_in(page, hub, "carol")
-        page.get_by_role("link", name="Approvals").click()
-        waiting = page.locator("section.approval")
-        expect(waiting).to_have_count(1)
+        page, waiting = approvals(chromium.new_page(), hub, "carol")
         expect(waiting).to_contain_text("you may not approve:prod")
         expect(waiting.get_by_role("button")).to_have_count(0)
         token = csrf_of(page)

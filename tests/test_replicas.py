@@ -26,7 +26,7 @@ import requests
 from conftest import ROOT, Wasmbot
 from githubapi import TOKEN, WEBHOOK_SECRET, GitHubStandIn, webhook_headers
 from slackapi import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, signed_headers, slash_command
-from test_github import FILTER, REPO, completed, pull_request
+from test_github import FILTER, REPO, completed, open_pull_request, pull_request
 
 from bot import loglinks
 from bot.follow import Follower, follow
@@ -149,8 +149,7 @@ def link_in(blocks: list[dict[str, Any]]) -> str:
 @pytest.mark.parametrize("wasmbot", ["redis"], indirect=True)
 def test_two_replicas_fed_the_same_deliveries_make_one_job_and_one_report_each(replicas: Replicas) -> None:
     api, a, b = replicas.github, *replicas.servers
-    api.add_repo(REPO, FILTER)
-    opened = pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    opened = open_pull_request(api)
     sha = opened["pull_request"]["head"]["sha"]
     delivery = str(uuid.uuid4())
     answers = both(lambda r: replicas.deliver(r, "pull_request", opened, delivery), replicas.servers)
@@ -212,8 +211,7 @@ def test_a_worker_killed_mid_stage_still_ends_the_job_exactly_once(replicas: Rep
 @pytest.mark.parametrize("wasmbot", ["redis"], indirect=True)
 def test_a_replica_killed_mid_report_is_taken_over_by_the_other(replicas: Replicas) -> None:
     api, a, b = replicas.github, *replicas.servers
-    api.add_repo(REPO, FILTER)
-    opened = pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    opened = open_pull_request(api)
     sha = opened["pull_request"]["head"]["sha"]
     assert replicas.deliver(a, "pull_request", opened, str(uuid.uuid4())).json()["message"] == "handled"
     assert replicas.command(a, replicas.slack_command_body("build examples/hello-c", "kill.replica")).status_code == 200
@@ -241,8 +239,7 @@ def test_a_replica_killed_mid_report_is_taken_over_by_the_other(replicas: Replic
 def test_a_replica_killed_while_creating_the_check_run_leaves_one_check_run(replicas: Replicas) -> None:
     """Killed after sending the check run but before noting its id: the next holder finds it."""
     api, a = replicas.github, replicas.servers[0]
-    api.add_repo(REPO, FILTER)
-    opened = pull_request(api, "opened", api.add_commit(REPO, FILTER))
+    opened = open_pull_request(api)
     sha = opened["pull_request"]["head"]["sha"]
     release = api.hold(r"/check-runs$")
     assert replicas.deliver(a, "pull_request", opened, str(uuid.uuid4())).json()["message"] == "handled"
